@@ -1,0 +1,6 @@
+/* reduce ops. (No ops implemented yet.) */
+#include "ops/ops.h"
+
+const ib__op_def ib__ops_reduce[] = {
+    {IB_OP_UNKNOWN, NULL, NULL},
+};

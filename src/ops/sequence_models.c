@@ -1,0 +1,6 @@
+/* sequence_models ops. (No ops implemented yet.) */
+#include "ops/ops.h"
+
+const ib__op_def ib__ops_sequence_models[] = {
+    {IB_OP_UNKNOWN, NULL, NULL},
+};

@@ -1,0 +1,110 @@
+/* Unit tests for core: dtype conversion, arena, thread pool, allocation hook, op list. */
+#include <pthread.h>
+
+#include "core/core.h"
+#include "ir/op_list.h"
+#include "test.h"
+
+TEST(half_roundtrip) {
+    float vals[] = {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f, 0.333251953125f};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
+        CHECK(ib__half_to_float(ib__float_to_half(vals[i])) == vals[i]);
+    CHECK(ib__float_to_half(1e6f) == 0x7c00);              /* overflow to inf */
+    CHECK(ib__float_to_half(1.0f + 1.0f / 4096) == 0x3c00); /* ties to even */
+    CHECK(ib__half_to_float(0x0001) == 5.9604645e-08f);    /* smallest subnormal */
+    float nan = ib__half_to_float(ib__float_to_half(NAN));
+    CHECK(nan != nan);
+}
+
+TEST(bf16_roundtrip) {
+    CHECK(ib__bf16_to_float(ib__float_to_bf16(1.0f)) == 1.0f);
+    CHECK(ib__bf16_to_float(ib__float_to_bf16(-3.0f)) == -3.0f);
+    CHECK(ib__float_to_bf16(1.00390625f) == 0x3f80); /* tie rounds to even */
+}
+
+TEST(saturating_store) {
+    int32_t x = 0;
+    ib__store_f64(&x, IB_DTYPE_INT32, 0, 1e20);
+    CHECK_EQ_INT(x, 2147483647);
+    ib__store_f64(&x, IB_DTYPE_INT32, 0, NAN);
+    CHECK_EQ_INT(x, 0);
+    uint8_t b = 7;
+    ib__store_f64(&b, IB_DTYPE_BOOL, 0, 0.5);
+    CHECK_EQ_INT(b, 1);
+}
+
+TEST(arena) {
+    ib__arena *a = NULL;
+    CHECK(ib__arena_create(&a) == IB_OK);
+    char *big = ib__arena_alloc(a, 1 << 20);
+    CHECK(big != NULL);
+    for (int i = 0; i < 10000; i++) {
+        int *p = ib__arena_alloc(a, 24);
+        CHECK(((uintptr_t)p & 15) == 0);
+        *p = i;
+    }
+    CHECK(strcmp(ib__arena_strndup(a, "abcdef", 3), "abc") == 0);
+    ib__arena_destroy(a);
+}
+
+static void sum_range(void *ctx, int64_t begin, int64_t end) {
+    int64_t *out = ctx;
+    for (int64_t i = begin; i < end; i++) out[i] = i * 2;
+}
+
+TEST(pool_parallel_for) {
+    ib__pool *p = NULL;
+    CHECK(ib__pool_create(3, &p) == IB_OK);
+    int64_t out[1000];
+    for (int rep = 0; rep < 50; rep++) {
+        memset(out, 0, sizeof out);
+        ib__parallel_for(p, 1000, sum_range, out);
+        int bad = 0;
+        for (int i = 0; i < 1000; i++) bad += out[i] != i * 2;
+        CHECK_EQ_INT(bad, 0);
+    }
+    ib__pool_destroy(p);
+    CHECK(ib__usable_cpus() >= 1);
+}
+
+static int g_fail_after = -1;
+static void *failing_alloc(void *user, void *ptr, size_t old, size_t n) {
+    (void)user;
+    (void)old;
+    if (n == 0) {
+        free(ptr);
+        return NULL;
+    }
+    if (g_fail_after == 0) return NULL;
+    if (g_fail_after > 0) g_fail_after--;
+    return realloc(ptr, n);
+}
+
+TEST(alloc_hook_failure) {
+    ib__set_allocator(failing_alloc, NULL);
+    g_fail_after = 0;
+    ib__arena *a = NULL;
+    CHECK(ib__arena_create(&a) == IB_ERR_OUT_OF_MEMORY);
+    g_fail_after = -1;
+    ib__set_allocator(NULL, NULL);
+}
+
+TEST(op_list_sorted_and_lookup) {
+    for (int i = 2; i < IB_OP_COUNT; i++) CHECK(strcmp(ib__op_name(i - 1), ib__op_name(i)) < 0);
+    CHECK(ib__op_lookup("Conv") == IB_OP_CONV);
+    CHECK(ib__op_lookup("LRN") == IB_OP_LRN);
+    CHECK(ib__op_lookup("NoSuchOp") == IB_OP_UNKNOWN);
+    CHECK(strcmp(ib_status_name(IB_ERR_SHAPE), "IB_ERR_SHAPE") == 0);
+    CHECK(ib_dtype_size(IB_DTYPE_BFLOAT16) == 2);
+}
+
+int main(void) {
+    RUN(half_roundtrip);
+    RUN(bf16_roundtrip);
+    RUN(saturating_store);
+    RUN(arena);
+    RUN(pool_parallel_for);
+    RUN(alloc_hook_failure);
+    RUN(op_list_sorted_and_lookup);
+    TEST_SUMMARY();
+}
