@@ -1,0 +1,21 @@
+/* What the library's own tools (CLI, tests) may see of an ib_model beyond the public
+ * API: its loaded ONNX model and its graph with shapes inferred. */
+#ifndef IB_API_MODEL_INTERNAL_H
+#define IB_API_MODEL_INTERNAL_H
+
+#include "inferbooster/inferbooster.h"
+#include "ir/graph.h"
+#include "onnx/onnx_loader.h"
+
+struct ib_model {
+    ib__onnx_model *onnx; /* owns the graph */
+    ib__graph *graph;     /* onnx->graph, after shape inference and constant folding */
+    /* Ops without an implementation, for the error a session reports. */
+    int32_t n_unsupported;
+    const ib__node *first_unsupported;
+};
+
+static inline const ib__graph *ib__model_graph(const ib_model *m) { return m->graph; }
+static inline const ib__onnx_model *ib__model_onnx(const ib_model *m) { return m->onnx; }
+
+#endif /* IB_API_MODEL_INTERNAL_H */
