@@ -10,6 +10,9 @@
 struct ib_model {
     ib__onnx_model *onnx; /* owns the graph */
     ib__graph *graph;     /* onnx->graph, after shape inference and constant folding */
+    /* Inputs a caller feeds (graph inputs that are not initializers), in model order. */
+    int32_t n_inputs;
+    ib__value **inputs;
     /* Ops without an implementation, for the error a session reports. */
     int32_t n_unsupported;
     const ib__node *first_unsupported;

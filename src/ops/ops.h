@@ -26,6 +26,15 @@ typedef struct ib__infer_ctx {
     ib__value *const *out;      /* out[i] == NULL: optional output omitted */
 } ib__infer_ctx;
 
+/* Runs a subgraph (If/Loop/Scan bodies) with the executor that runs the node: inputs
+ * bind to the subgraph's inputs in order; outputs receive library-owned tensors (the
+ * caller releases them). Values of enclosing graphs are visible to the subgraph. */
+typedef struct ib__subgraph_runner {
+    void *exec;
+    ib_status (*run)(void *exec, const ib__graph *graph, int32_t n_in,
+                     const ib_tensor *const *in, int32_t n_out, ib_tensor *out);
+} ib__subgraph_runner;
+
 typedef struct ib__run_ctx {
     const ib__node *node;
     int32_t opset;
@@ -34,6 +43,7 @@ typedef struct ib__run_ctx {
     int32_t n_out;
     ib_tensor *const *out;      /* allocated by the executor; NULL when omitted */
     ib__pool *pool;             /* for ib__parallel_for; may be NULL */
+    const ib__subgraph_runner *subgraphs; /* NULL at load-time folding */
 } ib__run_ctx;
 
 typedef struct ib__op_def {
