@@ -207,6 +207,11 @@ static ib_status run_node(run_env *e, const ib__node *node) {
     int32_t allocated = 0;
     for (int32_t o = 0; o < node->n_outputs; o++, allocated++) {
         if (!out_ptrs[o]) continue;
+        if (def->dynamic_outputs) { /* run allocates */
+            memset(&out_store[o], 0, sizeof out_store[o]);
+            out_t[o] = &out_store[o];
+            continue;
+        }
         const ib__value *ov = &out_vals[o];
         if (ov->rank < 0 || ov->dtype == IB_DTYPE_UNDEFINED) {
             st = ib__error(IB_ERR_INTERNAL, "%s: output '%s' shape unknown at run time",
@@ -236,6 +241,10 @@ static ib_status run_node(run_env *e, const ib__node *node) {
                 ib__error_prefix(st, "%s: ", ib__node_label(node));
         }
     }
+    for (int32_t o = 0; st == IB_OK && def->dynamic_outputs && o < node->n_outputs; o++)
+        if (out_t[o] && !out_t[o]->owns_data)
+            st = ib__error(IB_ERR_INTERNAL, "%s: output %d was not produced",
+                           ib__node_label(node), o);
     if (st) {
         for (int32_t o = 0; o < allocated && o < node->n_outputs; o++)
             if (out_t[o]) ib_tensor_release(out_t[o]);

@@ -50,6 +50,10 @@ typedef struct ib__op_def {
     ib__op_id op;
     ib_status (*infer)(ib__infer_ctx *ctx);
     ib_status (*run)(ib__run_ctx *ctx);
+    /* Set for ops whose output shapes are known only after running (If, Loop, Scan):
+     * the executor passes empty output tensors and run allocates them with
+     * ib__tensor_alloc. */
+    bool dynamic_outputs;
 } ib__op_def;
 
 /* The definition for an op, or NULL when the op has none. */
