@@ -21,7 +21,7 @@ static bool scalar_true(const ib_tensor *t) {
 
 /* Outputs take the branch's inferred types where both branches agree on them. */
 static ib_status infer_if(ib__infer_ctx *c) {
-    ib__graph *then_g, *else_g;
+    ib__graph *then_g = NULL, *else_g = NULL;
     IB_TRY(ib__require_input(c, 0));
     IB_TRY(get_graph_attr(c->node, "then_branch", &then_g));
     IB_TRY(get_graph_attr(c->node, "else_branch", &else_g));
@@ -48,7 +48,7 @@ static ib_status infer_if(ib__infer_ctx *c) {
 }
 
 static ib_status run_if(ib__run_ctx *c) {
-    ib__graph *branch;
+    ib__graph *branch = NULL;
     IB_TRY(get_graph_attr(c->node, scalar_true(c->in[0]) ? "then_branch" : "else_branch",
                           &branch));
     if (!c->subgraphs)
@@ -69,7 +69,7 @@ static ib_status run_if(ib__run_ctx *c) {
  * body: (iter_num, cond_in, v_in...) -> (cond_out, v_out..., scan_out...). */
 
 static ib_status infer_loop(ib__infer_ctx *c) {
-    ib__graph *body;
+    ib__graph *body = NULL;
     IB_TRY(get_graph_attr(c->node, "body", &body));
     int32_t n_carried = c->n_in - 2;
     if (n_carried < 0 || body->n_outputs != 1 + n_carried + (c->n_out - n_carried) ||
@@ -131,7 +131,7 @@ static ib_status copy_tensor(ib_tensor *dst, const ib_tensor *src) {
 
 static ib_status run_loop(ib__run_ctx *c) {
     const ib__node *node = c->node;
-    ib__graph *body;
+    ib__graph *body = NULL;
     IB_TRY(get_graph_attr(node, "body", &body));
     int32_t n_carried = c->n_in - 2;
     int32_t n_scan = c->n_out - n_carried;
@@ -245,8 +245,8 @@ static ib_status infer_scan(ib__infer_ctx *c) {
     if (c->opset < 9)
         return ib__error(IB_ERR_UNSUPPORTED, "%s: Scan before opset 9 is not supported",
                          ib__node_label(c->node));
-    ib__graph *body;
-    int32_t n_state, n_scan_in;
+    ib__graph *body = NULL;
+    int32_t n_state = 0, n_scan_in = 0;
     IB_TRY(get_graph_attr(c->node, "body", &body));
     IB_TRY(scan_params(c->node, c->n_in, &n_state, &n_scan_in));
     if (body->n_inputs != c->n_in || body->n_outputs != c->n_out || c->n_out < n_state)
@@ -301,8 +301,8 @@ static ib_status move_axis0(ib_tensor *s, int32_t axis) {
 
 static ib_status run_scan(ib__run_ctx *c) {
     const ib__node *node = c->node;
-    ib__graph *body;
-    int32_t n_state, n_scan_in;
+    ib__graph *body = NULL;
+    int32_t n_state = 0, n_scan_in = 0;
     IB_TRY(get_graph_attr(node, "body", &body));
     IB_TRY(scan_params(node, c->n_in, &n_state, &n_scan_in));
     int32_t n_scan_out = c->n_out - n_state;
