@@ -77,6 +77,7 @@ const ib__op_def *ib__op_get(ib__op_id op);
     X(quantize)              \
     X(loss)                  \
     X(signal)                \
+    X(detection)             \
     X(control_flow)
 
 #define IB__OP_FAMILY_DECL(family) extern const ib__op_def ib__ops_##family[];
