@@ -511,6 +511,25 @@ TEST(dft_and_windows) {
     check_floats(&z[0], cv, 6, 1e-5);
     release(1, z);
     release(1, y);
+    /* A long length that is not a power of two (Bluestein) against the direct sum. */
+    enum { L = 45 };
+    float lv[L * 2];
+    for (int i = 0; i < L * 2; i++) lv[i] = (float)sin(0.37 * i * i + 1.0);
+    int64_t ld[3] = {1, L, 2};
+    ib_tensor xl = ten(IB_DTYPE_FLOAT32, 3, ld, lv);
+    const ib_tensor *inl[1] = {&xl};
+    CHECK_EQ_INT(run_node(&n, 1, inl, 1, y), IB_OK);
+    for (int k = 0; k < L; k++) {
+        double sr = 0, si = 0;
+        for (int t = 0; t < L; t++) {
+            double ang = -2.0 * 3.14159265358979323846 * (double)((k * t) % L) / L;
+            sr += lv[2 * t] * cos(ang) - lv[2 * t + 1] * sin(ang);
+            si += lv[2 * t] * sin(ang) + lv[2 * t + 1] * cos(ang);
+        }
+        CHECK_NEAR(((float *)y[0].data)[2 * k], sr, 1e-4);
+        CHECK_NEAR(((float *)y[0].data)[2 * k + 1], si, 1e-4);
+    }
+    release(1, y);
     ib__attr badax[] = {a_int("axis", 2)}; /* the complex dim */
     ib__node nb = node_of(IB_OP_DFT, 17, badax, 1);
     CHECK_EQ_INT(run_node(&nb, 1, in, 1, y), IB_ERR_INVALID_MODEL);

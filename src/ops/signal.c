@@ -47,59 +47,147 @@ static ib_status output_dtype_attr(const ib__node *node, ib_dtype *out) {
 
 /* ---- Discrete Fourier transform of one line ---------------------------------------- */
 
-/* Transforms n complex values (re, im) in place: forward (sign -1) or inverse without the
- * 1/n scale (sign +1). Radix-2 when n is a power of two, else the direct sum using
- * `scratch` (2n doubles). Twiddles use the exact angle 2*pi*(jk mod n)/n. */
-static void dft_line(double *re, double *im, int64_t n, int sign, double *scratch) {
+/* In-place radix-2 FFT of n (a power of two) complex values; sign -1 forward, +1 inverse
+ * (unscaled). */
+static void fft_pow2(double *re, double *im, int64_t n, int sign) {
+    for (int64_t i = 1, j = 0; i < n; i++) { /* bit reversal */
+        int64_t bit = n >> 1;
+        for (; j & bit; bit >>= 1) j ^= bit;
+        j ^= bit;
+        if (i < j) {
+            double t = re[i];
+            re[i] = re[j];
+            re[j] = t;
+            t = im[i];
+            im[i] = im[j];
+            im[j] = t;
+        }
+    }
+    for (int64_t len = 2; len <= n; len <<= 1) {
+        int64_t half = len >> 1;
+        for (int64_t k = 0; k < half; k++) {
+            double ang = sign * 2.0 * PI * (double)k / (double)len;
+            double wr = cos(ang), wi = sin(ang);
+            for (int64_t s = 0; s < n; s += len) {
+                int64_t a = s + k, b = a + half;
+                double tr = re[b] * wr - im[b] * wi, ti = re[b] * wi + im[b] * wr;
+                re[b] = re[a] - tr;
+                im[b] = im[a] - ti;
+                re[a] += tr;
+                im[a] += ti;
+            }
+        }
+    }
+}
+
+/* A transform of one length and direction, with its scratch: callers fill re/im with n
+ * values and call dft_plan_run. Powers of two use the radix-2 FFT; other short lengths
+ * the direct sum; other long lengths Bluestein's chirp-z convolution, so that a hostile
+ * length costs O(n log n) rather than O(n^2). */
+typedef struct dft_plan {
+    int64_t n, m; /* m: Bluestein's power-of-two size, 0 when unused */
+    int sign;
+    double *mem;
+    double *re, *im;
+    double *t_re, *t_im; /* scratch: n (direct) or m (Bluestein) */
+    double *c_re, *c_im; /* chirp exp(sign * i * pi * k^2 / n), n */
+    double *b_re, *b_im; /* FFT of the conjugate chirp laid out for a circular convolution */
+} dft_plan;
+
+#define DIRECT_MAX 32
+
+static bool dft_plan_init(dft_plan *p, int64_t n, int sign) {
+    memset(p, 0, sizeof *p);
+    p->n = n;
+    p->sign = sign;
+    bool pow2 = n > 0 && (n & (n - 1)) == 0;
+    if (!pow2 && n > DIRECT_MAX) {
+        p->m = 1;
+        while (p->m < 2 * n - 1) p->m <<= 1;
+    }
+    int64_t t = p->m ? p->m : n;
+    size_t total = (size_t)(2 * n + 2 * t + (p->m ? 2 * n + 2 * p->m : 0));
+    p->mem = ib__aligned_alloc((total ? total : 1) * sizeof(double));
+    if (!p->mem) return false;
+    p->re = p->mem;
+    p->im = p->re + n;
+    p->t_re = p->im + n;
+    p->t_im = p->t_re + t;
+    if (!p->m) return true;
+    p->c_re = p->t_im + t;
+    p->c_im = p->c_re + n;
+    p->b_re = p->c_im + n;
+    p->b_im = p->b_re + p->m;
+    int64_t q = 0, two_n = 2 * n; /* q = k^2 mod 2n, kept exact */
+    for (int64_t k = 0; k < n; k++) {
+        double ang = sign * PI * (double)q / (double)n;
+        p->c_re[k] = cos(ang);
+        p->c_im[k] = sin(ang);
+        q = (q + 2 * k + 1) % two_n;
+    }
+    memset(p->b_re, 0, (size_t)p->m * 2 * sizeof(double));
+    for (int64_t k = 0; k < n; k++) {
+        p->b_re[k] = p->c_re[k];
+        p->b_im[k] = -p->c_im[k];
+        if (k > 0) {
+            p->b_re[p->m - k] = p->c_re[k];
+            p->b_im[p->m - k] = -p->c_im[k];
+        }
+    }
+    fft_pow2(p->b_re, p->b_im, p->m, -1);
+    return true;
+}
+
+static void dft_plan_free(dft_plan *p) { ib__aligned_free(p->mem); }
+
+static void dft_plan_run(dft_plan *p) {
+    int64_t n = p->n;
+    double *re = p->re, *im = p->im;
     if (n <= 1) return;
-    if ((n & (n - 1)) == 0) {
-        for (int64_t i = 1, j = 0; i < n; i++) { /* bit reversal */
-            int64_t bit = n >> 1;
-            for (; j & bit; bit >>= 1) j ^= bit;
-            j ^= bit;
-            if (i < j) {
-                double t = re[i];
-                re[i] = re[j];
-                re[j] = t;
-                t = im[i];
-                im[i] = im[j];
-                im[j] = t;
-            }
-        }
-        for (int64_t len = 2; len <= n; len <<= 1) {
-            int64_t half = len >> 1;
-            for (int64_t k = 0; k < half; k++) {
-                double ang = sign * 2.0 * PI * (double)k / (double)len;
-                double wr = cos(ang), wi = sin(ang);
-                for (int64_t s = 0; s < n; s += len) {
-                    int64_t a = s + k, b = a + half;
-                    double tr = re[b] * wr - im[b] * wi, ti = re[b] * wi + im[b] * wr;
-                    re[b] = re[a] - tr;
-                    im[b] = im[a] - ti;
-                    re[a] += tr;
-                    im[a] += ti;
-                }
-            }
-        }
+    if (!p->m && (n & (n - 1)) == 0) {
+        fft_pow2(re, im, n, p->sign);
         return;
     }
-    double *out_re = scratch, *out_im = scratch + n;
-    for (int64_t k = 0; k < n; k++) {
-        double sr = 0, si = 0;
-        int64_t idx = 0; /* (j * k) mod n, kept without overflow */
-        for (int64_t j = 0; j < n; j++) {
-            double ang = sign * 2.0 * PI * (double)idx / (double)n;
-            double wr = cos(ang), wi = sin(ang);
-            sr += re[j] * wr - im[j] * wi;
-            si += re[j] * wi + im[j] * wr;
-            idx += k;
-            if (idx >= n) idx -= n;
+    if (!p->m) { /* direct sum with the exact angle 2*pi*(jk mod n)/n */
+        for (int64_t k = 0; k < n; k++) {
+            double sr = 0, si = 0;
+            int64_t idx = 0;
+            for (int64_t j = 0; j < n; j++) {
+                double ang = p->sign * 2.0 * PI * (double)idx / (double)n;
+                double wr = cos(ang), wi = sin(ang);
+                sr += re[j] * wr - im[j] * wi;
+                si += re[j] * wi + im[j] * wr;
+                idx += k;
+                if (idx >= n) idx -= n;
+            }
+            p->t_re[k] = sr;
+            p->t_im[k] = si;
         }
-        out_re[k] = sr;
-        out_im[k] = si;
+        memcpy(re, p->t_re, (size_t)n * sizeof(double));
+        memcpy(im, p->t_im, (size_t)n * sizeof(double));
+        return;
     }
-    memcpy(re, out_re, (size_t)n * sizeof(double));
-    memcpy(im, out_im, (size_t)n * sizeof(double));
+    /* X_k = c_k * sum_j (x_j c_j) conj(c_{k-j}): a circular convolution of size m. */
+    int64_t m = p->m;
+    memset(p->t_re, 0, (size_t)m * sizeof(double));
+    memset(p->t_im, 0, (size_t)m * sizeof(double));
+    for (int64_t k = 0; k < n; k++) {
+        p->t_re[k] = re[k] * p->c_re[k] - im[k] * p->c_im[k];
+        p->t_im[k] = re[k] * p->c_im[k] + im[k] * p->c_re[k];
+    }
+    fft_pow2(p->t_re, p->t_im, m, -1);
+    for (int64_t k = 0; k < m; k++) {
+        double a = p->t_re[k], b = p->t_im[k];
+        p->t_re[k] = a * p->b_re[k] - b * p->b_im[k];
+        p->t_im[k] = a * p->b_im[k] + b * p->b_re[k];
+    }
+    fft_pow2(p->t_re, p->t_im, m, 1);
+    double inv_m = 1.0 / (double)m;
+    for (int64_t k = 0; k < n; k++) {
+        double a = p->t_re[k] * inv_m, b = p->t_im[k] * inv_m;
+        re[k] = a * p->c_re[k] - b * p->c_im[k];
+        im[k] = a * p->c_im[k] + b * p->c_re[k];
+    }
 }
 
 /* ---- DFT ---------------------------------------------------------------------------- */
@@ -188,12 +276,12 @@ typedef struct dft_job {
 
 static void dft_range(void *ctx, int64_t begin, int64_t end) {
     dft_job *j = ctx;
-    double *buf = ib__aligned_alloc((size_t)j->n * 4 * sizeof(double));
-    if (!buf) {
+    dft_plan plan;
+    if (!dft_plan_init(&plan, j->n, j->inverse ? 1 : -1)) {
         j->failed = true;
         return;
     }
-    double *re = buf, *im = buf + j->n, *scratch = buf + 2 * j->n;
+    double *re = plan.re, *im = plan.im;
     int64_t copy = j->in_n < j->n ? j->in_n : j->n;
     double scale = j->inverse ? 1.0 / (double)j->n : 1.0;
     for (int64_t o = begin; o < end; o++) {
@@ -206,7 +294,7 @@ static void dft_range(void *ctx, int64_t begin, int64_t end) {
             re[k] = ib__load_f64(j->x->data, j->x->dtype, at);
             if (j->comps == 2) im[k] = ib__load_f64(j->x->data, j->x->dtype, at + 1);
         }
-        dft_line(re, im, j->n, j->inverse ? 1 : -1, scratch);
+        dft_plan_run(&plan);
         int64_t ybase = (outer * j->out_n * j->inner + in) * 2;
         for (int64_t k = 0; k < j->out_n; k++) {
             int64_t at = ybase + k * j->inner * 2;
@@ -214,7 +302,7 @@ static void dft_range(void *ctx, int64_t begin, int64_t end) {
             ib__store_f64(j->y->data, j->y->dtype, at + 1, im[k] * scale);
         }
     }
-    ib__aligned_free(buf);
+    dft_plan_free(&plan);
 }
 
 static ib_status run_dft(ib__run_ctx *c) {
@@ -332,9 +420,10 @@ static ib_status run_stft(ib__run_ctx *c) {
                             len, len != NULL, &p));
     ib_tensor *y = c->out[0];
     int64_t batch = x->shape[0], sig = x->shape[1], comps = x->shape[2], n = p.n_fft;
-    double *buf = ib__aligned_alloc((size_t)n * 4 * sizeof(double));
-    if (!buf) return ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", ib__node_label(c->node));
-    double *re = buf, *im = buf + n, *scratch = buf + 2 * n;
+    dft_plan plan;
+    if (!dft_plan_init(&plan, n, -1))
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", ib__node_label(c->node));
+    double *re = plan.re, *im = plan.im;
     for (int64_t b = 0; b < batch; b++)
         for (int64_t f = 0; f < p.frames; f++) {
             for (int64_t k = 0; k < n; k++) {
@@ -343,14 +432,14 @@ static ib_status run_stft(ib__run_ctx *c) {
                 re[k] = ib__load_f64(x->data, x->dtype, at) * w;
                 im[k] = comps == 2 ? ib__load_f64(x->data, x->dtype, at + 1) * w : 0.0;
             }
-            dft_line(re, im, n, -1, scratch);
+            dft_plan_run(&plan);
             for (int64_t k = 0; k < p.bins; k++) {
                 int64_t at = ((b * p.frames + f) * p.bins + k) * 2;
                 ib__store_f64(y->data, y->dtype, at, re[k]);
                 ib__store_f64(y->data, y->dtype, at + 1, im[k]);
             }
         }
-    ib__aligned_free(buf);
+    dft_plan_free(&plan);
     return IB_OK;
 }
 
