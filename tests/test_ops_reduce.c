@@ -205,6 +205,53 @@ TEST(reduce_int_and_strided) {
     release(1, y);
 }
 
+/* The float32 fast paths against the generic path (fed the same data as float64). */
+TEST(reduce_fast_paths_match_generic) {
+    enum { N = 3 * 4 * 5 };
+    float xf[N];
+    double xd[N];
+    for (int i = 0; i < N; i++) xd[i] = xf[i] = (float)(sin(i * 1.7) * 2.0 + 0.1);
+    int64_t d[3] = {3, 4, 5};
+    ib_tensor tf = ten(IB_DTYPE_FLOAT32, 3, d, xf), td = ten(IB_DTYPE_FLOAT64, 3, d, xd);
+    static int64_t combos[][3] = {{0}, {1}, {2}, {0, 1}, {1, 2}, {0, 2}, {0, 1, 2}};
+    static const int32_t counts[] = {1, 1, 1, 2, 2, 2, 3};
+    ib__op_id ops[] = {IB_OP_REDUCE_SUM_SQUARE, IB_OP_REDUCE_MEAN, IB_OP_REDUCE_MAX,
+                       IB_OP_REDUCE_MIN, IB_OP_REDUCE_PROD, IB_OP_REDUCE_L1, IB_OP_REDUCE_L2,
+                       IB_OP_REDUCE_LOG_SUM_EXP};
+    for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++)
+        for (int cmb = 0; cmb < 7; cmb++) {
+            ib__attr at[] = {a_ints("axes", counts[cmb], combos[cmb])};
+            ib__node n = node_of(ops[o], 13, at, 1);
+            const ib_tensor *inf[1] = {&tf}, *ind[1] = {&td};
+            ib_tensor yf[1], yd[1];
+            CHECK_EQ_INT(run_node(&n, 1, inf, 1, yf), IB_OK);
+            CHECK_EQ_INT(run_node(&n, 1, ind, 1, yd), IB_OK);
+            int64_t cnt = ib_tensor_element_count(&yf[0]);
+            CHECK_EQ_INT(cnt, ib_tensor_element_count(&yd[0]));
+            for (int64_t i = 0; i < cnt; i++) {
+                double a = ((float *)yf[0].data)[i], b = ((double *)yd[0].data)[i];
+                CHECK_NEAR(a, b, 1e-5 * (1 + fabs(b)));
+            }
+            release(1, yf);
+            release(1, yd);
+        }
+    /* NaN propagates through max on both layouts. */
+    xf[7] = NAN;
+    int64_t ax_last[1] = {2}, ax_mid[1] = {1};
+    ib__attr a1[] = {a_ints("axes", 1, ax_last)}, a2[] = {a_ints("axes", 1, ax_mid)};
+    ib__node n1 = node_of(IB_OP_REDUCE_MAX, 13, a1, 1), n2 = node_of(IB_OP_REDUCE_MAX, 13, a2, 1);
+    const ib_tensor *inf[1] = {&tf};
+    ib_tensor y[1];
+    CHECK_EQ_INT(run_node(&n1, 1, inf, 1, y), IB_OK);
+    CHECK(isnan(((float *)y[0].data)[1])); /* element 7 is row 1 of the last axis */
+    CHECK(!isnan(((float *)y[0].data)[0]));
+    release(1, y);
+    CHECK_EQ_INT(run_node(&n2, 1, inf, 1, y), IB_OK);
+    CHECK(isnan(((float *)y[0].data)[2])); /* (0, 1, 2): output (0, 2) */
+    CHECK(!isnan(((float *)y[0].data)[1]));
+    release(1, y);
+}
+
 TEST(reduce_load_time_unknown_axes) {
     ib__node n = node_of(IB_OP_REDUCE_SUM, 13, NULL, 0);
     ib__value x = {.name = "x", .dtype = IB_DTYPE_FLOAT32, .rank = 2, .dims = {-1, 4}};
@@ -601,6 +648,7 @@ int main(void) {
     RUN(reduce_sum_axes_input);
     RUN(reduce_kinds_attr_axes);
     RUN(reduce_int_and_strided);
+    RUN(reduce_fast_paths_match_generic);
     RUN(reduce_load_time_unknown_axes);
     RUN(reduce_bad_axes);
     RUN(argmax_argmin);

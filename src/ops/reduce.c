@@ -454,6 +454,205 @@ static void reduce_range(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
+/* ---- Float32 fast paths ----------------------------------------------------------- */
+/* After dropping size-1 dims and merging neighbours, most reductions are either
+ * [kept, reduced] (each output folds one contiguous run) or [kept, reduced, kept] (rows
+ * streamed into a block of accumulators). Both read memory in order; sums use double
+ * accumulators split across lanes so the adds can overlap. */
+
+#define LANES 8
+
+static double row_sum(const float *x, int64_t n, int how) { /* how: 0 x, 1 |x|, 2 x^2 */
+    double acc[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            double v = x[i + l];
+            acc[l] += how == 0 ? v : how == 1 ? fabs(v) : v * v;
+        }
+    for (; i < n; i++) {
+        double v = x[i];
+        acc[0] += how == 0 ? v : how == 1 ? fabs(v) : v * v;
+    }
+    double s = 0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
+/* Max (or min) with NaN sticky: once a lane holds NaN no comparison replaces it. */
+static double row_extreme(const float *x, int64_t n, bool is_max) {
+    float acc[LANES];
+    for (int l = 0; l < LANES; l++) acc[l] = x[0];
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float v = x[i + l];
+            bool take = is_max ? v > acc[l] : v < acc[l];
+            acc[l] = (take || v != v) ? v : acc[l];
+        }
+    for (; i < n; i++) {
+        float v = x[i];
+        bool take = is_max ? v > acc[0] : v < acc[0];
+        acc[0] = (take || v != v) ? v : acc[0];
+    }
+    float m = acc[0];
+    for (int l = 1; l < LANES; l++) {
+        bool take = is_max ? acc[l] > m : acc[l] < m;
+        m = (take || acc[l] != acc[l]) ? acc[l] : m;
+    }
+    return m;
+}
+
+/* The result of a reduction from its folded state: s (sum, extreme or product), m (the
+ * max, for log-sum-exp, whose s is then the sum of exp(x - m)) and the element count. */
+static double reduce_finish(reduce_kind kind, double s, double m, int64_t count) {
+    switch (kind) {
+    case RK_MEAN: return s / (double)count;
+    case RK_L2: return sqrt(s);
+    case RK_LOG_SUM: return log(s);
+    case RK_LOG_SUM_EXP:
+        if (m != m || m == INFINITY || m == -INFINITY) return m;
+        return m + log(s);
+    default: return s;
+    }
+}
+
+static double row_reduce(reduce_kind kind, const float *x, int64_t n) {
+    switch (kind) {
+    case RK_SUM:
+    case RK_MEAN:
+    case RK_LOG_SUM: return reduce_finish(kind, row_sum(x, n, 0), 0, n);
+    case RK_L1: return row_sum(x, n, 1);
+    case RK_L2:
+    case RK_SUM_SQUARE: return reduce_finish(kind, row_sum(x, n, 2), 0, n);
+    case RK_MAX: return row_extreme(x, n, true);
+    case RK_MIN: return row_extreme(x, n, false);
+    case RK_PROD: {
+        double p = 1.0;
+        for (int64_t i = 0; i < n; i++) p *= x[i];
+        return p;
+    }
+    case RK_LOG_SUM_EXP: {
+        double m = row_extreme(x, n, true), s = 0.0;
+        if (m == m && m != INFINITY && m != -INFINITY)
+            for (int64_t i = 0; i < n; i++) s += exp(x[i] - m);
+        return reduce_finish(kind, s, m, n);
+    }
+    }
+    return 0.0;
+}
+
+typedef struct fast_job {
+    reduce_kind kind;
+    const float *x;
+    float *y;
+    int64_t outer, r, inner, n_blocks;
+} fast_job;
+
+static void fast_rows_range(void *ctx, int64_t begin, int64_t end) {
+    const fast_job *j = ctx;
+    for (int64_t o = begin; o < end; o++) j->y[o] = (float)row_reduce(j->kind, j->x + o * j->r, j->r);
+}
+
+#define COLS 1024 /* whole rows of typical widths: strided partial rows read far slower */
+
+static void fast_cols_range(void *ctx, int64_t begin, int64_t end) {
+    const fast_job *j = ctx;
+    double acc[COLS], mx[COLS];
+    for (int64_t u = begin; u < end; u++) {
+        int64_t o = u / j->n_blocks, b0 = (u % j->n_blocks) * COLS;
+        int64_t w = j->inner - b0 < COLS ? j->inner - b0 : COLS;
+        const float *base = j->x + o * j->r * j->inner + b0;
+        reduce_kind k = j->kind;
+        if (k == RK_MAX || k == RK_MIN || k == RK_LOG_SUM_EXP) {
+            bool is_max = k != RK_MIN;
+            for (int64_t i = 0; i < w; i++) mx[i] = base[i];
+            for (int64_t row = 1; row < j->r; row++) {
+                const float *p = base + row * j->inner;
+                for (int64_t i = 0; i < w; i++) {
+                    double v = p[i];
+                    bool take = is_max ? v > mx[i] : v < mx[i];
+                    mx[i] = (take || v != v) ? v : mx[i];
+                }
+            }
+        }
+        if (k == RK_MAX || k == RK_MIN) {
+            for (int64_t i = 0; i < w; i++) j->y[o * j->inner + b0 + i] = (float)mx[i];
+            continue;
+        }
+        double init = k == RK_PROD ? 1.0 : 0.0;
+        for (int64_t i = 0; i < w; i++) acc[i] = init;
+        for (int64_t row = 0; row < j->r; row++) {
+            const float *p = base + row * j->inner;
+            switch (k) {
+            case RK_L1:
+                for (int64_t i = 0; i < w; i++) acc[i] += fabs((double)p[i]);
+                break;
+            case RK_L2:
+            case RK_SUM_SQUARE:
+                for (int64_t i = 0; i < w; i++) acc[i] += (double)p[i] * p[i];
+                break;
+            case RK_PROD:
+                for (int64_t i = 0; i < w; i++) acc[i] *= p[i];
+                break;
+            case RK_LOG_SUM_EXP:
+                for (int64_t i = 0; i < w; i++) acc[i] += exp(p[i] - mx[i]);
+                break;
+            default: {
+                int64_t i = 0;
+                for (; i + LANES <= w; i += LANES) /* fixed-width bodies vectorise at -O2 */
+                    for (int l = 0; l < LANES; l++) acc[i + l] += p[i + l];
+                for (; i < w; i++) acc[i] += p[i];
+                break;
+            }
+            }
+        }
+        for (int64_t i = 0; i < w; i++)
+            j->y[o * j->inner + b0 + i] =
+                (float)reduce_finish(k, acc[i], k == RK_LOG_SUM_EXP ? mx[i] : 0.0, j->r);
+    }
+}
+
+/* Runs the reduction through a fast path when the layout allows; false otherwise. */
+static bool reduce_f32_fast(ib__pool *pool, const reduce_plan *p, const ib_tensor *x,
+                            ib_tensor *y, reduce_kind kind) {
+    int64_t size[IB_MAX_RANK];
+    bool red[IB_MAX_RANK];
+    int32_t ng = 0;
+    for (int32_t d = 0; d < x->rank; d++) {
+        if (x->shape[d] == 1) continue;
+        if (x->shape[d] == 0) return false;
+        if (ng > 0 && red[ng - 1] == p->reduce[d]) {
+            size[ng - 1] *= x->shape[d];
+        } else {
+            size[ng] = x->shape[d];
+            red[ng++] = p->reduce[d];
+        }
+    }
+    fast_job j = {.kind = kind, .x = x->data, .y = y->data, .outer = 1, .inner = 1};
+    if (ng == 1 && red[0]) j.r = size[0];
+    else if (ng == 2 && !red[0] && red[1]) {
+        j.outer = size[0];
+        j.r = size[1];
+    } else if (ng == 2 && red[0] && !red[1]) {
+        j.r = size[0];
+        j.inner = size[1];
+    } else if (ng == 3 && !red[0] && red[1] && !red[2]) {
+        j.outer = size[0];
+        j.r = size[1];
+        j.inner = size[2];
+    } else
+        return false;
+    if (j.inner == 1) {
+        ib__parallel_for(j.outer * j.r > 32768 ? pool : NULL, j.outer, fast_rows_range, &j);
+    } else {
+        j.n_blocks = (j.inner + COLS - 1) / COLS;
+        ib__parallel_for(j.outer * j.r * j.inner > 32768 ? pool : NULL, j.outer * j.n_blocks,
+                         fast_cols_range, &j);
+    }
+    return true;
+}
+
 static ib_status run_reduce(ib__run_ctx *c) {
     const ib_tensor *x = c->in[0];
     ib_tensor *y = c->out[0];
@@ -486,6 +685,7 @@ static ib_status run_reduce(ib__run_ctx *c) {
         return ib__error(IB_ERR_INTERNAL, "%s: output holds %lld elements, expected %lld",
                          ib__node_label(c->node), (long long)y_count, (long long)out_count);
     if (out_count == 0) return IB_OK;
+    if (x->dtype == IB_DTYPE_FLOAT32 && reduce_f32_fast(c->pool, &p, x, y, j.kind)) return IB_OK;
 
     /* Reduced dims: the last one is walked as a strided run, the others are enumerated. */
     int32_t red[IB_MAX_RANK], n_red = 0;
