@@ -55,6 +55,8 @@ static ib_tensor ten(ib_dtype dt, int32_t rank, const int64_t *dims, const void 
 
 /* Infers (every input known, as at run time), allocates the outputs and runs. `in[i]`
  * NULL is an omitted input; `out` receives n_out tensors the caller releases. */
+static ib__pool *g_pool; /* NULL: serial */
+
 static ib_status run_node(const ib__node *node, int32_t n_in, const ib_tensor *const *in,
                           int32_t n_out, ib_tensor *out) {
     ib__value vals[MAX_IO], ovals[MAX_IO];
@@ -90,7 +92,7 @@ static ib_status run_node(const ib__node *node, int32_t n_in, const ib_tensor *c
         tout[o] = &out[o];
     }
     ib__run_ctx rc = {.node = node, .opset = node->opset, .n_in = n_in, .in = in,
-                      .n_out = n_out, .out = tout, .pool = NULL};
+                      .n_out = n_out, .out = tout, .pool = g_pool};
     st = def->run(&rc);
     if (st)
         for (int32_t o = 0; o < n_out; o++) ib_tensor_release(&out[o]);
@@ -527,6 +529,45 @@ TEST(rnn_sequence_lens_and_layout) {
     CHECK_EQ_INT(run_node(&n, 5, in, 2, y), IB_ERR_INVALID_ARGUMENT);
 }
 
+/* A bidirectional GRU on a batch of 3 (threaded) equals three runs on one entry each. */
+TEST(gru_bidirectional_batch_threads) {
+    enum { S = 4, B = 3, I = 2, HS = 3 };
+    float xv[S * B * I], w[2 * 3 * HS * I], r[2 * 3 * HS * HS], bias[2 * 6 * HS];
+    for (int i = 0; i < S * B * I; i++) xv[i] = (float)sin(i * 0.9);
+    for (int i = 0; i < 2 * 3 * HS * I; i++) w[i] = (float)cos(i * 0.31);
+    for (int i = 0; i < 2 * 3 * HS * HS; i++) r[i] = (float)sin(i * 0.57) * 0.5f;
+    for (int i = 0; i < 2 * 6 * HS; i++) bias[i] = (float)cos(i * 1.3) * 0.2f;
+    int64_t xd[3] = {S, B, I}, wd[3] = {2, 3 * HS, I}, rd[3] = {2, 3 * HS, HS}, bd[2] = {2, 6 * HS};
+    ib_tensor x = ten(IB_DTYPE_FLOAT32, 3, xd, xv), tw = ten(IB_DTYPE_FLOAT32, 3, wd, w);
+    ib_tensor tr = ten(IB_DTYPE_FLOAT32, 3, rd, r), tb = ten(IB_DTYPE_FLOAT32, 2, bd, bias);
+    const ib_tensor *in[4] = {&x, &tw, &tr, &tb};
+    ib__attr at[] = {a_int("hidden_size", HS), a_str("direction", "bidirectional")};
+    ib__node n = node_of(IB_OP_GRU, 14, at, 2);
+    ib_tensor y[2];
+    CHECK(ib__pool_create(2, &g_pool) == IB_OK);
+    CHECK_EQ_INT(run_node(&n, 4, in, 2, y), IB_OK);
+    ib__pool_destroy(g_pool);
+    g_pool = NULL;
+    CHECK_EQ_INT(y[0].shape[1], 2);
+    for (int b = 0; b < B; b++) {
+        float xb[S * I];
+        for (int t = 0; t < S; t++)
+            for (int i = 0; i < I; i++) xb[t * I + i] = xv[(t * B + b) * I + i];
+        int64_t xbd[3] = {S, 1, I};
+        ib_tensor x1 = ten(IB_DTYPE_FLOAT32, 3, xbd, xb);
+        const ib_tensor *in1[4] = {&x1, &tw, &tr, &tb};
+        ib_tensor y1[2];
+        CHECK_EQ_INT(run_node(&n, 4, in1, 2, y1), IB_OK);
+        for (int t = 0; t < S; t++)
+            for (int d = 0; d < 2; d++)
+                for (int k = 0; k < HS; k++)
+                    CHECK_NEAR(((float *)y[0].data)[((t * 2 + d) * B + b) * HS + k],
+                               ((float *)y1[0].data)[(t * 2 + d) * HS + k], 1e-6);
+        release(2, y1);
+    }
+    release(2, y);
+}
+
 /* ---- Signal ------------------------------------------------------------------------- */
 
 TEST(dft_and_windows) {
@@ -658,6 +699,7 @@ int main(void) {
     RUN(nll_and_sce);
     RUN(rnn_gru_lstm_scalar);
     RUN(rnn_sequence_lens_and_layout);
+    RUN(gru_bidirectional_batch_threads);
     RUN(dft_and_windows);
     RUN(nms);
     RUN(roi_align);

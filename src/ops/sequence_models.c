@@ -292,6 +292,103 @@ static inline double clip_v(const rnn_attrs *a, double v) {
     return v < -a->clip ? -a->clip : v > a->clip ? a->clip : v;
 }
 
+typedef struct recur_job {
+    const rnn_attrs *a;
+    int64_t d;
+    bool rev;
+    int64_t seq, batch, H, gh, D;
+    const double *rd, *rb, *pd; /* R, its bias and the peepholes of this direction */
+    const act_fn *acts;
+    const double *proj;         /* X * W^T + Wb, [seq][batch][gh] */
+    double *hs, *cs;            /* states [dir][batch][H] */
+    const ib_tensor *SL;
+    ib_tensor *Y;
+    bool failed;
+} recur_job;
+
+/* The recurrence of one direction for a range of batch entries, which are independent. */
+static void recur_range(void *ctx, int64_t begin, int64_t end) {
+    recur_job *j = ctx;
+    const rnn_attrs a = *j->a;
+    int64_t seq = j->seq, batch = j->batch, H = j->H, gh = j->gh, D = j->D, d = j->d;
+    const double *rd = j->rd, *rb = j->rb, *pd = j->pd, *proj = j->proj;
+    const act_fn *acts = j->acts;
+    const ib_tensor *SL = j->SL;
+    ib_tensor *Y = j->Y;
+    bool rev = j->rev;
+    double *tmp = ib__aligned_alloc((size_t)(3 * gh > 0 ? 3 * gh : 1) * sizeof(double));
+    if (!tmp) {
+        j->failed = true;
+        return;
+    }
+    double *hs = j->hs, *cs = j->cs;
+    for (int64_t b = begin; b < end; b++) {
+        int64_t len = SL ? ib__load_i64(SL->data, SL->dtype, b) : seq;
+        double *h = hs + (d * batch + b) * H, *cell = cs + (d * batch + b) * H;
+        for (int64_t step = 0; step < len; step++) {
+            int64_t t = rev ? len - 1 - step : step;
+            const double *xp = proj + (t * batch + b) * gh;
+            /* hr = h * R^T + Rb (for GRU's hidden gate computed below instead). */
+            int64_t rows = (a.kind == KIND_GRU && !a.linear_before_reset) ? 2 * H : gh;
+            for (int64_t row = 0; row < rows; row++) {
+                const double *rr = rd + row * H;
+                double s = rb[row];
+                for (int64_t k = 0; k < H; k++) s += h[k] * rr[k];
+                tmp[row] = s;
+            }
+            if (a.kind == KIND_RNN) {
+                for (int64_t k = 0; k < H; k++)
+                    h[k] = act_apply(&acts[0], clip_v(&a, xp[k] + tmp[k]));
+            } else if (a.kind == KIND_GRU) {
+                double *z = tmp + gh, *rg = z + H; /* spare scratch past tmp's gh */
+                for (int64_t k = 0; k < H; k++) {
+                    z[k] = act_apply(&acts[0], clip_v(&a, xp[k] + tmp[k]));
+                    rg[k] = act_apply(&acts[0], clip_v(&a, xp[H + k] + tmp[H + k]));
+                }
+                double *hh = rg + H;
+                for (int64_t k = 0; k < H; k++) {
+                    double pre;
+                    if (a.linear_before_reset) {
+                        pre = xp[2 * H + k] + rg[k] * tmp[2 * H + k];
+                    } else {
+                        const double *rr = rd + (2 * H + k) * H;
+                        double s = rb[2 * H + k];
+                        for (int64_t q = 0; q < H; q++) s += rg[q] * h[q] * rr[q];
+                        pre = xp[2 * H + k] + s;
+                    }
+                    hh[k] = act_apply(&acts[1], clip_v(&a, pre));
+                }
+                for (int64_t k = 0; k < H; k++) h[k] = (1 - z[k]) * hh[k] + z[k] * h[k];
+            } else { /* LSTM, gate order i, o, f, c */
+                for (int64_t k = 0; k < H; k++) {
+                    double cp = cell[k];
+                    double gi = act_apply(&acts[0],
+                                          clip_v(&a, xp[k] + tmp[k] + pd[k] * cp));
+                    double gf = a.input_forget
+                                    ? 1.0 - gi
+                                    : act_apply(&acts[0], clip_v(&a, xp[2 * H + k] +
+                                                                         tmp[2 * H + k] +
+                                                                         pd[2 * H + k] * cp));
+                    double gc = act_apply(&acts[1], clip_v(&a, xp[3 * H + k] + tmp[3 * H + k]));
+                    double cn = gf * cp + gi * gc;
+                    double go = act_apply(&acts[0],
+                                          clip_v(&a, xp[H + k] + tmp[H + k] + pd[H + k] * cn));
+                    cell[k] = cn;
+                    h[k] = go * act_apply(&acts[2], cn);
+                }
+            }
+            if (Y) {
+                for (int64_t k = 0; k < H; k++) {
+                    int64_t at = a.layout ? ((b * seq + t) * D + d) * H + k
+                                          : ((t * D + d) * batch + b) * H + k;
+                    ib__store_f64(Y->data, Y->dtype, at, h[k]);
+                }
+            }
+        }
+    }
+    ib__aligned_free(tmp);
+}
+
 static ib_status run_rnn(ib__run_ctx *c) {
     const ib__node *node = c->node;
     rnn_attrs a;
@@ -359,12 +456,12 @@ static ib_status run_rnn(ib__run_ctx *c) {
     int64_t n_x = seq * batch * in_size, n_w = D * gh * in_size, n_r = D * gh * H;
     int64_t n_b = D * 2 * gh, n_p = D * 3 * H, n_proj = seq * batch * gh;
     int64_t n_state = D * batch * H;
-    int64_t total = n_x + n_w + n_r + n_b + n_p + n_proj + 2 * n_state + 3 * gh;
+    int64_t total = n_x + n_w + n_r + n_b + n_p + n_proj + 2 * n_state;
     double *buf = ib__aligned_alloc((size_t)(total > 0 ? total : 1) * sizeof(double));
     if (!buf) return ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", ib__node_label(node));
     memset(buf, 0, (size_t)(total > 0 ? total : 1) * sizeof(double));
     double *xs = buf, *ws = xs + n_x, *rs = ws + n_w, *bs = rs + n_r, *ps = bs + n_b;
-    double *proj = ps + n_p, *hs = proj + n_proj, *cs = hs + n_state, *tmp = cs + n_state;
+    double *proj = ps + n_p, *hs = proj + n_proj, *cs = hs + n_state;
 
     for (int64_t s = 0; s < seq; s++)
         for (int64_t b = 0; b < batch; b++) {
@@ -393,69 +490,13 @@ static ib_status run_rnn(ib__run_ctx *c) {
         const act_fn *acts = a.acts[d];
         proj_job pj = {.x = xs, .w = wd, .bias = wb, .out = proj, .k = in_size, .n = gh};
         ib__parallel_for(c->pool, seq * batch, proj_range, &pj);
-        for (int64_t b = 0; b < batch; b++) {
-            int64_t len = SL ? ib__load_i64(SL->data, SL->dtype, b) : seq;
-            double *h = hs + (d * batch + b) * H, *cell = cs + (d * batch + b) * H;
-            for (int64_t step = 0; step < len; step++) {
-                int64_t t = rev ? len - 1 - step : step;
-                const double *xp = proj + (t * batch + b) * gh;
-                /* hr = h * R^T + Rb (for GRU's hidden gate computed below instead). */
-                int64_t rows = (a.kind == KIND_GRU && !a.linear_before_reset) ? 2 * H : gh;
-                for (int64_t row = 0; row < rows; row++) {
-                    const double *rr = rd + row * H;
-                    double s = rb[row];
-                    for (int64_t k = 0; k < H; k++) s += h[k] * rr[k];
-                    tmp[row] = s;
-                }
-                if (a.kind == KIND_RNN) {
-                    for (int64_t k = 0; k < H; k++)
-                        h[k] = act_apply(&acts[0], clip_v(&a, xp[k] + tmp[k]));
-                } else if (a.kind == KIND_GRU) {
-                    double *z = tmp + gh, *rg = z + H; /* spare scratch past tmp's gh */
-                    for (int64_t k = 0; k < H; k++) {
-                        z[k] = act_apply(&acts[0], clip_v(&a, xp[k] + tmp[k]));
-                        rg[k] = act_apply(&acts[0], clip_v(&a, xp[H + k] + tmp[H + k]));
-                    }
-                    double *hh = rg + H;
-                    for (int64_t k = 0; k < H; k++) {
-                        double pre;
-                        if (a.linear_before_reset) {
-                            pre = xp[2 * H + k] + rg[k] * tmp[2 * H + k];
-                        } else {
-                            const double *rr = rd + (2 * H + k) * H;
-                            double s = rb[2 * H + k];
-                            for (int64_t q = 0; q < H; q++) s += rg[q] * h[q] * rr[q];
-                            pre = xp[2 * H + k] + s;
-                        }
-                        hh[k] = act_apply(&acts[1], clip_v(&a, pre));
-                    }
-                    for (int64_t k = 0; k < H; k++) h[k] = (1 - z[k]) * hh[k] + z[k] * h[k];
-                } else { /* LSTM, gate order i, o, f, c */
-                    for (int64_t k = 0; k < H; k++) {
-                        double cp = cell[k];
-                        double gi = act_apply(&acts[0],
-                                              clip_v(&a, xp[k] + tmp[k] + pd[k] * cp));
-                        double gf = a.input_forget
-                                        ? 1.0 - gi
-                                        : act_apply(&acts[0], clip_v(&a, xp[2 * H + k] +
-                                                                             tmp[2 * H + k] +
-                                                                             pd[2 * H + k] * cp));
-                        double gc = act_apply(&acts[1], clip_v(&a, xp[3 * H + k] + tmp[3 * H + k]));
-                        double cn = gf * cp + gi * gc;
-                        double go = act_apply(&acts[0],
-                                              clip_v(&a, xp[H + k] + tmp[H + k] + pd[H + k] * cn));
-                        cell[k] = cn;
-                        h[k] = go * act_apply(&acts[2], cn);
-                    }
-                }
-                if (Y) {
-                    for (int64_t k = 0; k < H; k++) {
-                        int64_t at = a.layout ? ((b * seq + t) * D + d) * H + k
-                                              : ((t * D + d) * batch + b) * H + k;
-                        ib__store_f64(Y->data, Y->dtype, at, h[k]);
-                    }
-                }
-            }
+        recur_job rj = {.a = &a, .d = d, .rev = rev, .seq = seq, .batch = batch, .H = H,
+                        .gh = gh, .D = D, .rd = rd, .rb = rb, .pd = pd, .acts = acts,
+                        .proj = proj, .hs = hs, .cs = cs, .SL = SL, .Y = Y};
+        ib__parallel_for(batch > 1 ? c->pool : NULL, batch, recur_range, &rj);
+        if (rj.failed) {
+            ib__aligned_free(buf);
+            return ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", ib__node_label(node));
         }
     }
     for (int64_t d = 0; d < D; d++)
