@@ -236,6 +236,58 @@ TEST(transpose_and_expand_and_tile) {
     ib_tensor_release(&y);
 }
 
+/* Transpose against a naive index walk on many shapes, perms and element sizes: covers
+ * the merged-dim, row-copy and tiled paths. */
+TEST(transpose_random_vs_naive) {
+    uint32_t seed = 12345;
+    static const ib_dtype dts[4] = {IB_DTYPE_UINT8, IB_DTYPE_INT16, IB_DTYPE_FLOAT32,
+                                    IB_DTYPE_INT64};
+    for (int iter = 0; iter < 60; iter++) {
+        seed = seed * 1103515245u + 12345u;
+        int32_t r = 1 + (int32_t)((seed >> 16) % 5);
+        int64_t dims[IB_MAX_RANK], perm[IB_MAX_RANK];
+        for (int32_t d = 0; d < r; d++) {
+            seed = seed * 1103515245u + 12345u;
+            dims[d] = 1 + (seed >> 16) % (r <= 2 ? 70 : 9);
+            perm[d] = d;
+        }
+        for (int32_t d = r - 1; d > 0; d--) { /* Fisher-Yates */
+            seed = seed * 1103515245u + 12345u;
+            int32_t k = (int32_t)((seed >> 16) % (uint32_t)(d + 1));
+            int64_t t = perm[d];
+            perm[d] = perm[k];
+            perm[k] = t;
+        }
+        ib_dtype dt = dts[iter % 4];
+        size_t es = ib_dtype_size(dt);
+        ib_tensor x;
+        CHECK_EQ_INT(ib__tensor_alloc(&x, dt, r, dims), IB_OK);
+        int64_t n = ib_tensor_element_count(&x);
+        for (int64_t i = 0; i < n; i++) ib__store_i64(x.data, dt, i, i % 251);
+        ib__attr pa = a_ints("perm", perm, r);
+        ib__node nd = node_of(IB_OP_TRANSPOSE, 13, &pa, 1);
+        const ib_tensor *in[1] = {&x};
+        ib_tensor y;
+        CHECK_EQ_INT(run_op(&nd, 1, in, 1, &y), IB_OK);
+        int64_t xs[IB_MAX_RANK], idx[IB_MAX_RANK] = {0};
+        ib__strides(dims, r, xs);
+        int bad = 0;
+        for (int64_t i = 0; i < n && !bad; i++) {
+            int64_t off = 0;
+            for (int32_t d = 0; d < r; d++) off += idx[d] * xs[perm[d]];
+            if (memcmp((char *)y.data + (size_t)i * es, (char *)x.data + (size_t)off * es, es))
+                bad = 1;
+            for (int32_t d = r - 1; d >= 0; d--) {
+                if (++idx[d] < dims[perm[d]]) break;
+                idx[d] = 0;
+            }
+        }
+        CHECK(!bad);
+        ib_tensor_release(&x);
+        ib_tensor_release(&y);
+    }
+}
+
 TEST(concat_split_squeeze) {
     int64_t ad[2] = {2, 1}, bd[2] = {2, 2};
     float av[2] = {9, 8};
@@ -572,6 +624,7 @@ int main(void) {
     RUN(reshape_zero_and_minus_one);
     RUN(reshape_unknown_shape_keeps_rank);
     RUN(transpose_and_expand_and_tile);
+    RUN(transpose_random_vs_naive);
     RUN(concat_split_squeeze);
     RUN(constant_points_at_attribute);
     RUN(range_shape_depth);

@@ -1177,7 +1177,13 @@ static ib_status infer_one_hot(ib__infer_ctx *c) {
     int64_t depth = -1;
     if (dv->constant) IB_TRY(onehot_depth(c->node, dv->constant, &depth));
     int64_t dims[IB_MAX_RANK];
-    for (int32_t d = 0, s = 0; d < r; d++) dims[d] = d == ax ? depth : ix->dims[s++];
+    bool all_known = true;
+    for (int32_t d = 0, s = 0; d < r; d++) {
+        dims[d] = d == ax ? depth : ix->dims[s++];
+        all_known &= dims[d] >= 0;
+    }
+    if (all_known && ib__shape_count(dims, r) < 0)
+        return ib__error(IB_ERR_SHAPE, "%s: output is too large", ib__node_label(c->node));
     ib__set_output(c, 0, vv->dtype, r, dims);
     return IB_OK;
 }

@@ -150,6 +150,8 @@ static ib_status resize_shape(const ib__node *node, int32_t opset, bool upsample
             out_dims[d] = v;
             scales[d] = in_dims[d] > 0 ? (double)v / (double)in_dims[d] : 1.0;
         }
+        if (ib__shape_count(out_dims, rank) < 0)
+            return ib__error(IB_ERR_SHAPE, "%s: output is too large", ib__node_label(node));
         return IB_OK;
     } else if (st) {
         if (!ib__dtype_is_float(st->dtype) || ib_tensor_element_count(st) != rank)
@@ -169,6 +171,8 @@ static ib_status resize_shape(const ib__node *node, int32_t opset, bool upsample
             return ib__error(IB_ERR_SHAPE, "%s: output dim %d is too large", ib__node_label(node), d);
         out_dims[d] = (int64_t)o;
     }
+    if (ib__shape_count(out_dims, rank) < 0)
+        return ib__error(IB_ERR_SHAPE, "%s: output is too large", ib__node_label(node));
     return IB_OK;
 }
 
@@ -486,13 +490,16 @@ static ib_status run_resize_common(ib__run_ctx *c, bool upsample) {
     int64_t cd[IB_MAX_RANK];
     memcpy(cd, x->shape, sizeof(int64_t) * (size_t)rank);
     int64_t n_in = ib_tensor_element_count(x), cap = n_in;
-    {
-        int64_t sz = n_in;
-        for (int32_t d = 0; d < rank; d++) {
-            if (dims[d].identity) continue;
-            sz = sz / dims[d].in_len * dims[d].out_len;
-            if (sz > cap) cap = sz;
+    for (int64_t d = 0, sz = n_in; d < rank; d++) { /* largest intermediate */
+        if (dims[d].identity) continue;
+        if (ib__mul_overflow_i64(sz / dims[d].in_len, dims[d].out_len, &sz) ||
+            sz > IB_MAX_ELEMENTS) {
+            st = ib__error(IB_ERR_UNSUPPORTED, "%s: intermediate result is too large",
+                           ib__node_label(c->node));
+            ib__aligned_free(tables);
+            return st;
         }
+        if (sz > cap) cap = sz;
     }
     double *a = ib__aligned_alloc(sizeof(double) * (size_t)cap);
     double *b = ib__aligned_alloc(sizeof(double) * (size_t)cap);

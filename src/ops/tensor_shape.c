@@ -79,6 +79,117 @@ static void strided_rows(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
+/* Transposes of a 2-D pair of dims in cache-sized tiles: dim p reads the source
+ * contiguously, the last (output-contiguous) dim reads it with a large stride. A plain
+ * row walk would touch a new cache line per element on one side. */
+typedef struct tiled_job {
+    char *dst;
+    const char *src;
+    size_t es;
+    int32_t n_outer; /* the other dims, outermost first */
+    int64_t odims[MAX_VIEW_RANK], osrc[MAX_VIEW_RANK], odst[MAX_VIEW_RANK];
+    int64_t rows, cols;   /* dims[p] and dims[last] */
+    int64_t col_src;      /* source stride of the last dim (the rows' stride is 1) */
+    int64_t row_dst;      /* destination stride of dim p (the cols' stride is 1) */
+    int64_t row_blocks;
+} tiled_job;
+
+enum { TILE = 32 };
+
+/* Each tile goes through a small buffer so that both the reads and the writes run
+ * along contiguous memory; power-of-two strides would otherwise thrash the L1 sets. */
+#define TILE_LOOP(T)                                                                   \
+    do {                                                                               \
+        T *d_ = (T *)dst;                                                              \
+        const T *s_ = (const T *)src;                                                  \
+        T buf_[TILE * TILE];                                                           \
+        for (int64_t c0 = 0; c0 < j->cols; c0 += TILE) {                               \
+            int64_t c1 = c0 + TILE < j->cols ? c0 + TILE : j->cols;                    \
+            for (int64_t cc = c0; cc < c1; cc++) {                                     \
+                const T *sr_ = s_ + cc * j->col_src;                                   \
+                T *b_ = buf_ + (cc - c0) * TILE - r0;                                  \
+                for (int64_t r = r0; r < r1; r++) b_[r] = sr_[r];                      \
+            }                                                                          \
+            for (int64_t r = r0; r < r1; r++) {                                        \
+                T *dr_ = d_ + r * j->row_dst;                                          \
+                const T *b_ = buf_ + (r - r0) - c0 * TILE;                             \
+                for (int64_t cc = c0; cc < c1; cc++) dr_[cc] = b_[cc * TILE];          \
+            }                                                                          \
+        }                                                                              \
+    } while (0)
+
+static void tiled_blocks(void *ctx, int64_t begin, int64_t end) {
+    const tiled_job *j = ctx;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t outer = t / j->row_blocks, rb = t % j->row_blocks;
+        int64_t so = 0, dof = 0, rem = outer;
+        for (int32_t d = j->n_outer - 1; d >= 0; d--) {
+            int64_t i = rem % j->odims[d];
+            rem /= j->odims[d];
+            so += i * j->osrc[d];
+            dof += i * j->odst[d];
+        }
+        char *dst = j->dst + (size_t)dof * j->es;
+        const char *src = j->src + so * (int64_t)j->es;
+        int64_t r0 = rb * TILE, r1 = r0 + TILE < j->rows ? r0 + TILE : j->rows;
+        switch (j->es) {
+        case 1: TILE_LOOP(uint8_t); break;
+        case 2: TILE_LOOP(uint16_t); break;
+        case 4: TILE_LOOP(uint32_t); break;
+        case 8: TILE_LOOP(uint64_t); break;
+        default:
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t cc = 0; cc < j->cols; cc++)
+                    memcpy(dst + (size_t)(r * j->row_dst + cc) * j->es,
+                           src + (r + cc * j->col_src) * (int64_t)j->es, j->es);
+            break;
+        }
+    }
+}
+
+/* Uses the tiled path when the output's last dim reads the source with a stride and
+ * another dim reads it contiguously; returns false when the layout is not like that. */
+static bool tiled_copy(const strided_job *s, ib__pool *pool) {
+    int32_t last = s->rank - 1, p = -1;
+    if (s->rank < 2 || s->strides[last] == 1 || s->dims[last] < 4) return false;
+    for (int32_t d = last - 1; d >= 0; d--)
+        if (s->strides[d] == 1) {
+            p = d;
+            break;
+        }
+    if (p < 0 || s->dims[p] < 4) return false;
+    tiled_job j;
+    j.dst = s->dst;
+    j.src = s->src;
+    j.es = s->es;
+    int64_t dstr[MAX_VIEW_RANK], acc = 1;
+    for (int32_t d = last; d >= 0; d--) {
+        dstr[d] = acc;
+        acc *= s->dims[d];
+    }
+    j.n_outer = 0;
+    for (int32_t d = 0; d < last; d++) {
+        if (d == p) continue;
+        j.odims[j.n_outer] = s->dims[d];
+        j.osrc[j.n_outer] = s->strides[d];
+        j.odst[j.n_outer] = dstr[d];
+        j.n_outer++;
+    }
+    j.rows = s->dims[p];
+    j.cols = s->dims[last];
+    j.col_src = s->strides[last];
+    j.row_dst = dstr[p];
+    j.row_blocks = (j.rows + TILE - 1) / TILE;
+    int64_t outer = 1;
+    for (int32_t d = 0; d < j.n_outer; d++) outer *= j.odims[d];
+    int64_t tasks = outer * j.row_blocks;
+    if (acc * (int64_t)s->es < (1 << 18))
+        tiled_blocks(&j, 0, tasks);
+    else
+        ib__parallel_for(pool, tasks, tiled_blocks, &j);
+    return true;
+}
+
 /* dst (dense, row-major over dims) receives src[sum idx[d] * strides[d]] elementwise. */
 static void strided_copy(void *dst, const void *src, int32_t rank, const int64_t *dims,
                          const int64_t *strides, size_t es, ib__pool *pool) {
@@ -104,6 +215,7 @@ static void strided_copy(void *dst, const void *src, int32_t rank, const int64_t
         j.strides[0] = 1;
         j.rank = 1;
     }
+    if (tiled_copy(&j, pool)) return;
     int64_t rows = 1;
     for (int32_t d = 0; d < j.rank - 1; d++) rows *= j.dims[d];
     int64_t total = rows * j.dims[j.rank - 1];
