@@ -333,6 +333,75 @@ TEST(cast) {
     ib_tensor_release(&out);
 }
 
+
+/* The float32 kernels use their own vectorisable exp/erf/tanh; check them against the
+ * double path (libm) over a dense sweep and at the edges. */
+static double worst_rel_error(ib__op_id op, int32_t opset, ib__attr *attrs, int32_t n_attrs,
+                              double lo, double hi, int n_sweep) {
+    enum { N_SPECIAL = 14 };
+    int64_t n = n_sweep + N_SPECIAL;
+    int64_t dims[1] = {n};
+    ib_tensor tf, td;
+    if (ib__tensor_alloc(&tf, IB_DTYPE_FLOAT32, 1, dims) || ib__tensor_alloc(&td, IB_DTYPE_FLOAT64, 1, dims))
+        return INFINITY;
+    float *xf = tf.data;
+    const float special[N_SPECIAL] = {0.0f, -0.0f, 1e-8f, -1e-8f, 1e-30f, 88.7f, 88.72f,
+                                      -87.5f, -100.0f, -104.5f, 200.0f, -200.0f, INFINITY, -INFINITY};
+    for (int i = 0; i < n_sweep; i++) xf[i] = (float)(lo + (hi - lo) * i / (n_sweep - 1));
+    for (int i = 0; i < N_SPECIAL; i++) xf[n_sweep + i] = special[i];
+    for (int64_t i = 0; i < n; i++) ((double *)td.data)[i] = xf[i];
+    ib__node node = make_node(op, opset, attrs, n_attrs);
+    ib_tensor of, od;
+    const ib_tensor *inf_[1] = {&tf}, *ind[1] = {&td};
+    double worst = 0;
+    if (run_op(&node, 1, inf_, 1, &of) || run_op(&node, 1, ind, 1, &od)) {
+        worst = INFINITY;
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            double got = ((float *)of.data)[i], want = (double)(float)((double *)od.data)[i];
+            if (isnan(want) || isnan(got)) {
+                if (isnan(want) != isnan(got)) worst = INFINITY;
+                continue;
+            }
+            if (isinf(want) || isinf(got)) {
+                if (got != want) worst = INFINITY;
+                continue;
+            }
+            double err = fabs(got - want) / (fabs(want) + 1e-25); /* relative above 1e-25 */
+            if (err > worst) {
+                worst = err;
+                if (err > 1e-5)
+                    fprintf(stderr, "  %s(%.9g) = %.9g, want %.9g\n", ib__op_name(op), xf[i], got, want);
+            }
+        }
+        ib_tensor_release(&of);
+        ib_tensor_release(&od);
+    }
+    ib_tensor_release(&tf);
+    ib_tensor_release(&td);
+    return worst;
+}
+
+TEST(fast_transcendentals_accuracy) {
+    const double tol = 2e-6; /* ONNX's conformance tolerance is 1e-3 relative */
+    CHECK(worst_rel_error(IB_OP_EXP, 13, NULL, 0, -87.0, 88.0, 200001) < tol);
+    CHECK(worst_rel_error(IB_OP_SIGMOID, 13, NULL, 0, -90.0, 90.0, 200001) < tol);
+    CHECK(worst_rel_error(IB_OP_TANH, 13, NULL, 0, -12.0, 12.0, 200001) < tol);
+    CHECK(worst_rel_error(IB_OP_TANH, 13, NULL, 0, -0.5, 0.5, 100001) < tol);
+    CHECK(worst_rel_error(IB_OP_ERF, 13, NULL, 0, -6.0, 6.0, 200001) < tol);
+    CHECK(worst_rel_error(IB_OP_ERF, 13, NULL, 0, -0.6, 0.6, 100001) < tol);
+    CHECK(worst_rel_error(IB_OP_ELU, 6, NULL, 0, -20.0, 5.0, 100001) < tol);
+    CHECK(worst_rel_error(IB_OP_ELU, 6, NULL, 0, -0.3, 0.3, 100001) < tol);
+    CHECK(worst_rel_error(IB_OP_SELU, 6, NULL, 0, -20.0, 5.0, 100001) < tol);
+    ib__attr ca[1] = {attr_float("alpha", 2.0f)};
+    CHECK(worst_rel_error(IB_OP_CELU, 12, ca, 1, -20.0, 5.0, 100001) < tol);
+    CHECK(worst_rel_error(IB_OP_MISH, 18, NULL, 0, -30.0, 30.0, 200001) < 1e-5);
+    /* GELU: the negative tail is tiny but still relatively accurate (no 1 + erf cancellation) */
+    CHECK(worst_rel_error(IB_OP_GELU, 20, NULL, 0, -12.0, 8.0, 200001) < 1e-5);
+    ib__attr ga[1] = {attr_string("approximate", "tanh")};
+    CHECK(worst_rel_error(IB_OP_GELU, 20, ga, 1, -12.0, 8.0, 200001) < 1e-5);
+}
+
 /* ---- binary ------------------------------------------------------------------------------ */
 
 TEST(add_broadcast) {
@@ -745,6 +814,7 @@ int main(void) {
     RUN(unary_integers);
     RUN(clip_forms);
     RUN(cast);
+    RUN(fast_transcendentals_accuracy);
     RUN(add_broadcast);
     RUN(bias_add_channels_and_parallel);
     RUN(integer_div_mod);

@@ -144,7 +144,8 @@ static ib_status read_params(const ib__node *node, const uinfo *u, uparams *p) {
     }
 }
 
-/* ---- float32 kernels: one loop per op so each vectorises (where libm allows) ------- */
+/* ---- float32 kernels: one loop per op so each vectorises (Softplus, Log and the
+ * trigonometric ops still call libm) ----------------------------------------------------- */
 
 /* Branch-free float select. A float ternary whose arms do arithmetic is not if-converted
  * by GCC under the default -ftrapping-math, so loops using it would stay scalar; the
@@ -157,6 +158,131 @@ static inline float select_f32(bool c, float a, float b) {
     float f;
     memcpy(&f, &r, 4);
     return f;
+}
+
+/* ---- branch-free float32 transcendentals ----------------------------------------------
+ * libm calls keep a loop scalar; these are written with selects and integer exponent
+ * arithmetic only, so activation loops vectorise. Each is checked against double libm
+ * in tests/test_ops_elementwise.c (relative error a few 1e-7, far inside ONNX's 1e-3). */
+
+static inline float bits_to_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* e^x: x = n ln2 + r with |r| <= ln2/2, e^r by its degree-7 Taylor polynomial, 2^n applied
+ * in two halves so overflow gives inf and underflow degrades through subnormals to 0. */
+static inline float exp_f32(float x) {
+    /* clamps as selects: a ternary with constant arms lets GCC specialise the whole
+     * body per branch, and the loop is no longer if-converted */
+    float xc = select_f32(x < -104.0f, -104.0f, x);
+    xc = select_f32(xc > 88.8f, 88.8f, xc);
+    /* round to nearest integer: adding 1.5*2^23 pushes the fraction bits out */
+    float k = xc * 1.44269504088896341f + 12582912.0f;
+    k -= 12582912.0f;
+    float r = xc - k * 0.693359375f;  /* ln2 split: the high part is exact in k * hi */
+    r = r - k * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t n = (int32_t)k;
+    int32_t n1 = n / 2, n2 = n - n1;
+    float s1 = bits_to_f32((uint32_t)(n1 + 127) << 23);
+    float s2 = bits_to_f32((uint32_t)(n2 + 127) << 23);
+    float y = p * s1 * s2;
+    return select_f32(x != x, x, y);
+}
+
+/* e^x - 1 without cancellation near 0 */
+static inline float expm1_f32(float x) {
+    float t = 1.0f / 720.0f; /* Taylor to x^6 below |x| = 0.25: error < 1e-8 relative */
+    t = t * x + 1.0f / 120.0f;
+    t = t * x + 1.0f / 24.0f;
+    t = t * x + 1.0f / 6.0f;
+    t = t * x + 0.5f;
+    t = t * x * x + x;
+    return select_f32(fabsf(x) < 0.25f, t, exp_f32(x) - 1.0f);
+}
+
+/* erfc(a) for a >= 0.5 (Chebyshev fit from Numerical Recipes, relative error 1.2e-7) */
+static inline float erfc_big_f32(float a) {
+    float t = 1.0f / (1.0f + 0.5f * a);
+    float q = 0.17087277f;
+    q = q * t - 0.82215223f;
+    q = q * t + 1.48851587f;
+    q = q * t - 1.13520398f;
+    q = q * t + 0.27886807f;
+    q = q * t - 0.18628806f;
+    q = q * t + 0.09678418f;
+    q = q * t + 0.37409196f;
+    q = q * t + 1.00002368f;
+    q = q * t - 1.26551223f;
+    return t * exp_f32(q - a * a);
+}
+
+/* erf(x) for |x| < 0.5: 2/sqrt(pi) * sum (-1)^k x^(2k+1) / (k! (2k+1)), to x^15 */
+static inline float erf_small_f32(float x) {
+    float z = x * x;
+    float q = -1.0f / 75600.0f;
+    q = q * z + 1.0f / 9360.0f;
+    q = q * z - 1.0f / 1320.0f;
+    q = q * z + 1.0f / 216.0f;
+    q = q * z - 1.0f / 42.0f;
+    q = q * z + 1.0f / 10.0f;
+    q = q * z - 1.0f / 3.0f;
+    q = q * z + 1.0f;
+    return 1.12837916709551257f * x * q;
+}
+
+static inline float erf_f32(float x) {
+    float a = fabsf(x);
+    float big = 1.0f - erfc_big_f32(select_f32(a < 0.5f, 0.5f, a));
+    big = select_f32(x < 0.0f, -big, big);
+    return select_f32(a < 0.5f, erf_small_f32(x), big);
+}
+
+/* 1 + erf(x), accurate also where erf(x) is close to -1 (GELU's negative tail) */
+static inline float one_plus_erf_f32(float x) {
+    float a = fabsf(x);
+    float c = erfc_big_f32(select_f32(a < 0.5f, 0.5f, a));
+    float big = select_f32(x < 0.0f, c, 2.0f - c);
+    return select_f32(a < 0.5f, 1.0f + erf_small_f32(x), big);
+}
+
+static inline float tanh_f32(float x) {
+    float a = fabsf(x);
+    /* |x| < 0.3: odd Taylor series to x^11 (error < 1e-9); else 1 - 2 / (e^2|x| + 1) */
+    float z = x * x;
+    float q = -1382.0f / 155925.0f;
+    q = q * z + 62.0f / 2835.0f;
+    q = q * z - 17.0f / 315.0f;
+    q = q * z + 2.0f / 15.0f;
+    q = q * z - 1.0f / 3.0f;
+    float small = q * z * x + x;
+    float e = exp_f32(2.0f * select_f32(a > 10.0f, 10.0f, a)); /* tanh(10) is 1 in float */
+    float big = 1.0f - 2.0f / (e + 1.0f);
+    big = select_f32(x < 0.0f, -big, big);
+    return select_f32(a < 0.3f, small, select_f32(x != x, x, big));
+}
+
+static inline float sigmoid_f32(float x) {
+    float e = exp_f32(-fabsf(x)); /* never overflows */
+    float r = 1.0f / (1.0f + e);
+    return select_f32(x >= 0.0f, r, e * r);
+}
+
+/* x * tanh(softplus(x)) = x * n (n + 2) / (n (n + 2) + 2) with n = e^x */
+static inline float mish_f32(float x) {
+    float n = exp_f32(select_f32(x > 20.0f, 20.0f, x));
+    float m = n * (n + 2.0f);
+    float t = m / (m + 2.0f);
+    return x * select_f32(x > 20.0f, 1.0f, t);
 }
 
 static float softplus_f32(float x) {
@@ -176,7 +302,7 @@ static void unary_f32(uop op, const uparams *p, const float *x, void *out, int64
     case U_ROUND: for (int64_t i = 0; i < n; i++) y[i] = rintf(x[i]); break;
     case U_SQRT: for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]); break;
     case U_RECIPROCAL: for (int64_t i = 0; i < n; i++) y[i] = 1.0f / x[i]; break;
-    case U_EXP: for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]); break;
+    case U_EXP: for (int64_t i = 0; i < n; i++) y[i] = exp_f32(x[i]); break;
     case U_LOG: for (int64_t i = 0; i < n; i++) y[i] = logf(x[i]); break;
     case U_SIN: for (int64_t i = 0; i < n; i++) y[i] = sinf(x[i]); break;
     case U_COS: for (int64_t i = 0; i < n; i++) y[i] = cosf(x[i]); break;
@@ -195,7 +321,7 @@ static void unary_f32(uop op, const uparams *p, const float *x, void *out, int64
             y[i] = select_f32(v > 0.0f, 1.0f, select_f32(v < 0.0f, -1.0f, v)); /* keeps ±0, NaN */
         }
         break;
-    case U_ERF: for (int64_t i = 0; i < n; i++) y[i] = erff(x[i]); break;
+    case U_ERF: for (int64_t i = 0; i < n; i++) y[i] = erf_f32(x[i]); break;
     case U_ISNAN: for (int64_t i = 0; i < n; i++) yb[i] = (uint8_t)(x[i] != x[i]); break;
     case U_ISINF:
         for (int64_t i = 0; i < n; i++) {
@@ -214,30 +340,29 @@ static void unary_f32(uop op, const uparams *p, const float *x, void *out, int64
     }
     case U_ELU: {
         float a = p->alpha;
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] >= 0.0f ? x[i] : a * expm1f(x[i]);
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = select_f32(v >= 0.0f, v, a * expm1_f32(v));
+        }
         break;
     }
     case U_SELU: {
         float a = p->alpha, g = p->gamma;
-        for (int64_t i = 0; i < n; i++) y[i] = g * (x[i] > 0.0f ? x[i] : a * expm1f(x[i]));
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = g * select_f32(v > 0.0f, v, a * expm1_f32(v));
+        }
         break;
     }
     case U_CELU: {
         float a = p->alpha;
         for (int64_t i = 0; i < n; i++) {
             float v = x[i];
-            y[i] = v > 0.0f ? v : a * expm1f(v / a);
+            y[i] = select_f32(v > 0.0f, v, a * expm1_f32(v / a));
         }
         break;
     }
-    case U_SIGMOID:
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i];
-            /* e^-|v| never overflows; mirror for negative inputs */
-            float e = expf(-fabsf(v));
-            y[i] = v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-        }
-        break;
+    case U_SIGMOID: for (int64_t i = 0; i < n; i++) y[i] = sigmoid_f32(x[i]); break;
     case U_HARD_SIGMOID: {
         float a = p->alpha, b = p->beta;
         for (int64_t i = 0; i < n; i++) {
@@ -250,27 +375,27 @@ static void unary_f32(uop op, const uparams *p, const float *x, void *out, int64
     case U_HARD_SWISH:
         for (int64_t i = 0; i < n; i++) {
             float v = x[i], g = v * (1.0f / 6.0f) + 0.5f;
-            g = g < 0.0f ? 0.0f : g;
-            g = g > 1.0f ? 1.0f : g;
-            y[i] = v * g;
+            g = select_f32(g < 0.0f, 0.0f, g);
+            y[i] = v * select_f32(g > 1.0f, 1.0f, g);
         }
         break;
-    case U_TANH: for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]); break;
+    case U_TANH: for (int64_t i = 0; i < n; i++) y[i] = tanh_f32(x[i]); break;
     case U_SOFTPLUS: for (int64_t i = 0; i < n; i++) y[i] = softplus_f32(x[i]); break;
     case U_SOFTSIGN: for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + fabsf(x[i])); break;
     case U_MISH:
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] * tanhf(softplus_f32(x[i]));
+        for (int64_t i = 0; i < n; i++) y[i] = mish_f32(x[i]);
         break;
     case U_GELU:
         if (p->gelu_tanh) {
-            const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+            /* 0.5 (1 + tanh(u)) == sigmoid(2u): no cancellation in the negative tail */
+            const float k2 = 2.0f * 0.7978845608028654f; /* 2 sqrt(2/pi) */
             for (int64_t i = 0; i < n; i++) {
                 float v = x[i];
-                y[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+                y[i] = v * sigmoid_f32(k2 * (v + 0.044715f * v * v * v));
             }
         } else {
             for (int64_t i = 0; i < n; i++)
-                y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+                y[i] = 0.5f * x[i] * one_plus_erf_f32(x[i] * 0.70710678118654752f);
         }
         break;
     case U_THRESHOLDED_RELU: {
@@ -352,9 +477,12 @@ static double unary_f64(uop op, const uparams *p, double x) {
     case U_SOFTSIGN: return x / (1.0 + fabs(x));
     case U_MISH: return x * tanh(x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)));
     case U_GELU:
-        if (p->gelu_tanh)
-            return 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
-        return 0.5 * x * (1.0 + erf(x * 0.70710678118654752));
+        if (p->gelu_tanh) { /* 0.5 (1 + tanh(u)) == sigmoid(2u) */
+            double u = 2.0 * 0.7978845608028654 * (x + 0.044715 * x * x * x);
+            double e = exp(-fabs(u));
+            return x * (u >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e));
+        }
+        return 0.5 * x * erfc(-x * 0.70710678118654752);
     case U_THRESHOLDED_RELU: return x > p->alpha ? x : 0.0;
     case U_SHRINK: return x < -p->lambd ? x + p->bias : x > p->lambd ? x - p->bias : 0.0;
     case U_CLIP: {
