@@ -1,0 +1,54 @@
+/* Declarations shared by the inferbooster command's files: the subcommands, exit codes,
+ * error reporting, option matching and JSON output helpers (cli_util.c). */
+#ifndef IB_CLI_H
+#define IB_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "inferbooster/inferbooster.h"
+
+/* Exit codes: 0 success; 2 for anything the user gave (usage, model, .npy, inputs);
+ * 1 for internal or runtime failures. */
+enum { IB_EXIT_OK = 0, IB_EXIT_FAILURE = 1, IB_EXIT_USAGE = 2 };
+
+/* Subcommands: argv[0] is the subcommand's name. Each returns an exit code. */
+int ib__cmd_info(int argc, char **argv);
+int ib__cmd_run(int argc, char **argv);
+int ib__cmd_conformance(int argc, char **argv);
+int ib__cmd_hw(int argc, char **argv);
+
+/* The exit code for a failed library call: IB_EXIT_USAGE when the status blames the
+ * caller's input (bad model, file, shape, unsupported op), else IB_EXIT_FAILURE. */
+int ib__cli_exit_code(ib_status status);
+/* Prints "inferbooster: <what>: <ib_last_error()>" on stderr and returns the exit
+ * code for `status`. */
+int ib__cli_fail(ib_status status, const char *what_fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "inferbooster: <message>" on stderr and returns IB_EXIT_USAGE. */
+int ib__cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+bool ib__cli_is_help(const char *arg);
+/* Matches argv[*i] against "--name VALUE" or "--name=VALUE". Returns 1 on a match
+ * (*value set, *i advanced past a separate value), 0 when argv[*i] is another
+ * argument, -1 when the option lacks its value (message printed). */
+int ib__cli_option(int argc, char **argv, int *i, const char *name, const char **value);
+/* Parses a decimal integer in [lo, hi]; false (message printed naming `what`) if not. */
+bool ib__cli_parse_int(const char *s, long long lo, long long hi, const char *what,
+                       long long *out);
+
+/* JSON output without a library: a string with escapes, and a double that is always
+ * valid JSON (null for NaN and infinities). */
+void ib__json_string(FILE *f, const char *s);
+void ib__json_number(FILE *f, double v);
+
+/* "[batch, 3, 224, 224]" into buf; symbolic dims by name, unnamed unknown ones as '?'. */
+const char *ib__cli_shape_string(const ib_value_info *info, char *buf, size_t cap);
+/* "[2, 3]" for a concrete tensor shape. */
+const char *ib__cli_dims_string(const int64_t *dims, int32_t rank, char *buf, size_t cap);
+/* 1234567 -> "1.23 M" style with the given unit suffix. */
+const char *ib__cli_human(double v, const char *unit, char *buf, size_t cap);
+/* 64-bit FNV-1a of a byte range. */
+uint64_t ib__fnv1a64(const void *data, size_t n);
+
+#endif /* IB_CLI_H */

@@ -1,0 +1,164 @@
+/* Helpers shared by the subcommands: exit codes from statuses, error messages, option
+ * matching, number parsing, shape and JSON formatting. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+int ib__cli_exit_code(ib_status status) {
+    switch (status) {
+    case IB_OK: return IB_EXIT_OK;
+    case IB_ERR_INVALID_ARGUMENT:
+    case IB_ERR_INVALID_MODEL:
+    case IB_ERR_UNSUPPORTED:
+    case IB_ERR_IO:
+    case IB_ERR_SHAPE:
+        return IB_EXIT_USAGE;
+    default:
+        return IB_EXIT_FAILURE;
+    }
+}
+
+int ib__cli_fail(ib_status status, const char *what_fmt, ...) {
+    char what[1024];
+    va_list ap;
+    va_start(ap, what_fmt);
+    vsnprintf(what, sizeof what, what_fmt, ap);
+    va_end(ap);
+    fflush(stdout); /* keep what was printed before the error in order */
+    const char *err = ib_last_error();
+    if (err && *err)
+        fprintf(stderr, "inferbooster: %s: %s\n", what, err);
+    else
+        fprintf(stderr, "inferbooster: %s: %s\n", what, ib_status_name(status));
+    return ib__cli_exit_code(status);
+}
+
+int ib__cli_usage_error(const char *fmt, ...) {
+    va_list ap;
+    fflush(stdout);
+    fputs("inferbooster: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return IB_EXIT_USAGE;
+}
+
+bool ib__cli_is_help(const char *arg) {
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+int ib__cli_option(int argc, char **argv, int *i, const char *name, const char **value) {
+    const char *arg = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) != 0) return 0;
+    if (arg[n] == '=') {
+        *value = arg + n + 1;
+        return 1;
+    }
+    if (arg[n] != '\0') return 0;
+    if (*i + 1 >= argc) {
+        ib__cli_usage_error("option %s needs a value", name);
+        return -1;
+    }
+    *value = argv[++*i];
+    return 1;
+}
+
+bool ib__cli_parse_int(const char *s, long long lo, long long hi, const char *what,
+                       long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi) {
+        ib__cli_usage_error("%s must be an integer in [%lld, %lld], not '%s'", what, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+void ib__json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\b': fputs("\\b", f); break;
+        case '\f': fputs("\\f", f); break;
+        default:
+            /* Control bytes are escaped; bytes >= 0x80 pass through (names from a model
+             * are UTF-8; invalid sequences are the model's, and parsers replace them). */
+            if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\u%04x", *p);
+            else fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+void ib__json_number(FILE *f, double v) {
+    if (!isfinite(v)) {
+        fputs("null", f);
+        return;
+    }
+    if (v == floor(v) && fabs(v) < 9e15) fprintf(f, "%.0f", v);
+    else fprintf(f, "%.17g", v);
+}
+
+const char *ib__cli_shape_string(const ib_value_info *info, char *buf, size_t cap) {
+    if (info->rank < 0) {
+        snprintf(buf, cap, "(unknown rank)");
+        return buf;
+    }
+    size_t n = 0;
+    n += (size_t)snprintf(buf + n, cap - n, "[");
+    for (int32_t i = 0; i < info->rank && i < IB_MAX_RANK && n < cap; i++) {
+        const char *sep = i ? ", " : "";
+        if (info->shape[i] >= 0)
+            n += (size_t)snprintf(buf + n, cap - n, "%s%lld", sep, (long long)info->shape[i]);
+        else if (info->dim_names[i] && info->dim_names[i][0])
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s", sep, info->dim_names[i]);
+        else
+            n += (size_t)snprintf(buf + n, cap - n, "%s?", sep);
+    }
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+const char *ib__cli_dims_string(const int64_t *dims, int32_t rank, char *buf, size_t cap) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int32_t i = 0; i < rank && i < IB_MAX_RANK && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? "," : "", (long long)dims[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+const char *ib__cli_human(double v, const char *unit, char *buf, size_t cap) {
+    static const char *const prefixes[] = {"", "K", "M", "G", "T", "P", "E"};
+    int p = 0;
+    double x = v;
+    while (fabs(x) >= 1000.0 && p < 6) {
+        x /= 1000.0;
+        p++;
+    }
+    if (p == 0) snprintf(buf, cap, "%.0f %s", x, unit);
+    else snprintf(buf, cap, "%.3g %s%s", x, prefixes[p], unit);
+    return buf;
+}
+
+uint64_t ib__fnv1a64(const void *data, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
