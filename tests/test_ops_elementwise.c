@@ -316,6 +316,17 @@ TEST(cast) {
     CHECK_EQ_INT(((int32_t *)out.data)[1], -5);
     ib_tensor_release(&out);
 
+    /* double -> float16 rounds once: 1 + 2^-11 + 2^-40 is just above the half-way point
+     * between 1 and 1 + 2^-10, though it rounds to that point as a float */
+    double dv[2] = {1.0 + ldexp(1.0, -11) + ldexp(1.0, -40), 1.0 + ldexp(1.0, -11)};
+    ib_tensor tdv = tensor(IB_DTYPE_FLOAT64, 1, d2, dv);
+    const ib_tensor *din[1] = {&tdv};
+    a[0] = attr_int("to", IB_DTYPE_FLOAT16);
+    CHECK_EQ_INT(run_op(&n, 1, din, 1, &out), IB_OK);
+    CHECK_NEAR(ib__half_to_float(((uint16_t *)out.data)[0]), 1.0 + ldexp(1.0, -10), 0);
+    CHECK_NEAR(ib__half_to_float(((uint16_t *)out.data)[1]), 1.0, 0); /* tie: to even */
+    ib_tensor_release(&out);
+
     /* strings and invalid targets are refused */
     a[0] = attr_int("to", IB_DTYPE_STRING);
     CHECK_EQ_INT(run_op(&n, 1, in, 1, &out), IB_ERR_UNSUPPORTED);

@@ -765,6 +765,19 @@ static inline int32_t f32_to_i32(float v) {
     return (int32_t)v;
 }
 
+/* double -> float rounded to odd: a following float -> half (or bfloat16) rounding to
+ * nearest even then gives the correctly rounded result, which plain double -> float ->
+ * half does not (the first rounding can land exactly on a half-way point). */
+static inline float f64_to_f32_odd(double v) {
+    float f = (float)v;
+    if ((double)f != v && isfinite(f)) {
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        if (!(u & 1)) f = nextafterf(f, v > (double)f ? INFINITY : -INFINITY);
+    }
+    return f;
+}
+
 static void cast_range(void *ctx, int64_t begin, int64_t end) {
     const cjob *j = (const cjob *)ctx;
     ib_dtype f = j->from, t = j->to;
@@ -781,6 +794,14 @@ static void cast_range(void *ctx, int64_t begin, int64_t end) {
         const float *x = j->x;
         uint16_t *y = j->y;
         for (int64_t i = begin; i < end; i++) y[i] = ib__float_to_bf16(x[i]);
+    } else if (f == IB_DTYPE_FLOAT64 && t == IB_DTYPE_FLOAT16) {
+        const double *x = j->x;
+        uint16_t *y = j->y;
+        for (int64_t i = begin; i < end; i++) y[i] = ib__float_to_half(f64_to_f32_odd(x[i]));
+    } else if (f == IB_DTYPE_FLOAT64 && t == IB_DTYPE_BFLOAT16) {
+        const double *x = j->x;
+        uint16_t *y = j->y;
+        for (int64_t i = begin; i < end; i++) y[i] = ib__float_to_bf16(f64_to_f32_odd(x[i]));
     } else if (f == IB_DTYPE_FLOAT32 && t == IB_DTYPE_FLOAT64) {
         const float *x = j->x;
         double *y = j->y;
