@@ -77,7 +77,8 @@ static int print_text(const info_ctx *c) {
     if (st->flops_known) {
         printf("FLOPs: %s (%.0f)\n", ib__cli_human(st->flops, "FLOPs", b, sizeof b), st->flops);
     } else {
-        printf("FLOPs: unknown (%lld node%s without known shapes, first %s; known part %s)\n",
+        printf("FLOPs: unknown (%lld node%s with symbolic shapes or control flow, first %s; "
+               "known part %s)\n",
                (long long)st->n_flops_unknown, st->n_flops_unknown == 1 ? "" : "s",
                st->first_flops_unknown ? ib__node_label(st->first_flops_unknown) : "?",
                ib__cli_human(st->flops, "FLOPs", b, sizeof b));
