@@ -596,6 +596,40 @@ TEST(resize_nearest_and_linear) {
     CHECK_EQ_INT(run_op(&n, 3, none, 1, &y), IB_ERR_INVALID_MODEL);
 }
 
+/* Upsample-7 (scales attribute, asymmetric linear) and Resize-10 (nearest, ceil when
+ * downsampling): the documented examples of those opsets. */
+TEST(upsample7_and_resize10) {
+    float xv[4] = {1, 2, 3, 4};
+    int64_t xd[4] = {1, 1, 2, 2};
+    ib_tensor x = tens(IB_DTYPE_FLOAT32, 4, xd, xv);
+    const ib_tensor *in[1] = {&x};
+    float sc[4] = {1, 1, 2, 2};
+    ib__attr ua[2] = {a_str("mode", "linear"), a_str("scales", "")};
+    ua[1].kind = IB_ATTR_FLOATS;
+    ua[1].floats = sc;
+    ua[1].count = 4;
+    ib__node up = node_of(IB_OP_UPSAMPLE, 7, ua, 2);
+    ib_tensor y;
+    CHECK_EQ_INT(run_op(&up, 1, in, 1, &y), IB_OK);
+    float w[16] = {1, 1.5f, 2, 2, 2, 2.5f, 3, 3, 3, 3.5f, 4, 4, 3, 3.5f, 4, 4};
+    CHECK(floats_are(&y, w, 16, 1e-6f));
+    ib_tensor_release(&y);
+    ua[1].count = 3; /* wrong length */
+    CHECK_EQ_INT(run_op(&up, 1, in, 1, &y), IB_ERR_INVALID_MODEL);
+
+    float rv[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int64_t rd[4] = {1, 1, 2, 4}, sd[1] = {4};
+    float rs[4] = {1, 1, 0.6f, 0.6f};
+    ib_tensor rx = tens(IB_DTYPE_FLOAT32, 4, rd, rv), st = tens(IB_DTYPE_FLOAT32, 1, sd, rs);
+    const ib_tensor *rin[2] = {&rx, &st};
+    ib__attr m = a_str("mode", "nearest");
+    ib__node r10 = node_of(IB_OP_RESIZE, 10, &m, 1);
+    CHECK_EQ_INT(run_op(&r10, 2, rin, 1, &y), IB_OK);
+    float rw[2] = {1, 3};
+    CHECK(floats_are(&y, rw, 2, 0));
+    ib_tensor_release(&y);
+}
+
 TEST(grid_sample_identity) {
     /* With align_corners, a grid at the pixel centres reproduces the input. */
     float xv[4] = {1, 2, 3, 4};
@@ -634,6 +668,7 @@ int main(void) {
     RUN(pad_modes);
     RUN(onehot_nonzero_trilu_unique);
     RUN(resize_nearest_and_linear);
+    RUN(upsample7_and_resize10);
     RUN(grid_sample_identity);
     TEST_SUMMARY();
 }

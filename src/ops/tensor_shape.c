@@ -1318,7 +1318,8 @@ static ib_status run_range(ib__run_ctx *c) {
 static ib_status eyelike_dtype(const ib__node *node, ib_dtype in, ib_dtype *out) {
     int64_t dt;
     IB_TRY(ib__attr_int(node, "dtype", (int64_t)in, &dt));
-    if (!ib__dtype_is_valid((int32_t)dt) || dt != (int32_t)dt)
+    if (dt != (int32_t)dt || !ib__dtype_is_valid((int32_t)dt) || dt == IB_DTYPE_UNDEFINED ||
+        dt == IB_DTYPE_STRING)
         return ib__error(IB_ERR_INVALID_MODEL, "%s: dtype %lld is invalid", ib__node_label(node),
                          (long long)dt);
     *out = (ib_dtype)dt;
