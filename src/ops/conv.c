@@ -284,55 +284,63 @@ static void valid_range(int64_t off, int64_t s, int64_t in, int64_t out, int64_t
     *hi = b;
 }
 
-typedef struct im2col_job {
+/* im2col as a generated SGEMM operand: B[(c, kernel offset)][output position] of group
+ * `gi` is the input value that kernel tap reads at that output position (0 in padding). */
+typedef struct im2col_src {
     const conv_geom *g;
     const float *x; /* one image: [C, in...] */
-    float *col;     /* [C * k_sp, out_sp] */
-} im2col_job;
+} im2col_src;
 
-static void im2col_range(void *ctx, int64_t begin, int64_t end) {
-    const im2col_job *j = ctx;
-    const conv_geom *g = j->g;
+static void im2col_row(const void *ctx, int64_t gi, int64_t k, int64_t j0, int64_t n,
+                       float *out) {
+    const im2col_src *b = ctx;
+    const conv_geom *g = b->g;
     const int32_t nsp = g->nsp, last = nsp - 1;
-    const int64_t out_w = g->out[last], in_w = g->in[last];
-    for (int64_t r = begin; r < end; r++) {
-        int64_t ch = r / g->k_sp, kidx = r % g->k_sp;
-        int64_t kk[CONV_MAX_SP];
-        for (int32_t d = nsp - 1; d >= 0; d--) {
-            kk[d] = kidx % g->k[d];
-            kidx /= g->k[d];
+    const int64_t out_w = g->out[last], in_w = g->in[last], sw = g->s[last];
+    int64_t cl = k / g->k_sp, kidx = k % g->k_sp;
+    int64_t kk[CONV_MAX_SP];
+    for (int32_t d = nsp - 1; d >= 0; d--) {
+        kk[d] = kidx % g->k[d];
+        kidx /= g->k[d];
+    }
+    const float *xc = b->x + (gi * g->cg + cl) * g->in_sp;
+    int64_t off_w = kk[last] * g->d[last] - g->pb[last];
+    int64_t lo, hi;
+    valid_range(off_w, sw, in_w, out_w, &lo, &hi);
+    /* the output position j0 as (outer coordinates, column) */
+    int64_t oidx[CONV_MAX_SP], rem = j0 / out_w, ow = j0 % out_w;
+    for (int32_t d = last - 1; d >= 0; d--) {
+        oidx[d] = rem % g->out[d];
+        rem /= g->out[d];
+    }
+    while (n > 0) {
+        int64_t run = out_w - ow < n ? out_w - ow : n;
+        int64_t in_off = 0;
+        bool inside = true;
+        for (int32_t d = 0; d < last; d++) {
+            int64_t pos = oidx[d] * g->s[d] + kk[d] * g->d[d] - g->pb[d];
+            if (pos < 0 || pos >= g->in[d]) inside = false;
+            in_off = in_off * g->in[d] + pos;
         }
-        const float *xc = j->x + ch * g->in_sp;
-        float *dst = j->col + r * g->out_sp;
-        int64_t off_w = kk[last] * g->d[last] - g->pb[last];
-        int64_t lo, hi;
-        valid_range(off_w, g->s[last], in_w, out_w, &lo, &hi);
-        int64_t rows = g->out_sp / out_w;
-        int64_t oidx[CONV_MAX_SP] = {0};
-        for (int64_t row = 0; row < rows; row++, dst += out_w) {
-            /* input offset of the outer coordinates; -1 when one falls in the padding */
-            int64_t in_off = 0;
-            bool inside = true;
-            for (int32_t d = 0; d < last; d++) {
-                int64_t pos = oidx[d] * g->s[d] + kk[d] * g->d[d] - g->pb[d];
-                if (pos < 0 || pos >= g->in[d]) inside = false;
-                in_off = in_off * g->in[d] + pos;
-            }
-            if (!inside) {
-                memset(dst, 0, (size_t)out_w * sizeof(float));
-            } else {
-                const float *src = xc + in_off * in_w + off_w;
-                int64_t sw = g->s[last];
-                for (int64_t o = 0; o < lo; o++) dst[o] = 0.0f;
-                if (sw == 1) memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
-                else
-                    for (int64_t o = lo; o < hi; o++) dst[o] = src[o * sw];
-                for (int64_t o = hi; o < out_w; o++) dst[o] = 0.0f;
-            }
-            for (int32_t d = last - 1; d >= 0; d--) {
-                if (++oidx[d] < g->out[d]) break;
-                oidx[d] = 0;
-            }
+        if (!inside) {
+            memset(out, 0, (size_t)run * sizeof(float));
+        } else {
+            const float *src = xc + in_off * in_w + off_w;
+            int64_t a = ow, e = ow + run;
+            int64_t v0 = lo > a ? lo : a, v1 = hi < e ? hi : e;
+            if (v1 < v0) v1 = v0 = e;
+            for (int64_t o = a; o < v0; o++) out[o - a] = 0.0f;
+            if (sw == 1) memcpy(out + (v0 - a), src + v0, (size_t)(v1 - v0) * sizeof(float));
+            else
+                for (int64_t o = v0; o < v1; o++) out[o - a] = src[o * sw];
+            for (int64_t o = v1; o < e; o++) out[o - a] = 0.0f;
+        }
+        out += run;
+        n -= run;
+        ow = 0;
+        for (int32_t d = last - 1; d >= 0; d--) {
+            if (++oidx[d] < g->out[d]) break;
+            oidx[d] = 0;
         }
     }
 }
@@ -407,31 +415,19 @@ static ib_status conv_f32(ib__run_ctx *c, const conv_geom *g) {
     bool pointwise = true;
     for (int32_t i = 0; i < g->nsp; i++)
         if (g->k[i] != 1 || g->s[i] != 1 || g->pb[i] != 0 || g->pe[i] != 0) pointwise = false;
-    float *col = NULL;
-    int64_t col_rows = g->cin * g->k_sp;
-    if (!pointwise) {
-        int64_t elems;
-        if (ib__mul_overflow_i64(col_rows, g->out_sp, &elems) || elems > IB_MAX_ELEMENTS)
-            return ib__error(IB_ERR_UNSUPPORTED, "%s: convolution too large",
-                             ib__node_label(c->node));
-        col = ib__aligned_alloc((size_t)elems * sizeof(float));
-        if (!col) return ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory for im2col",
-                                   ib__node_label(c->node));
-    }
     int64_t offs[3 * 64];
     int64_t *off = g->group <= 64 ? offs : ib__calloc((size_t)g->group * 3, sizeof(int64_t));
-    if (!off) {
-        ib__aligned_free(col);
-        return ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", ib__node_label(c->node));
-    }
+    if (!off) return ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", ib__node_label(c->node));
     int64_t kdim = g->cg * g->k_sp;
     for (int64_t gi = 0; gi < g->group; gi++) {
-        off[gi] = gi * g->mg * kdim;                    /* W rows of the group */
-        off[g->group + gi] = gi * kdim * g->out_sp;     /* B rows of the group */
+        off[gi] = gi * g->mg * kdim;                     /* W rows of the group */
+        off[g->group + gi] = gi * g->cg * g->in_sp;      /* X channels of the group */
         off[2 * g->group + gi] = gi * g->mg * g->out_sp; /* Y channels of the group */
     }
+    /* Y_g = W_g [mg x cg*k] * im2col(X_g) [cg*k x out]; a pointwise convolution's im2col is
+     * X itself. */
     ib__sgemm_shape s = {g->mg, g->out_sp, kdim, 1.0f, bias ? 1.0f : 0.0f, kdim, 1,
-                         g->out_sp, 1, g->out_sp};
+                         g->in_sp, 1, g->out_sp};
     ib_status st = IB_OK;
     for (int64_t n = 0; n < g->batch && st == IB_OK; n++) {
         const float *xn = x + n * g->cin * g->in_sp;
@@ -440,17 +436,17 @@ static ib_status conv_f32(ib__run_ctx *c, const conv_geom *g) {
             bias_job bj = {bias, yn, g->cout, g->out_sp};
             ib__parallel_for(c->pool, g->cout, bias_range, &bj);
         }
-        const float *bsrc = xn;
-        if (!pointwise) {
-            im2col_job ij = {g, xn, col};
-            ib__parallel_for(c->pool, col_rows, im2col_range, &ij);
-            bsrc = col;
+        if (pointwise) {
+            st = ib__sgemm_batched(c->pool, &s, g->group, w, off, xn, off + g->group, yn,
+                                   off + 2 * g->group);
+        } else {
+            im2col_src src = {g, xn};
+            ib__sgemm_b_gen gen = {im2col_row, &src};
+            st = ib__sgemm_batched_gen(c->pool, &s, g->group, w, off, &gen, yn,
+                                       off + 2 * g->group);
         }
-        st = ib__sgemm_batched(c->pool, &s, g->group, w, off, bsrc, off + g->group, yn,
-                               off + 2 * g->group);
     }
     if (off != offs) ib__free(off);
-    ib__aligned_free(col);
     return st;
 }
 

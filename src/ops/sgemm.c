@@ -9,8 +9,8 @@
 
 #define MR 6
 #define KC 256 /* depth of a packed block: a B micro-panel (KC x NR) stays in L1 */
-#define MC 72  /* rows of a tile: its A block (MC x KC) stays in L2 */
-#define NC 256 /* columns of a tile */
+#define MC 72  /* rows of a packed A block: with the B block it stays in L2 */
+#define NC 256 /* columns of a task's tile and of its packed B block */
 
 typedef void (*kernel_fn)(int64_t kc, const float *restrict a, const float *restrict b,
                           float *restrict c, int64_t ldc, float alpha, float beta);
@@ -101,121 +101,155 @@ static const kernel_impl *pick_kernel(void) {
     return &k_generic;
 }
 
-/* ---- The packed driver -------------------------------------------------------------- */
+/* ---- The packed driver --------------------------------------------------------------
+ * Each task owns a tile of C (a row range by a column range of one product). For each
+ * depth block it packs its B block (KC x up to NC) once, then for each MC-row slice of
+ * its rows packs that A block and sweeps the micro-kernel over it. Packing buffers are
+ * per-thread slots allocated once per call, so the scratch stays small (L2-sized) and
+ * nothing as large as the operands is ever copied. */
 
 typedef struct gemm_job {
     const kernel_impl *ker;
     ib__sgemm_shape s;
-    int64_t batch;
     const float *a, *b;
+    const ib__sgemm_b_gen *gen; /* B produced row by row instead of read from b */
     float *c;
-    const int64_t *a_off, *b_off, *c_off; /* a_off/b_off NULL: shared, packed once */
-    int64_t mp, np;                       /* m, n rounded up to MR, NR */
-    int64_t m_panels, n_panels, m_tiles, n_tiles;
-    int64_t a_packs, b_packs; /* packed copies of A / B: 1 when shared, else batch */
-    float *ap, *bp;
+    const int64_t *a_off, *b_off, *c_off;
+    int64_t m_tile, m_tiles, n_tile, n_tiles;
+    /* packing slots: one per concurrent caller */
+    int32_t n_slots;
+    float *slots;
+    int64_t slot_floats;
+    atomic_int *slot_busy;
+    atomic_int failed;
 } gemm_job;
 
-/* Packed layout of one operand copy: the depth blocks [pc, pc + kc) follow each other;
- * block pc starts at pc * mp and holds m_panels panels of kc * MR floats, depth-major. */
-static void pack_a_panel(const gemm_job *j, int64_t copy, int64_t panel) {
+/* Packs rows [i0, i0 + mh) x depth [pc, pc + kc) of A into MR-row panels, depth-major
+ * within a panel, zero-padding the last panel's missing rows. */
+static void pack_a_block(const gemm_job *j, const float *a, int64_t i0, int64_t mh, int64_t pc,
+                         int64_t kc, float *dst) {
     const ib__sgemm_shape *s = &j->s;
-    const float *src = j->a + (j->a_off ? j->a_off[copy] : 0);
-    float *base = j->ap + copy * j->mp * s->k;
-    int64_t r0 = panel * MR;
-    int64_t mr = s->m - r0 < MR ? s->m - r0 : MR;
-    for (int64_t pc = 0; pc < s->k; pc += KC) {
-        int64_t kc = s->k - pc < KC ? s->k - pc : KC;
-        float *dst = base + pc * j->mp + panel * MR * kc;
+    for (int64_t r0 = 0; r0 < mh; r0 += MR, dst += MR * kc) {
+        int64_t mr = mh - r0 < MR ? mh - r0 : MR;
+        const float *base = a + (i0 + r0) * s->a_rs + pc * s->a_cs;
+        if (mr == MR && s->a_cs == 1) {
+            /* six row streams, one sequential write stream */
+            const float *x0 = base, *x1 = base + s->a_rs, *x2 = base + 2 * s->a_rs;
+            const float *x3 = base + 3 * s->a_rs, *x4 = base + 4 * s->a_rs;
+            const float *x5 = base + 5 * s->a_rs;
+            float *d = dst;
+            for (int64_t p = 0; p < kc; p++, d += MR) {
+                d[0] = x0[p];
+                d[1] = x1[p];
+                d[2] = x2[p];
+                d[3] = x3[p];
+                d[4] = x4[p];
+                d[5] = x5[p];
+            }
+            continue;
+        }
+        if (mr == MR && s->a_rs == 1) { /* a transposed A: each depth step is contiguous */
+            for (int64_t p = 0; p < kc; p++) memcpy(dst + p * MR, base + p * s->a_cs, MR * sizeof(float));
+            continue;
+        }
         for (int64_t r = 0; r < MR; r++) {
             if (r >= mr) {
                 for (int64_t p = 0; p < kc; p++) dst[p * MR + r] = 0.0f;
                 continue;
             }
-            const float *row = src + (r0 + r) * s->a_rs + pc * s->a_cs;
-            if (s->a_cs == 1)
-                for (int64_t p = 0; p < kc; p++) dst[p * MR + r] = row[p];
-            else
-                for (int64_t p = 0; p < kc; p++) dst[p * MR + r] = row[p * s->a_cs];
+            const float *row = base + r * s->a_rs;
+            for (int64_t p = 0; p < kc; p++) dst[p * MR + r] = row[p * s->a_cs];
         }
     }
 }
 
-static void pack_b_panel(const gemm_job *j, int64_t copy, int64_t panel) {
+/* Scatters one row (depth p) of a B block, columns [0, nw), into the NR-wide panels. */
+static void scatter_b_row(const float *row, int64_t nw, int64_t nr, int64_t kc, int64_t p,
+                          float *dst) {
+    for (int64_t q0 = 0; q0 < nw; q0 += nr, dst += nr * kc) {
+        int64_t ncols = nw - q0 < nr ? nw - q0 : nr;
+        memcpy(dst + p * nr, row + q0, (size_t)ncols * sizeof(float));
+        for (int64_t q = ncols; q < nr; q++) dst[p * nr + q] = 0.0f;
+    }
+}
+
+/* Packs depth [pc, pc + kc) x columns [j0, j0 + nw) of B into NR-column panels. */
+static void pack_b_block(const gemm_job *j, int64_t bi, const float *b, int64_t pc, int64_t kc,
+                         int64_t j0, int64_t nw, float *dst) {
     const ib__sgemm_shape *s = &j->s;
     const int64_t nr = j->ker->nr;
-    const float *src = j->b + (j->b_off ? j->b_off[copy] : 0);
-    float *base = j->bp + copy * j->np * s->k;
-    int64_t c0 = panel * nr;
-    int64_t ncols = s->n - c0 < nr ? s->n - c0 : nr;
-    for (int64_t pc = 0; pc < s->k; pc += KC) {
-        int64_t kc = s->k - pc < KC ? s->k - pc : KC;
-        float *dst = base + pc * j->np + panel * nr * kc;
-        if (s->b_cs == 1) {
-            for (int64_t p = 0; p < kc; p++) {
-                const float *row = src + (pc + p) * s->b_rs + c0;
-                memcpy(dst + p * nr, row, (size_t)ncols * sizeof(float));
-                for (int64_t q = ncols; q < nr; q++) dst[p * nr + q] = 0.0f;
+    if (j->gen) {
+        float row[NC];
+        for (int64_t p = 0; p < kc; p++) {
+            j->gen->row(j->gen->ctx, bi, pc + p, j0, nw, row);
+            scatter_b_row(row, nw, nr, kc, p, dst);
+        }
+    } else if (s->b_cs == 1) {
+        /* Rows of B are far apart: prefetch a few rows ahead so that the short runs read
+         * from each do not each wait for memory. */
+        enum { AHEAD = 4 };
+        for (int64_t p = 0; p < kc; p++) {
+            if (p + AHEAD < kc) {
+                const char *next = (const char *)(b + (pc + p + AHEAD) * s->b_rs + j0);
+                for (int64_t q = 0; q < nw * (int64_t)sizeof(float); q += 64)
+                    __builtin_prefetch(next + q, 0, 3);
             }
-        } else {
-            /* Column-major-ish B (a transposed operand): walk each column contiguously. */
+            scatter_b_row(b + (pc + p) * s->b_rs + j0, nw, nr, kc, p, dst);
+        }
+    } else {
+        /* A transposed B: walk each column contiguously. */
+        for (int64_t q0 = 0; q0 < nw; q0 += nr, dst += nr * kc) {
+            int64_t ncols = nw - q0 < nr ? nw - q0 : nr;
             for (int64_t q = 0; q < nr; q++) {
                 if (q >= ncols) {
                     for (int64_t p = 0; p < kc; p++) dst[p * nr + q] = 0.0f;
                     continue;
                 }
-                const float *col = src + pc * s->b_rs + (c0 + q) * s->b_cs;
+                const float *col = b + pc * s->b_rs + (j0 + q0 + q) * s->b_cs;
                 for (int64_t p = 0; p < kc; p++) dst[p * nr + q] = col[p * s->b_rs];
             }
         }
     }
 }
 
-static void pack_range(void *ctx, int64_t begin, int64_t end) {
-    const gemm_job *j = ctx;
-    int64_t a_jobs = j->a_packs * j->m_panels;
-    for (int64_t t = begin; t < end; t++) {
-        if (t < a_jobs) {
-            pack_a_panel(j, t / j->m_panels, t % j->m_panels);
-        } else {
-            int64_t u = t - a_jobs;
-            pack_b_panel(j, u / j->n_panels, u % j->n_panels);
-        }
-    }
-}
-
-static void compute_tile(const gemm_job *j, int64_t bi, int64_t tm, int64_t tn) {
+static void compute_tile(const gemm_job *j, int64_t bi, int64_t tm, int64_t tn, float *ap,
+                         float *bp) {
     const ib__sgemm_shape *s = &j->s;
     const int64_t nr = j->ker->nr;
-    const float *ap = j->ap + (j->a_packs > 1 ? bi : 0) * j->mp * s->k;
-    const float *bp = j->bp + (j->b_packs > 1 ? bi : 0) * j->np * s->k;
+    const float *a = j->a + (j->a_off ? j->a_off[bi] : 0);
+    const float *b = j->gen ? NULL : j->b + (j->b_off ? j->b_off[bi] : 0);
     float *c = j->c + (j->c_off ? j->c_off[bi] : 0);
-    int64_t i_lo = tm * MC, i_hi = i_lo + MC < s->m ? i_lo + MC : s->m;
-    int64_t j_lo = tn * NC, j_hi = j_lo + NC < s->n ? j_lo + NC : s->n;
+    int64_t i_lo = tm * j->m_tile, i_hi = i_lo + j->m_tile < s->m ? i_lo + j->m_tile : s->m;
+    int64_t j_lo = tn * j->n_tile, nw = j_lo + j->n_tile < s->n ? j->n_tile : s->n - j_lo;
     float tmp[MR * 16] __attribute__((aligned(64)));
     for (int64_t pc = 0; pc < s->k; pc += KC) {
         int64_t kc = s->k - pc < KC ? s->k - pc : KC;
         float beta = pc == 0 ? s->beta : 1.0f;
-        for (int64_t jc = j_lo; jc < j_hi; jc += nr) {
-            const float *bpanel = bp + pc * j->np + (jc / nr) * nr * kc;
-            int64_t ncols = j_hi - jc < nr ? j_hi - jc : nr;
-            for (int64_t ic = i_lo; ic < i_hi; ic += MR) {
-                const float *apanel = ap + pc * j->mp + (ic / MR) * MR * kc;
-                int64_t mrows = i_hi - ic < MR ? i_hi - ic : MR;
-                float *ct = c + ic * s->ldc + jc;
-                if (mrows == MR && ncols == nr) {
-                    j->ker->fn(kc, apanel, bpanel, ct, s->ldc, s->alpha, beta);
-                    continue;
-                }
-                j->ker->fn(kc, apanel, bpanel, tmp, nr, 1.0f, 0.0f);
-                for (int64_t r = 0; r < mrows; r++) {
-                    float *crow = ct + r * s->ldc;
-                    const float *trow = tmp + r * nr;
-                    if (beta == 0.0f)
-                        for (int64_t q = 0; q < ncols; q++) crow[q] = s->alpha * trow[q];
-                    else
-                        for (int64_t q = 0; q < ncols; q++)
-                            crow[q] = s->alpha * trow[q] + beta * crow[q];
+        pack_b_block(j, bi, b, pc, kc, j_lo, nw, bp);
+        for (int64_t ic = i_lo; ic < i_hi; ic += MC) {
+            int64_t mh = i_hi - ic < MC ? i_hi - ic : MC;
+            pack_a_block(j, a, ic, mh, pc, kc, ap);
+            for (int64_t q0 = 0; q0 < nw; q0 += nr) {
+                const float *bpanel = bp + (q0 / nr) * nr * kc;
+                int64_t ncols = nw - q0 < nr ? nw - q0 : nr;
+                for (int64_t r0 = 0; r0 < mh; r0 += MR) {
+                    const float *apanel = ap + (r0 / MR) * MR * kc;
+                    int64_t mrows = mh - r0 < MR ? mh - r0 : MR;
+                    float *ct = c + (ic + r0) * s->ldc + j_lo + q0;
+                    if (mrows == MR && ncols == nr) {
+                        j->ker->fn(kc, apanel, bpanel, ct, s->ldc, s->alpha, beta);
+                        continue;
+                    }
+                    j->ker->fn(kc, apanel, bpanel, tmp, nr, 1.0f, 0.0f);
+                    for (int64_t r = 0; r < mrows; r++) {
+                        float *crow = ct + r * s->ldc;
+                        const float *trow = tmp + r * nr;
+                        if (beta == 0.0f)
+                            for (int64_t q = 0; q < ncols; q++) crow[q] = s->alpha * trow[q];
+                        else
+                            for (int64_t q = 0; q < ncols; q++)
+                                crow[q] = s->alpha * trow[q] + beta * crow[q];
+                    }
                 }
             }
         }
@@ -223,12 +257,28 @@ static void compute_tile(const gemm_job *j, int64_t bi, int64_t tm, int64_t tn) 
 }
 
 static void compute_range(void *ctx, int64_t begin, int64_t end) {
-    const gemm_job *j = ctx;
+    gemm_job *j = ctx;
+    /* Claim a packing slot; more concurrent callers than pool threads cannot happen, but
+     * a private buffer keeps that from ever being a correctness question. */
+    int32_t slot = -1;
+    for (int32_t i = 0; i < j->n_slots && slot < 0; i++) {
+        int expected = 0;
+        if (atomic_compare_exchange_strong(&j->slot_busy[i], &expected, 1)) slot = i;
+    }
+    float *buf = slot >= 0 ? j->slots + (int64_t)slot * j->slot_floats
+                           : ib__aligned_alloc((size_t)j->slot_floats * sizeof(float));
+    if (!buf) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
+    float *bp = buf, *ap = buf + (int64_t)KC * NC;
     int64_t per_batch = j->m_tiles * j->n_tiles;
     for (int64_t t = begin; t < end; t++) {
         int64_t bi = t / per_batch, r = t % per_batch;
-        compute_tile(j, bi, r / j->n_tiles, r % j->n_tiles);
+        compute_tile(j, bi, r / j->n_tiles, r % j->n_tiles, ap, bp);
     }
+    if (slot >= 0) atomic_store(&j->slot_busy[slot], 0);
+    else ib__aligned_free(buf);
 }
 
 /* ---- Direct path for very short A (one or two rows: a vector-matrix product), where
@@ -271,14 +321,6 @@ static void gemv_range(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
-/* A NULL offset array, or one whose entries are all equal, names one shared operand. */
-static bool shared_operand(const int64_t *off, int64_t batch) {
-    if (!off) return true;
-    for (int64_t i = 1; i < batch; i++)
-        if (off[i] != off[0]) return false;
-    return true;
-}
-
 static void scale_c(const ib__sgemm_shape *s, int64_t batch, float *c, const int64_t *c_off) {
     for (int64_t bi = 0; bi < batch; bi++) {
         float *cb = c + (c_off ? c_off[bi] : 0);
@@ -288,15 +330,16 @@ static void scale_c(const ib__sgemm_shape *s, int64_t batch, float *c, const int
     }
 }
 
-ib_status ib__sgemm_batched(ib__pool *pool, const ib__sgemm_shape *s, int64_t batch,
-                            const float *a, const int64_t *a_off, const float *b,
-                            const int64_t *b_off, float *c, const int64_t *c_off) {
+static ib_status sgemm_run(ib__pool *pool, const ib__sgemm_shape *s, int64_t batch,
+                           const float *a, const int64_t *a_off, const float *b,
+                           const int64_t *b_off, const ib__sgemm_b_gen *gen, float *c,
+                           const int64_t *c_off) {
     if (batch <= 0 || s->m <= 0 || s->n <= 0) return IB_OK;
     if (s->k <= 0) {
         scale_c(s, batch, c, c_off);
         return IB_OK;
     }
-    if (s->m <= 2 && s->b_cs == 1) {
+    if (!gen && s->m <= 2 && s->b_cs == 1) {
         gemv_job g = {*s, a, b, c, a_off, b_off, c_off, (s->n + GEMV_CHUNK - 1) / GEMV_CHUNK};
         ib__parallel_for(pool, batch * g.chunks, gemv_range, &g);
         return IB_OK;
@@ -306,46 +349,61 @@ ib_status ib__sgemm_batched(ib__pool *pool, const ib__sgemm_shape *s, int64_t ba
     memset(&j, 0, sizeof j);
     j.ker = pick_kernel();
     j.s = *s;
-    j.batch = batch;
     j.a = a;
     j.b = b;
+    j.gen = gen;
     j.c = c;
+    j.a_off = a_off;
+    j.b_off = b_off;
     j.c_off = c_off;
+    /* Tiles: column strips of at most NC, as many as the threads can share evenly (a
+     * strip's B block is packed once); rows are split only when there are fewer strips
+     * than threads, since each row split packs the B block again. */
+    int32_t threads = ib__pool_size(pool);
     const int64_t nr = j.ker->nr;
-    j.m_panels = (s->m + MR - 1) / MR;
-    j.n_panels = (s->n + nr - 1) / nr;
-    j.mp = j.m_panels * MR;
-    j.np = j.n_panels * nr;
-    j.m_tiles = (s->m + MC - 1) / MC;
     j.n_tiles = (s->n + NC - 1) / NC;
-    bool a_shared = shared_operand(a_off, batch), b_shared = shared_operand(b_off, batch);
-    /* A shared operand is packed once, from its (common) offset. */
-    if (a_shared) j.a = a + (a_off ? a_off[0] : 0);
-    else j.a_off = a_off;
-    if (b_shared) j.b = b + (b_off ? b_off[0] : 0);
-    else j.b_off = b_off;
-    j.a_packs = a_shared ? 1 : batch;
-    j.b_packs = b_shared ? 1 : batch;
-
-    int64_t a_elems, b_elems;
-    if (ib__mul_overflow_i64(j.a_packs * j.mp, s->k, &a_elems) ||
-        ib__mul_overflow_i64(j.b_packs * j.np, s->k, &b_elems) || a_elems > IB_MAX_ELEMENTS ||
-        b_elems > IB_MAX_ELEMENTS)
-        return ib__error(IB_ERR_OUT_OF_MEMORY, "matrix product %lldx%lldx%lld is too large",
-                         (long long)s->m, (long long)s->n, (long long)s->k);
-    j.ap = ib__aligned_alloc((size_t)a_elems * sizeof(float));
-    j.bp = ib__aligned_alloc((size_t)b_elems * sizeof(float));
-    if (!j.ap || !j.bp) {
-        ib__aligned_free(j.ap);
-        ib__aligned_free(j.bp);
-        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory packing a %lldx%lldx%lld product",
+    if (threads > 1 && batch == 1 && j.n_tiles >= threads && j.n_tiles % threads != 0) {
+        int64_t want = (j.n_tiles + threads - 1) / threads * threads;
+        int64_t width = ((s->n + want - 1) / want + nr - 1) / nr * nr;
+        if (width >= 4 * nr) j.n_tiles = want;
+    }
+    j.n_tile = ((s->n + j.n_tiles - 1) / j.n_tiles + nr - 1) / nr * nr;
+    j.n_tiles = (s->n + j.n_tile - 1) / j.n_tile;
+    int64_t m_split = 1;
+    while (batch * j.n_tiles * m_split < threads && s->m / (m_split * 2) >= 4 * MR) m_split *= 2;
+    j.m_tile = ((s->m + m_split - 1) / m_split + MR - 1) / MR * MR;
+    j.m_tiles = (s->m + j.m_tile - 1) / j.m_tile;
+    j.n_slots = threads < 1 ? 1 : threads;
+    j.slot_floats = (int64_t)KC * NC + (int64_t)MC * KC;
+    j.slots = ib__aligned_alloc((size_t)j.n_slots * (size_t)j.slot_floats * sizeof(float));
+    j.slot_busy = ib__calloc((size_t)j.n_slots, sizeof(atomic_int));
+    if (!j.slots || !j.slot_busy) {
+        ib__aligned_free(j.slots);
+        ib__free(j.slot_busy);
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory for a %lldx%lldx%lld product",
                          (long long)s->m, (long long)s->n, (long long)s->k);
     }
-    ib__parallel_for(pool, j.a_packs * j.m_panels + j.b_packs * j.n_panels, pack_range, &j);
+    for (int32_t i = 0; i < j.n_slots; i++) atomic_init(&j.slot_busy[i], 0);
+    atomic_init(&j.failed, 0);
     ib__parallel_for(pool, batch * j.m_tiles * j.n_tiles, compute_range, &j);
-    ib__aligned_free(j.ap);
-    ib__aligned_free(j.bp);
+    ib__aligned_free(j.slots);
+    ib__free(j.slot_busy);
+    if (atomic_load(&j.failed))
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory for a %lldx%lldx%lld product",
+                         (long long)s->m, (long long)s->n, (long long)s->k);
     return IB_OK;
+}
+
+ib_status ib__sgemm_batched(ib__pool *pool, const ib__sgemm_shape *s, int64_t batch,
+                            const float *a, const int64_t *a_off, const float *b,
+                            const int64_t *b_off, float *c, const int64_t *c_off) {
+    return sgemm_run(pool, s, batch, a, a_off, b, b_off, NULL, c, c_off);
+}
+
+ib_status ib__sgemm_batched_gen(ib__pool *pool, const ib__sgemm_shape *s, int64_t batch,
+                                const float *a, const int64_t *a_off, const ib__sgemm_b_gen *b,
+                                float *c, const int64_t *c_off) {
+    return sgemm_run(pool, s, batch, a, a_off, NULL, NULL, b, c, c_off);
 }
 
 ib_status ib__sgemm(ib__pool *pool, const ib__sgemm_shape *s, const float *a, const float *b,

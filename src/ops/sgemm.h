@@ -24,11 +24,23 @@ ib_status ib__sgemm(ib__pool *pool, const ib__sgemm_shape *s, const float *a, co
 
 /* `batch` independent products of the same shape: product i reads a + a_off[i],
  * b + b_off[i] and writes c + c_off[i] (offsets in elements). A NULL offset array means
- * offset 0 for every product (an operand shared by all of them, packed once). The
- * C blocks of different products must not overlap. */
+ * offset 0 for every product. The C blocks of different products must not overlap. */
 ib_status ib__sgemm_batched(ib__pool *pool, const ib__sgemm_shape *s, int64_t batch,
                             const float *a, const int64_t *a_off, const float *b,
                             const int64_t *b_off, float *c, const int64_t *c_off);
+
+/* A B operand produced on demand (im2col of a convolution, say), so that it is never
+ * materialised: row(ctx, i, p, j0, n, out) writes B[p][j0 .. j0 + n) of product i into
+ * out[0 .. n). n is at most 256. Called concurrently from the pool's threads. */
+typedef struct ib__sgemm_b_gen {
+    void (*row)(const void *ctx, int64_t product, int64_t p, int64_t j0, int64_t n, float *out);
+    const void *ctx;
+} ib__sgemm_b_gen;
+
+/* ib__sgemm_batched with a generated B (the shape's b_rs and b_cs are unused). */
+ib_status ib__sgemm_batched_gen(ib__pool *pool, const ib__sgemm_shape *s, int64_t batch,
+                                const float *a, const int64_t *a_off, const ib__sgemm_b_gen *b,
+                                float *c, const int64_t *c_off);
 
 /* Tests only: true restricts the product to the portable kernel even where a wider one
  * (AVX2) is available, so that both are checked against the reference. */
