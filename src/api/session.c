@@ -165,6 +165,19 @@ static void value_from_tensor(ib__value *v, const ib__value *model_value, const 
 
 enum { MAX_IO = 256 };
 
+/* Frees intermediates nobody reads any more (never graph outputs or weights). */
+static void release_inputs(run_env *e, const ib__node *node) {
+    for (int32_t i = 0; i < node->n_inputs; i++) {
+        const ib__value *v = node->inputs[i];
+        if (!v || v->index >= e->graph->n_values || e->graph->values[v->index] != v) continue;
+        if (--e->uses_left[v->index] <= 0 && e->vals[v->index].owns_data &&
+            !is_graph_output(e->graph, v)) {
+            ib_tensor_release(&e->vals[v->index]);
+            e->ready[v->index] = 0;
+        }
+    }
+}
+
 static ib_status run_node(run_env *e, const ib__node *node) {
     const ib__op_def *def = ib__op_get(node->op);
     if (!def || !def->run || !def->infer)
@@ -257,16 +270,7 @@ static ib_status run_node(run_env *e, const ib__node *node) {
         e->vals[v->index] = out_store[o];
         e->ready[v->index] = 1;
     }
-    /* Free intermediates nobody reads any more (never graph outputs or weights). */
-    for (int32_t i = 0; i < node->n_inputs; i++) {
-        const ib__value *v = node->inputs[i];
-        if (!v || v->index >= e->graph->n_values || e->graph->values[v->index] != v) continue;
-        if (--e->uses_left[v->index] <= 0 && e->vals[v->index].owns_data &&
-            !is_graph_output(e->graph, v)) {
-            ib_tensor_release(&e->vals[v->index]);
-            e->ready[v->index] = 0;
-        }
-    }
+    release_inputs(e, node);
     return IB_OK;
 }
 
@@ -277,7 +281,10 @@ static ib_status run_graph(run_env *e) {
         bool folded = node->n_outputs > 0;
         for (int32_t o = 0; o < node->n_outputs; o++)
             if (node->outputs[o] && !node->outputs[o]->constant) folded = false;
-        if (folded) continue; /* computed at load time */
+        if (folded) { /* computed at load time */
+            release_inputs(e, node);
+            continue;
+        }
         IB_TRY(run_node(e, node));
     }
     return IB_OK;

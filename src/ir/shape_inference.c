@@ -22,6 +22,16 @@ static bool foldable(ib__op_id op) {
     }
 }
 
+/* Ops whose output depends on their input's shape alone. */
+static bool reads_only_shape(ib__op_id op) { return op == IB_OP_SHAPE || op == IB_OP_SIZE; }
+
+static bool shape_known(const ib__value *v) {
+    if (!v || v->rank < 0) return false;
+    for (int32_t d = 0; d < v->rank; d++)
+        if (v->dims[d] < 0) return false;
+    return true;
+}
+
 /* Computes a node whose inputs are all constant; outputs become arena constants. */
 static ib_status fold_node(ib__graph *g, ib__node *node, const ib__op_def *def) {
     const ib_tensor *ins[64];
@@ -37,8 +47,18 @@ static ib_status fold_node(ib__graph *g, ib__node *node, const ib__op_def *def) 
         int64_t n = ib__shape_count(v->dims, v->rank);
         if (n < 0 || n > IB_FOLD_MAX_ELEMENTS) return IB_OK;
     }
+    ib_tensor shape_view;
     for (int32_t i = 0; i < node->n_inputs; i++)
         ins[i] = node->inputs[i] ? node->inputs[i]->constant : NULL;
+    if (reads_only_shape(node->op) && node->n_inputs >= 1 && !ins[0] && node->inputs[0]) {
+        /* Shape/Size read dims, never data: a view without data is enough. */
+        const ib__value *v = node->inputs[0];
+        memset(&shape_view, 0, sizeof shape_view);
+        shape_view.dtype = v->dtype;
+        shape_view.rank = v->rank;
+        memcpy(shape_view.shape, v->dims, sizeof(int64_t) * (size_t)v->rank);
+        ins[0] = &shape_view;
+    }
     ib_status st = IB_OK;
     int32_t made = 0;
     for (int32_t i = 0; i < node->n_outputs; i++, made++) {
@@ -132,8 +152,12 @@ static ib_status infer_graph(ib__graph *g, ib__infer_report *r, int depth) {
                                  ib__node_label(node), v->name, v->rank, IB_MAX_RANK);
         }
         bool all_const = def->run && foldable(node->op) && node->n_outputs > 0;
-        for (int32_t i = 0; i < node->n_inputs && all_const; i++)
-            if (node->inputs[i] && !node->inputs[i]->constant) all_const = false;
+        for (int32_t i = 0; i < node->n_inputs && all_const; i++) {
+            const ib__value *in = node->inputs[i];
+            if (!in || in->constant) continue;
+            if (i == 0 && reads_only_shape(node->op) && shape_known(in)) continue;
+            all_const = false;
+        }
         bool already = true;
         for (int32_t o = 0; o < node->n_outputs; o++)
             if (node->outputs[o] && !node->outputs[o]->constant) already = false;
