@@ -520,6 +520,37 @@ TEST(global_pools_and_unpool_bad_index) {
     CHECK_EQ_INT(run_op(&mp, 1, in, 1, &y), IB_ERR_INVALID_MODEL);
 }
 
+TEST(pool_fast_path_matches_generic) {
+    /* MaxPool with an Indices output takes the generic N-d loop, without it the 2-D fast
+     * path: both must agree, with pads, dilations, strides and ceil_mode. */
+    float x[2 * 3 * 11 * 10];
+    fill_rand(x, 2 * 3 * 11 * 10);
+    int64_t xd[4] = {2, 3, 11, 10}, k[2] = {3, 2}, s[2] = {2, 3}, d[2] = {2, 1}, p[4] = {1, 0, 2, 1};
+    ib_tensor tx = tensor(IB_DTYPE_FLOAT32, 4, xd, x);
+    const ib_tensor *in[1] = {&tx};
+    ib__attr attrs[5] = {attr_ints("kernel_shape", k, 2), attr_ints("strides", s, 2),
+                         attr_ints("dilations", d, 2), attr_ints("pads", p, 4),
+                         attr_int("ceil_mode", 1)};
+    ib__node node = make_node(IB_OP_MAX_POOL, 12, attrs, 5);
+    ib_tensor fast, gen[2];
+    CHECK_EQ_INT(run_op(&node, 1, in, 1, &fast), IB_OK);
+    CHECK_EQ_INT(run_op(&node, 1, in, 2, gen), IB_OK);
+    int64_t n = ib_tensor_element_count(&fast);
+    CHECK(n > 0 && n == ib_tensor_element_count(&gen[0]));
+    CHECK(max_rel_err(fast.data, gen[0].data, n) == 0.0);
+    for (int64_t i = 0; i < n; i++) /* each index names the max it reports */
+        CHECK_NEAR(x[((int64_t *)gen[1].data)[i]], ((float *)gen[0].data)[i], 0);
+    ib_tensor_release(&fast);
+    ib_tensor_release(&gen[0]);
+    ib_tensor_release(&gen[1]);
+    /* a dilation whose window extent overflows is refused, not wrapped */
+    int64_t huge[2] = {(int64_t)1 << 32, 1};
+    attrs[2] = attr_ints("dilations", huge, 2);
+    int64_t big_k[2] = {(int64_t)1 << 31, 2};
+    attrs[0] = attr_ints("kernel_shape", big_k, 2);
+    CHECK_EQ_INT(run_op(&node, 1, in, 1, &fast), IB_ERR_SHAPE);
+}
+
 /* ---- Gemm, MatMul, Einsum ----------------------------------------------------------- */
 
 TEST(gemm_trans_and_bias) {
@@ -769,6 +800,7 @@ int main(void) {
     RUN(max_pool_with_indices);
     RUN(average_pool_pads);
     RUN(global_pools_and_unpool_bad_index);
+    RUN(pool_fast_path_matches_generic);
     RUN(gemm_trans_and_bias);
     RUN(matmul_promotion_and_broadcast);
     RUN(matmul_float64_and_integer);

@@ -175,7 +175,11 @@ static ib_status conv_geometry(const ib__node *node, bool transpose, int32_t xr,
             g->out[i] = transpose && osn ? out_shape[i] : -1;
             continue;
         }
-        int64_t ext = (k - 1) * g->d[i] + 1;
+        int64_t ext;
+        if (ib__mul_overflow_i64(k - 1, g->d[i], &ext) || ext > IB_MAX_ELEMENTS)
+            return ib__error(IB_ERR_SHAPE, "%s: kernel extent along dim %d is too large",
+                             ib__node_label(node), i);
+        ext += 1;
         if (!transpose) {
             if (ap == PAD_VALID) {
                 g->pb[i] = g->pe[i] = 0;
@@ -194,9 +198,13 @@ static ib_status conv_geometry(const ib__node *node, bool transpose, int32_t xr,
                                  (long long)ext);
             g->out[i] = span / g->s[i] + 1;
         } else {
-            int64_t full = g->s[i] * (in - 1) + out_pad[i] + ext;
+            int64_t s_in; /* stride * input size: the SAME output size */
+            if (ib__mul_overflow_i64(g->s[i], in, &s_in) || s_in > IB_MAX_ELEMENTS)
+                return ib__error(IB_ERR_SHAPE, "%s: output dim %d is too large",
+                                 ib__node_label(node), i);
+            int64_t full = s_in - g->s[i] + out_pad[i] + ext;
             if (osn || ap == PAD_SAME_UPPER || ap == PAD_SAME_LOWER) {
-                int64_t o = osn ? out_shape[i] : in * g->s[i];
+                int64_t o = osn ? out_shape[i] : s_in;
                 int64_t total = full - o;
                 if (ap == PAD_SAME_UPPER) {
                     g->pb[i] = floor_div(total, 2);

@@ -136,9 +136,15 @@ static ib_status run_gemm(ib__run_ctx *c) {
     IB_TRY(gemm_read_attrs(c->node, &g));
     int64_t m = y->shape[0], n = y->shape[1];
     int64_t k = g.trans_a ? a->shape[0] : a->shape[1];
+    if (a->rank != 2 || b->rank != 2 || y->rank != 2 || a->dtype != b->dtype)
+        return ib__error(IB_ERR_SHAPE, "%s: A and B must be 2-D of one type",
+                         ib__node_label(c->node));
     if (bias && bias->dtype != a->dtype)
         return ib__error(IB_ERR_INVALID_MODEL, "%s: C is %s, A is %s", ib__node_label(c->node),
                          ib_dtype_name(bias->dtype), ib_dtype_name(a->dtype));
+    if (bias && !bias_broadcasts(bias->rank, bias->shape, m, n))
+        return ib__error(IB_ERR_SHAPE, "%s: C does not broadcast to [%lld, %lld]",
+                         ib__node_label(c->node), (long long)m, (long long)n);
     bool use_bias = bias && g.beta != 0.0f && ib_tensor_element_count(bias) > 0;
     if (a->dtype == IB_DTYPE_FLOAT32) {
         if (use_bias) {
@@ -974,11 +980,16 @@ static ib_status run_einsum(ib__run_ctx *c) {
         for (int32_t o = 0; o < eq.n_ops; o++) j.out_stride[o][i] = st[o][l];
     }
     j.sum_total = 1;
+    int64_t work = ib_tensor_element_count(c->out[0]);
     for (int32_t l = 0; l < EIN_MAX_LABELS; l++) {
         if (!b.used[l] || is_out[l]) continue;
         j.sum_dims[j.n_sum] = b.dim[l];
         for (int32_t o = 0; o < eq.n_ops; o++) j.sum_stride[o][j.n_sum] = st[o][l];
-        j.sum_total *= b.dim[l];
+        /* the loop visits every label combination: refuse what would run for hours */
+        if (ib__mul_overflow_i64(j.sum_total, b.dim[l], &j.sum_total) ||
+            ib__mul_overflow_i64(work, b.dim[l], &work) || work > ((int64_t)1 << 36))
+            return ib__error(IB_ERR_UNSUPPORTED, "%s: this contraction is too large for the "
+                             "general Einsum loop", ib__node_label(c->node));
         j.n_sum++;
     }
     ib__parallel_for(c->pool, ib_tensor_element_count(c->out[0]), ein_general_range, &j);

@@ -97,7 +97,11 @@ static ib_status pool_geometry(const ib__node *node, int32_t xr, const int64_t *
             g->out[i] = -1;
             continue;
         }
-        int64_t ext = (g->k[i] - 1) * g->d[i] + 1;
+        int64_t ext;
+        if (ib__mul_overflow_i64(g->k[i] - 1, g->d[i], &ext) || ext > IB_MAX_ELEMENTS)
+            return ib__error(IB_ERR_SHAPE, "%s: window extent along dim %d is too large",
+                             ib__node_label(node), i);
+        ext += 1;
         if (same_upper || same_lower) {
             int64_t o = (in + g->s[i] - 1) / g->s[i];
             int64_t total = (o - 1) * g->s[i] + ext - in;
@@ -220,7 +224,8 @@ static void pool_range(void *ctx, int64_t begin, int64_t end) {
         int64_t oi[POOL_MAX_SP] = {0};
         for (int64_t o = 0; o < g->out_sp; o++) {
             int64_t start[POOL_MAX_SP], lo[POOL_MAX_SP], hi[POOL_MAX_SP];
-            int64_t valid = 1, padded = 1;
+            int64_t valid = 1;
+            double padded = 1.0; /* may exceed int64 for absurd pads; only divides */
             for (int32_t d = 0; d < nsp; d++) {
                 start[d] = oi[d] * g->s[d] - g->pb[d];
                 tap_range(start[d], g->d[d], g->k[d], g->in[d], &lo[d], &hi[d]);
@@ -229,7 +234,7 @@ static void pool_range(void *ctx, int64_t begin, int64_t end) {
                     int64_t plo, phi; /* taps inside the padded extent */
                     tap_range(start[d] + g->pb[d], g->d[d], g->k[d], g->in[d] + g->pb[d] + g->pe[d],
                               &plo, &phi);
-                    padded *= phi - plo;
+                    padded *= (double)(phi - plo);
                 }
             }
             double acc = j->kind == POOL_MAX ? -INFINITY : 0.0;
@@ -266,8 +271,8 @@ static void pool_range(void *ctx, int64_t begin, int64_t end) {
                 }
             }
             if (j->kind == POOL_AVG) {
-                int64_t div = j->count_include_pad ? padded : valid;
-                acc = div > 0 ? acc / (double)div : 0.0;
+                double div = j->count_include_pad ? padded : (double)valid;
+                acc = div > 0.0 ? acc / div : 0.0;
             } else if (j->kind == POOL_LP) {
                 acc = j->p == 2.0 ? sqrt(acc) : pow(acc, 1.0 / j->p);
             }
@@ -277,6 +282,57 @@ static void pool_range(void *ctx, int64_t begin, int64_t end) {
             for (int32_t d = nsp - 1; d >= 0; d--) {
                 if (++oi[d] < g->out[d]) break;
                 oi[d] = 0;
+            }
+        }
+    }
+}
+
+/* Float32 2-D max/average pooling without Indices: the hot case (CNN stems and heads),
+ * with the valid tap ranges hoisted out of the window loops. */
+static void pool2d_f32_range(void *ctx, int64_t begin, int64_t end) {
+    const pool_job *j = ctx;
+    const pool_geom *g = j->g;
+    const int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
+    for (int64_t plane = begin; plane < end; plane++) {
+        const float *x = j->xf + plane * g->in_sp;
+        float *y = j->yf + plane * g->out_sp;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t hs = oh * g->s[0] - g->pb[0], hlo, hhi;
+            tap_range(hs, g->d[0], g->k[0], H, &hlo, &hhi);
+            double ph = 1.0;
+            if (j->count_include_pad) {
+                int64_t plo, phi;
+                tap_range(hs + g->pb[0], g->d[0], g->k[0], H + g->pb[0] + g->pe[0], &plo, &phi);
+                ph = (double)(phi - plo);
+            }
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t ws = ow * g->s[1] - g->pb[1], wlo, whi;
+                tap_range(ws, g->d[1], g->k[1], W, &wlo, &whi);
+                if (j->kind == POOL_MAX) {
+                    float m = -INFINITY;
+                    for (int64_t kh = hlo; kh < hhi; kh++) {
+                        const float *row = x + (hs + kh * g->d[0]) * W + ws;
+                        for (int64_t kw = wlo; kw < whi; kw++) {
+                            float v = row[kw * g->d[1]];
+                            if (v > m || isnan(v)) m = v;
+                        }
+                    }
+                    y[oh * OW + ow] = m;
+                } else {
+                    double acc = 0.0;
+                    for (int64_t kh = hlo; kh < hhi; kh++) {
+                        const float *row = x + (hs + kh * g->d[0]) * W + ws;
+                        for (int64_t kw = wlo; kw < whi; kw++) acc += row[kw * g->d[1]];
+                    }
+                    double div = (double)((hhi - hlo) * (whi - wlo));
+                    if (j->count_include_pad) {
+                        int64_t plo, phi;
+                        tap_range(ws + g->pb[1], g->d[1], g->k[1], W + g->pb[1] + g->pe[1], &plo,
+                                  &phi);
+                        div = ph * (double)(phi - plo);
+                    }
+                    y[oh * OW + ow] = div > 0.0 ? (float)(acc / div) : 0.0f;
+                }
             }
         }
     }
@@ -298,7 +354,8 @@ static ib_status run_pool_job(ib__run_ctx *c, pool_job *j) {
     if (x->dtype == IB_DTYPE_FLOAT32) {
         j->xf = x->data;
         j->yf = y->data;
-        ib__parallel_for(c->pool, planes, pool_range, j);
+        bool fast = j->g->nsp == 2 && !j->ind && j->kind != POOL_LP;
+        ib__parallel_for(c->pool, planes, fast ? pool2d_f32_range : pool_range, j);
         return IB_OK;
     }
     int64_t ny = ib_tensor_element_count(y);
