@@ -119,7 +119,7 @@ typedef struct gemm_job {
     /* packing slots: one per concurrent caller */
     int32_t n_slots;
     float *slots;
-    int64_t slot_floats;
+    int64_t slot_floats, b_floats; /* a slot holds the B block, then the A block */
     atomic_int *slot_busy;
     atomic_int failed;
 } gemm_job;
@@ -271,7 +271,7 @@ static void compute_range(void *ctx, int64_t begin, int64_t end) {
         atomic_store(&j->failed, 1);
         return;
     }
-    float *bp = buf, *ap = buf + (int64_t)KC * NC;
+    float *bp = buf, *ap = buf + j->b_floats;
     int64_t per_batch = j->m_tiles * j->n_tiles;
     for (int64_t t = begin; t < end; t++) {
         int64_t bi = t / per_batch, r = t % per_batch;
@@ -373,8 +373,15 @@ static ib_status sgemm_run(ib__pool *pool, const ib__sgemm_shape *s, int64_t bat
     while (batch * j.n_tiles * m_split < threads && s->m / (m_split * 2) >= 4 * MR) m_split *= 2;
     j.m_tile = ((s->m + m_split - 1) / m_split + MR - 1) / MR * MR;
     j.m_tiles = (s->m + j.m_tile - 1) / j.m_tile;
-    j.n_slots = threads < 1 ? 1 : threads;
-    j.slot_floats = (int64_t)KC * NC + (int64_t)MC * KC;
+    /* Slots sized to this product (small products need little), one per thread that
+     * can have work at once; 16-float multiples keep the A block vector-aligned. */
+    int64_t tasks = batch * j.m_tiles * j.n_tiles;
+    j.n_slots = (int32_t)(tasks < threads ? tasks : threads);
+    if (j.n_slots < 1) j.n_slots = 1;
+    int64_t kc_max = s->k < KC ? s->k : KC;
+    int64_t mc_max = j.m_tile < MC ? j.m_tile : MC;
+    j.b_floats = (kc_max * j.n_tile + 15) / 16 * 16;
+    j.slot_floats = j.b_floats + (mc_max * kc_max + 15) / 16 * 16;
     j.slots = ib__aligned_alloc((size_t)j.n_slots * (size_t)j.slot_floats * sizeof(float));
     j.slot_busy = ib__calloc((size_t)j.n_slots, sizeof(atomic_int));
     if (!j.slots || !j.slot_busy) {
