@@ -80,6 +80,65 @@ static void *read_all(const char *path, size_t *size) {
     return buf;
 }
 
+
+/* ---- Hand-written protobuf, for shapes no exporter makes ------------------------------ */
+typedef struct wbuf {
+    uint8_t *p;
+    size_t n, cap;
+} wbuf;
+
+static void put_bytes(wbuf *b, const void *src, size_t n) {
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+
+static void put_varint(wbuf *b, uint64_t v) {
+    uint8_t tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v) tmp[n] |= 0x80;
+        n++;
+    } while (v);
+    put_bytes(b, tmp, n);
+}
+
+static void put_len(wbuf *b, uint32_t field, const void *data, size_t n) {
+    put_varint(b, (uint64_t)field << 3 | 2);
+    put_varint(b, n);
+    put_bytes(b, data, n);
+}
+
+static void put_str(wbuf *b, uint32_t field, const char *s) { put_len(b, field, s, strlen(s)); }
+
+static void put_int(wbuf *b, uint32_t field, uint64_t v) {
+    put_varint(b, (uint64_t)field << 3);
+    put_varint(b, v);
+}
+
+/* ModelProto { ir_version 8, opset_import {"" 17}, graph } */
+static wbuf wrap_model(const wbuf *graph) {
+    wbuf m = {0}, op = {0};
+    put_int(&m, 1, 8);
+    put_int(&op, 2, 17);
+    put_len(&m, 8, op.p, op.n);
+    put_len(&m, 7, graph->p, graph->n);
+    free(op.p);
+    return m;
+}
+
+static ib_status load_wbuf(const wbuf *m) {
+    ib__onnx_model *model = NULL;
+    ib_status st = ib__onnx_load_bytes(m->p, m->n, NULL, &model);
+    ib__onnx_model_destroy(model);
+    return st;
+}
+
 static void check_typed(const ib__graph *g) {
     const ib_tensor *t;
     if ((t = init_tensor(g, "t_float"))) {
@@ -235,6 +294,12 @@ TEST(external_data_must_stay_in_folder) {
     CHECK(symlink("data.bin", link_path) == 0);
     CHECK_EQ_INT(ib__onnx_load_file(model, &m), IB_OK);
     ib__onnx_model_destroy(m);
+    m = NULL;
+    /* A FIFO where the weights should be: refused, not waited on. */
+    CHECK(unlink(link_path) == 0);
+    CHECK(mkfifo(link_path, 0600) == 0);
+    CHECK_EQ_INT(ib__onnx_load_file(model, &m), IB_ERR_IO);
+    CHECK(strstr(ib_last_error(), "not a regular file") != NULL);
     unlink(link_path);
     unlink(inside);
     unlink(model);
@@ -409,6 +474,110 @@ TEST(broken_models_fail_with_a_named_cause) {
     CHECK_EQ_INT(ib__onnx_load_bytes(NULL, 5, NULL, &m), IB_ERR_INVALID_ARGUMENT);
     CHECK_EQ_INT(ib__onnx_load_file(DATA, &m), IB_ERR_IO); /* a folder */
     CHECK(m == NULL);
+}
+
+/* Shapes that make naive loaders quadratic or recursive: they must load (or fail) fast. */
+TEST(hostile_shapes_stay_cheap) {
+    enum { N = 100000 };
+    char name[32];
+    /* One node with N distinct attributes, then the same with a duplicate. */
+    wbuf node = {0}, graph = {0};
+    put_str(&node, 1, "x");
+    put_str(&node, 2, "y");
+    put_str(&node, 4, "Relu");
+    for (int i = 0; i < N; i++) {
+        wbuf a = {0};
+        snprintf(name, sizeof name, "a%d", i);
+        put_str(&a, 1, name);
+        put_int(&a, 20, 2);
+        put_int(&a, 3, (uint64_t)i);
+        put_len(&node, 5, a.p, a.n);
+        free(a.p);
+    }
+    put_len(&graph, 1, node.p, node.n);
+    wbuf vi = {0};
+    put_str(&vi, 1, "x");
+    put_len(&graph, 11, vi.p, vi.n);
+    vi.n = 0;
+    put_str(&vi, 1, "y");
+    put_len(&graph, 12, vi.p, vi.n);
+    wbuf m = wrap_model(&graph);
+    CHECK_EQ_INT(load_wbuf(&m), IB_OK);
+    free(m.p);
+    wbuf dup = {0};
+    put_str(&dup, 1, "a77");
+    put_int(&dup, 20, 2);
+    put_len(&node, 5, dup.p, dup.n);
+    graph.n = 0;
+    put_len(&graph, 1, node.p, node.n);
+    m = wrap_model(&graph);
+    CHECK_EQ_INT(load_wbuf(&m), IB_ERR_INVALID_MODEL);
+    CHECK(strstr(ib_last_error(), "'a77' appears twice") != NULL);
+    free(m.p);
+    free(dup.p);
+    free(node.p);
+
+    /* N initializers, each also a graph input, and one listed twice. */
+    graph.n = 0;
+    for (int i = 0; i < N; i++) {
+        wbuf t = {0};
+        snprintf(name, sizeof name, "w%d", i);
+        put_int(&t, 2, IB_DTYPE_FLOAT32);
+        put_str(&t, 8, name);
+        put_len(&t, 9, "\0\0\0\0", 4);
+        put_len(&graph, 5, t.p, t.n);
+        vi.n = 0;
+        put_str(&vi, 1, name);
+        put_len(&graph, 11, vi.p, vi.n);
+        free(t.p);
+    }
+    vi.n = 0;
+    put_str(&vi, 1, "w0");
+    put_len(&graph, 12, vi.p, vi.n);
+    m = wrap_model(&graph);
+    CHECK_EQ_INT(load_wbuf(&m), IB_OK);
+    free(m.p);
+    vi.n = 0;
+    put_str(&vi, 1, "w5");
+    put_len(&graph, 11, vi.p, vi.n);
+    m = wrap_model(&graph);
+    CHECK_EQ_INT(load_wbuf(&m), IB_ERR_INVALID_MODEL);
+    CHECK(strstr(ib_last_error(), "graph input 'w5' is listed twice") != NULL);
+    free(m.p);
+
+    /* A graph input of type sequence<sequence<...>> nested 3000 deep (protobuf-c would
+     * recurse once per level). */
+    wbuf type = {0};
+    put_len(&type, 1, "", 0); /* innermost: tensor_type {} */
+    for (int i = 0; i < 3000; i++) {
+        wbuf seq = {0}, outer = {0};
+        put_len(&seq, 1, type.p, type.n);
+        put_len(&outer, 4, seq.p, seq.n);
+        free(seq.p);
+        free(type.p);
+        type = outer;
+    }
+    graph.n = 0;
+    vi.n = 0;
+    put_str(&vi, 1, "s");
+    put_len(&vi, 2, type.p, type.n);
+    put_len(&graph, 11, vi.p, vi.n);
+    m = wrap_model(&graph);
+    CHECK_EQ_INT(load_wbuf(&m), IB_ERR_UNSUPPORTED);
+    CHECK(strstr(ib_last_error(), "nested deeper") != NULL);
+    free(m.p);
+    free(type.p);
+
+    /* Many opset imports. */
+    wbuf many = {0}, op = {0};
+    put_int(&op, 2, 1);
+    for (int i = 0; i < N; i++) put_len(&many, 8, op.p, op.n);
+    CHECK_EQ_INT(ib__onnx_load_bytes(many.p, many.n, NULL, &(ib__onnx_model *){NULL}),
+                 IB_ERR_INVALID_MODEL);
+    free(many.p);
+    free(op.p);
+    free(vi.p);
+    free(graph.p);
 }
 
 /* Every prefix and every single-byte corruption of some valid models: never a crash, and
@@ -612,6 +781,7 @@ int main(void) {
     RUN(subgraphs_resolve_outer_values);
     RUN(every_attribute_kind);
     RUN(broken_models_fail_with_a_named_cause);
+    RUN(hostile_shapes_stay_cheap);
     RUN(truncations_and_corruptions_never_crash);
     RUN(out_of_memory_at_every_allocation);
     RUN(tensor_files);

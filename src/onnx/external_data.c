@@ -22,7 +22,8 @@ static ib__onnx_mapping *push_mapping(ib__onnx_store *store) {
 }
 
 ib_status ib__onnx_map_file(ib__onnx_store *store, const char *path, ib__onnx_mapping **out) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO planted where a weights file should be must not hang. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return ib__error(IB_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {

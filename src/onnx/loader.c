@@ -5,6 +5,7 @@
  * attributes and subgraphs. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "onnx/onnx_internal.h"
@@ -156,8 +157,14 @@ static bool is_default_domain(const char *d) {
     return !d || d[0] == '\0' || strcmp(d, "ai.onnx") == 0;
 }
 
+/* Real models import a handful of domains; the cap keeps lookups cheap on hostile ones. */
+#define MAX_OPSET_IMPORTS 256
+
 static ib_status add_opsets(load_ctx *c, const span_list *spans) {
     ib__onnx_model *m = c->model;
+    if (spans->count > MAX_OPSET_IMPORTS)
+        return ib__error(IB_ERR_INVALID_MODEL, "model: %zu opset imports (at most %d allowed)",
+                         spans->count, MAX_OPSET_IMPORTS);
     m->opsets = ib__arena_alloc(c->arena, sizeof *m->opsets * (spans->count + 1));
     if (!m->opsets) return oom("model");
     for (size_t i = 0; i < spans->count; i++) {
@@ -284,8 +291,6 @@ static ib_status build_attr(load_ctx *c, ib__graph *g, const ib__node *node,
                          ib__node_label(node), index);
     char what[400];
     snprintf(what, sizeof what, "%s: attribute '%.100s'", ib__node_label(node), ap->name);
-    if (ib__node_attr(node, ap->name))
-        return ib__error(IB_ERR_INVALID_MODEL, "%s appears twice", what);
     if (ap->ref_attr_name && ap->ref_attr_name[0])
         return ib__error(IB_ERR_INVALID_MODEL,
                          "%s refers to function attribute '%.100s' outside a function", what,
@@ -368,6 +373,26 @@ static ib_status build_attr(load_ctx *c, ib__graph *g, const ib__node *node,
 
 /* ---- Nodes and graphs -------------------------------------------------------------- */
 
+static int compare_names(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sorting, not pairwise comparison: a hostile node may carry a million attributes. */
+static ib_status check_unique_attrs(const ib__node *node) {
+    if (node->n_attrs < 2) return IB_OK;
+    const char **names = ib__calloc((size_t)node->n_attrs, sizeof *names);
+    if (!names) return oom(ib__node_label(node));
+    for (int32_t i = 0; i < node->n_attrs; i++) names[i] = node->attrs[i].name;
+    qsort(names, (size_t)node->n_attrs, sizeof *names, compare_names);
+    ib_status st = IB_OK;
+    for (int32_t i = 1; i < node->n_attrs && st == IB_OK; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            st = ib__error(IB_ERR_INVALID_MODEL, "%s: attribute '%.100s' appears twice",
+                           ib__node_label(node), names[i]);
+    ib__free(names);
+    return st;
+}
+
 static ib_status build_node(load_ctx *c, ib__graph *g, const Onnx__NodeProto *np,
                             size_t index, int depth) {
     if (!np->op_type || !np->op_type[0])
@@ -402,7 +427,7 @@ static ib_status build_node(load_ctx *c, ib__graph *g, const Onnx__NodeProto *np
         IB_TRY(build_attr(c, g, node, np->attribute[i], i, depth, &node->attrs[node->n_attrs]));
         node->n_attrs++;
     }
-    return IB_OK;
+    return check_unique_attrs(node);
 }
 
 static ib_status add_initializer(load_ctx *c, ib__graph *g, const char *name, size_t index,
@@ -441,6 +466,37 @@ static ib_status load_root_initializer(load_ctx *c, ib__graph *g, const span *s,
     return st;
 }
 
+/* Graph inputs; listed[i] marks initializer i (of the n_before values existing before)
+ * once an input has named it. */
+static ib_status build_inputs(load_ctx *c, const Onnx__GraphProto *gp, ib__graph *g,
+                              uint8_t *listed, int32_t n_before) {
+    for (size_t i = 0; i < gp->n_input; i++) {
+        const Onnx__ValueInfoProto *vi = gp->input[i];
+        if (!vi->name || !vi->name[0])
+            return ib__error(IB_ERR_INVALID_MODEL, "graph input #%zu has no name", i);
+        char what[300];
+        snprintf(what, sizeof what, "graph input '%.200s'", vi->name);
+        type_info t;
+        IB_TRY(parse_type(c, vi->type, what, &t));
+        ib__value *v = ib__graph_find_value(g, vi->name);
+        if (v && (v->kind == IB_VALUE_INPUT || (v->index < n_before && listed[v->index])))
+            return ib__error(IB_ERR_INVALID_MODEL, "%s is listed twice", what);
+        if (v) { /* an initializer a caller may override: its data decides dtype and shape */
+            listed[v->index] = 1;
+            if (t.dtype != IB_DTYPE_UNDEFINED && t.dtype != v->dtype)
+                return ib__error(IB_ERR_INVALID_MODEL, "%s is declared %s but its initializer "
+                                 "holds %s", what, ib_dtype_name(t.dtype),
+                                 ib_dtype_name(v->dtype));
+        } else {
+            IB_TRY(ib__graph_get_value(g, vi->name, &v));
+            v->kind = IB_VALUE_INPUT;
+            apply_type(v, &t);
+        }
+        IB_TRY(ib__graph_add_input(g, v));
+    }
+    return IB_OK;
+}
+
 static ib_status build_graph(load_ctx *c, const Onnx__GraphProto *gp,
                              const span_list *root_inits, ib__graph *g, int depth) {
     g->name = ib__arena_strdup(c->arena, gp->name ? gp->name : "");
@@ -462,32 +518,13 @@ static ib_status build_graph(load_ctx *c, const Onnx__GraphProto *gp,
         IB_TRY(ib__tensor_from_proto(tp, NULL, 0, false, false, &c->init_env, what, &t));
         IB_TRY(add_initializer(c, g, tp->name, i, &t));
     }
-    for (size_t i = 0; i < gp->n_input; i++) {
-        const Onnx__ValueInfoProto *vi = gp->input[i];
-        if (!vi->name || !vi->name[0])
-            return ib__error(IB_ERR_INVALID_MODEL, "graph input #%zu has no name", i);
-        char what[300];
-        snprintf(what, sizeof what, "graph input '%.200s'", vi->name);
-        type_info t;
-        IB_TRY(parse_type(c, vi->type, what, &t));
-        ib__value *v = ib__graph_find_value(g, vi->name);
-        if (v && v->kind == IB_VALUE_INPUT)
-            return ib__error(IB_ERR_INVALID_MODEL, "%s is listed twice", what);
-        if (v) { /* an initializer a caller may override: its data decides dtype and shape */
-            for (int32_t k = 0; k < g->n_inputs; k++)
-                if (g->inputs[k] == v)
-                    return ib__error(IB_ERR_INVALID_MODEL, "%s is listed twice", what);
-            if (t.dtype != IB_DTYPE_UNDEFINED && t.dtype != v->dtype)
-                return ib__error(IB_ERR_INVALID_MODEL, "%s is declared %s but its initializer "
-                                 "holds %s", what, ib_dtype_name(t.dtype),
-                                 ib_dtype_name(v->dtype));
-        } else {
-            IB_TRY(ib__graph_get_value(g, vi->name, &v));
-            v->kind = IB_VALUE_INPUT;
-            apply_type(v, &t);
-        }
-        IB_TRY(ib__graph_add_input(g, v));
-    }
+    /* Marks initializers already listed as inputs (every initializer exists by now). */
+    int32_t n_before = g->n_values;
+    uint8_t *listed = ib__calloc((size_t)n_before + 1, 1);
+    if (!listed) return oom("graph inputs");
+    ib_status st = build_inputs(c, gp, g, listed, n_before);
+    ib__free(listed);
+    IB_TRY(st);
     /* Node outputs exist before any node is built, so a subgraph can resolve an outer
      * name whatever the order of the enclosing graph's nodes. */
     for (size_t i = 0; i < gp->n_node; i++)
@@ -504,12 +541,12 @@ static ib_status build_graph(load_ctx *c, const Onnx__GraphProto *gp,
         char what[300];
         snprintf(what, sizeof what, "value_info '%.200s'", vi->name);
         type_info t;
-        ib_status st = parse_type(c, vi->type, what, &t);
-        if (st == IB_ERR_UNSUPPORTED) { /* a hint only: sequences etc. inside the graph */
+        ib_status hint = parse_type(c, vi->type, what, &t);
+        if (hint == IB_ERR_UNSUPPORTED) { /* a hint only: sequences etc. inside the graph */
             ib__error_clear();
             continue;
         }
-        IB_TRY(st);
+        IB_TRY(hint);
         apply_type(v, &t);
     }
     for (size_t i = 0; i < gp->n_output; i++) {
@@ -655,6 +692,8 @@ static ib_status model_string(load_ctx *c, const ib__wire_field *f, const char *
     return IB_OK;
 }
 
+static ib_status finalize_without_nodes(ib__graph *g);
+
 static ib_status load_model(load_ctx *c, const uint8_t *buf, size_t len) {
     ib__onnx_model *m = c->model;
     m->producer_name = m->producer_version = m->domain = "";
@@ -722,12 +761,31 @@ static ib_status load_model(load_ctx *c, const uint8_t *buf, size_t len) {
     /* Parents first: a subgraph's reads of outer values then add to their use counts
      * after the enclosing graph has counted its own. */
     for (int32_t i = 0; i < c->n_graphs; i++) {
-        st = ib__graph_finalize(c->graphs[i]);
+        st = c->graphs[i]->n_nodes ? ib__graph_finalize(c->graphs[i])
+                                   : finalize_without_nodes(c->graphs[i]);
         if (st && i > 0) return ib__error_prefix(st, "%s: ", c->labels[i]);
         IB_TRY(st);
     }
     m->weight_bytes_mapped = c->init_env.bytes_mapped;
     m->weight_bytes_copied = c->init_env.bytes_copied;
+    return IB_OK;
+}
+
+/* What ib__graph_finalize does for a graph without nodes (an If branch that returns an
+ * outer value): only the outputs need checking. graph.c's version passes a NULL node
+ * array to memcpy in that case, which UBSan rejects. */
+static ib_status finalize_without_nodes(ib__graph *g) {
+    for (int32_t v = 0; v < g->n_values; v++) {
+        g->values[v]->producer = NULL;
+        g->values[v]->n_uses = 0;
+    }
+    for (int32_t o = 0; o < g->n_outputs; o++) g->outputs[o]->n_uses++;
+    for (int32_t o = 0; o < g->n_outputs; o++) {
+        const ib__value *v = g->outputs[o];
+        if (v->kind == IB_VALUE_INTERMEDIATE && !v->producer)
+            return ib__error(IB_ERR_INVALID_MODEL, "graph output '%s' is not produced by any node",
+                             v->name);
+    }
     return IB_OK;
 }
 

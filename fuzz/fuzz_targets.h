@@ -1,0 +1,14 @@
+/* Entry points of the fuzz targets, shared by libFuzzer and the replay test. */
+#ifndef IB_FUZZ_TARGETS_H
+#define IB_FUZZ_TARGETS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "inferbooster/inferbooster.h"
+
+/* Loads `data` as an ONNX model (no external data), walks what was built, destroys it. */
+ib_status ib__fuzz_model_loader(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#endif /* IB_FUZZ_TARGETS_H */
