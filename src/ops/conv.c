@@ -876,9 +876,9 @@ static ib_status run_qlinear_conv(ib__run_ctx *c) {
 }
 
 const ib__op_def ib__ops_conv[] = {
-    {IB_OP_CONV, infer_conv, run_conv},
-    {IB_OP_CONV_TRANSPOSE, infer_conv_transpose, run_conv_transpose},
-    {IB_OP_CONV_INTEGER, infer_conv_integer, run_conv_integer},
-    {IB_OP_Q_LINEAR_CONV, infer_qlinear_conv, run_qlinear_conv},
-    {IB_OP_UNKNOWN, NULL, NULL},
+    {IB_OP_CONV, infer_conv, run_conv, false},
+    {IB_OP_CONV_TRANSPOSE, infer_conv_transpose, run_conv_transpose, false},
+    {IB_OP_CONV_INTEGER, infer_conv_integer, run_conv_integer, false},
+    {IB_OP_Q_LINEAR_CONV, infer_qlinear_conv, run_qlinear_conv, false},
+    {IB_OP_UNKNOWN, NULL, NULL, false},
 };

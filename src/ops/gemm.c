@@ -997,10 +997,10 @@ static ib_status run_einsum(ib__run_ctx *c) {
 }
 
 const ib__op_def ib__ops_gemm[] = {
-    {IB_OP_GEMM, infer_gemm, run_gemm},
-    {IB_OP_MAT_MUL, infer_matmul, run_matmul},
-    {IB_OP_MAT_MUL_INTEGER, infer_matmul_integer, run_matmul_integer},
-    {IB_OP_Q_LINEAR_MAT_MUL, infer_qlinear_matmul, run_qlinear_matmul},
-    {IB_OP_EINSUM, infer_einsum, run_einsum},
-    {IB_OP_UNKNOWN, NULL, NULL},
+    {IB_OP_GEMM, infer_gemm, run_gemm, false},
+    {IB_OP_MAT_MUL, infer_matmul, run_matmul, false},
+    {IB_OP_MAT_MUL_INTEGER, infer_matmul_integer, run_matmul_integer, false},
+    {IB_OP_Q_LINEAR_MAT_MUL, infer_qlinear_matmul, run_qlinear_matmul, false},
+    {IB_OP_EINSUM, infer_einsum, run_einsum, false},
+    {IB_OP_UNKNOWN, NULL, NULL, false},
 };

@@ -679,11 +679,11 @@ static ib_status run_lp_norm(ib__run_ctx *c) {
 }
 
 const ib__op_def ib__ops_normalization[] = {
-    {IB_OP_BATCH_NORMALIZATION, infer_batch_norm, run_batch_norm},
-    {IB_OP_LAYER_NORMALIZATION, infer_layer_norm, run_layer_norm},
-    {IB_OP_INSTANCE_NORMALIZATION, infer_instance_norm, run_instance_norm},
-    {IB_OP_LRN, infer_lrn, run_lrn},
-    {IB_OP_MEAN_VARIANCE_NORMALIZATION, infer_mvn, run_mvn},
-    {IB_OP_LP_NORMALIZATION, infer_lp_norm, run_lp_norm},
-    {IB_OP_UNKNOWN, NULL, NULL},
+    {IB_OP_BATCH_NORMALIZATION, infer_batch_norm, run_batch_norm, false},
+    {IB_OP_LAYER_NORMALIZATION, infer_layer_norm, run_layer_norm, false},
+    {IB_OP_INSTANCE_NORMALIZATION, infer_instance_norm, run_instance_norm, false},
+    {IB_OP_LRN, infer_lrn, run_lrn, false},
+    {IB_OP_MEAN_VARIANCE_NORMALIZATION, infer_mvn, run_mvn, false},
+    {IB_OP_LP_NORMALIZATION, infer_lp_norm, run_lp_norm, false},
+    {IB_OP_UNKNOWN, NULL, NULL, false},
 };

@@ -718,13 +718,13 @@ static ib_status run_max_roi_pool(ib__run_ctx *c) {
 }
 
 const ib__op_def ib__ops_pool[] = {
-    {IB_OP_MAX_POOL, infer_max_pool, run_max_pool},
-    {IB_OP_AVERAGE_POOL, infer_average_pool, run_average_pool},
-    {IB_OP_LP_POOL, infer_lp_pool, run_lp_pool},
-    {IB_OP_GLOBAL_AVERAGE_POOL, infer_global, run_global_average_pool},
-    {IB_OP_GLOBAL_MAX_POOL, infer_global, run_global_max_pool},
-    {IB_OP_GLOBAL_LP_POOL, infer_global, run_global_lp_pool},
-    {IB_OP_MAX_UNPOOL, infer_max_unpool, run_max_unpool},
-    {IB_OP_MAX_ROI_POOL, infer_max_roi_pool, run_max_roi_pool},
-    {IB_OP_UNKNOWN, NULL, NULL},
+    {IB_OP_MAX_POOL, infer_max_pool, run_max_pool, false},
+    {IB_OP_AVERAGE_POOL, infer_average_pool, run_average_pool, false},
+    {IB_OP_LP_POOL, infer_lp_pool, run_lp_pool, false},
+    {IB_OP_GLOBAL_AVERAGE_POOL, infer_global, run_global_average_pool, false},
+    {IB_OP_GLOBAL_MAX_POOL, infer_global, run_global_max_pool, false},
+    {IB_OP_GLOBAL_LP_POOL, infer_global, run_global_lp_pool, false},
+    {IB_OP_MAX_UNPOOL, infer_max_unpool, run_max_unpool, false},
+    {IB_OP_MAX_ROI_POOL, infer_max_roi_pool, run_max_roi_pool, false},
+    {IB_OP_UNKNOWN, NULL, NULL, false},
 };

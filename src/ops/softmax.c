@@ -180,8 +180,8 @@ static ib_status run_log_softmax(ib__run_ctx *c) { return run_smax(c, SMAX_LOG);
 static ib_status run_hardmax(ib__run_ctx *c) { return run_smax(c, SMAX_HARD); }
 
 const ib__op_def ib__ops_softmax[] = {
-    {IB_OP_SOFTMAX, infer_smax, run_softmax},
-    {IB_OP_LOG_SOFTMAX, infer_smax, run_log_softmax},
-    {IB_OP_HARDMAX, infer_smax, run_hardmax},
-    {IB_OP_UNKNOWN, NULL, NULL},
+    {IB_OP_SOFTMAX, infer_smax, run_softmax, false},
+    {IB_OP_LOG_SOFTMAX, infer_smax, run_log_softmax, false},
+    {IB_OP_HARDMAX, infer_smax, run_hardmax, false},
+    {IB_OP_UNKNOWN, NULL, NULL, false},
 };
