@@ -156,7 +156,7 @@ static void naive_gemm(const ib__sgemm_shape *s, const float *a, const float *b,
 }
 
 static void check_sgemm_shapes(void) {
-    static const int64_t shapes[][3] = {{1, 1, 1},   {1, 37, 19},  {2, 5, 300}, {3, 17, 8},
+    static const int64_t shapes[][3] = {{1, 1, 1},    {1, 37, 19},   {2, 5, 300},  {3, 17, 8},
                                         {7, 33, 257}, {13, 40, 513}, {64, 64, 64}, {100, 70, 9},
                                         {6, 16, 256}, {73, 300, 31}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
@@ -172,8 +172,9 @@ static void check_sgemm_shapes(void) {
             fill_rand(c, m * (n + 3));
             memcpy(r, c, (size_t)(m * (n + 3)) * sizeof(float));
             /* ldc > n: the columns past n must stay untouched */
-            ib__sgemm_shape s = {m, n, k, 1.25f, tr == 3 ? 0.0f : 0.5f, ta ? 1 : k, ta ? m : 1,
-                                 tb ? 1 : n, tb ? k : 1, n + 3};
+            ib__sgemm_shape s = {
+                m,          n,          k,          1.25f,      tr == 3 ? 0.0f : 0.5f,
+                ta ? 1 : k, ta ? m : 1, tb ? 1 : n, tb ? k : 1, n + 3};
             CHECK_EQ_INT(ib__sgemm(g_pool, &s, a, b, c), IB_OK);
             naive_gemm(&s, a, b, r);
             double e = max_rel_err(c, r, m * (n + 3));
@@ -189,7 +190,9 @@ static void check_sgemm_shapes(void) {
     }
 }
 
-TEST(sgemm_default_kernel) { check_sgemm_shapes(); }
+TEST(sgemm_default_kernel) {
+    check_sgemm_shapes();
+}
 
 TEST(sgemm_generic_kernel) {
     ib__sgemm_use_generic_kernel(true);
@@ -525,7 +528,8 @@ TEST(pool_fast_path_matches_generic) {
      * path: both must agree, with pads, dilations, strides and ceil_mode. */
     float x[2 * 3 * 11 * 10];
     fill_rand(x, 2 * 3 * 11 * 10);
-    int64_t xd[4] = {2, 3, 11, 10}, k[2] = {3, 2}, s[2] = {2, 3}, d[2] = {2, 1}, p[4] = {1, 0, 2, 1};
+    int64_t xd[4] = {2, 3, 11, 10}, k[2] = {3, 2}, s[2] = {2, 3}, d[2] = {2, 1},
+            p[4] = {1, 0, 2, 1};
     ib_tensor tx = tensor(IB_DTYPE_FLOAT32, 4, xd, x);
     const ib_tensor *in[1] = {&tx};
     ib__attr attrs[5] = {attr_ints("kernel_shape", k, 2), attr_ints("strides", s, 2),
@@ -618,7 +622,8 @@ TEST(matmul_promotion_and_broadcast) {
     float b2[12] = {0};
     int64_t ad2[3] = {3, 2, 3};
     float a2[18] = {0};
-    ib_tensor ta2 = tensor(IB_DTYPE_FLOAT32, 3, ad2, a2), tb2 = tensor(IB_DTYPE_FLOAT32, 3, bd2, b2);
+    ib_tensor ta2 = tensor(IB_DTYPE_FLOAT32, 3, ad2, a2),
+              tb2 = tensor(IB_DTYPE_FLOAT32, 3, bd2, b2);
     const ib_tensor *in3[2] = {&ta2, &tb2};
     CHECK_EQ_INT(run_op(&node, 2, in3, 1, &y), IB_ERR_SHAPE);
 }
@@ -710,9 +715,9 @@ TEST(batch_norm_and_layer_norm) {
     ib_tensor y;
     CHECK_EQ_INT(run_op(&bn, 5, in, 1, &y), IB_OK);
     const float *yv = y.data;
-    CHECK_NEAR(yv[0], 0.0, 1e-6);  /* (1-1)/2 */
-    CHECK_NEAR(yv[1], 0.5, 1e-6);  /* (2-1)/2 */
-    CHECK_NEAR(yv[2], 3.0, 1e-6);  /* (3-2)*2+1 */
+    CHECK_NEAR(yv[0], 0.0, 1e-6); /* (1-1)/2 */
+    CHECK_NEAR(yv[1], 0.5, 1e-6); /* (2-1)/2 */
+    CHECK_NEAR(yv[2], 3.0, 1e-6); /* (3-2)*2+1 */
     CHECK_NEAR(yv[3], 5.0, 1e-6);
     ib_tensor_release(&y);
     /* parameters of the wrong length */

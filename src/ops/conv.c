@@ -1,7 +1,8 @@
 /* Convolution ops: Conv, ConvTranspose, ConvInteger, QLinearConv (1-D to N-D, groups,
- * dilations, strides, pads, auto_pad). Float32 goes through im2col (skipped for
- * pointwise convolutions) and the shared SGEMM, depthwise 2-D through a direct loop;
- * other dtypes and the quantized ops through a direct double-precision loop. */
+ * dilations, strides, pads, auto_pad). Float32 Conv is the shared SGEMM over an im2col
+ * operand generated while packing (never materialised; a pointwise convolution reads X
+ * directly), depthwise 2-D a direct loop, ConvTranspose SGEMM then col2im; other dtypes
+ * and the quantized ops run a direct double-precision loop. */
 #include <math.h>
 #include <string.h>
 
@@ -12,12 +13,12 @@
 
 /* Everything about one convolution's shapes. Unknown dims (load time) are -1. */
 typedef struct conv_geom {
-    int32_t nsp;                      /* spatial dims */
-    int64_t batch, cin, cout, group;  /* cout: output channels (M) */
-    int64_t cg, mg;                   /* channels per group: input, output */
+    int32_t nsp;                     /* spatial dims */
+    int64_t batch, cin, cout, group; /* cout: output channels (M) */
+    int64_t cg, mg;                  /* channels per group: input, output */
     int64_t in[CONV_MAX_SP], out[CONV_MAX_SP], k[CONV_MAX_SP];
     int64_t s[CONV_MAX_SP], d[CONV_MAX_SP], pb[CONV_MAX_SP], pe[CONV_MAX_SP];
-    int64_t in_sp, out_sp, k_sp;      /* products of the spatial dims */
+    int64_t in_sp, out_sp, k_sp; /* products of the spatial dims */
 } conv_geom;
 
 typedef enum auto_pad { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID } auto_pad;
@@ -25,10 +26,14 @@ typedef enum auto_pad { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID } 
 static ib_status read_auto_pad(const ib__node *node, auto_pad *out) {
     const char *s = NULL;
     IB_TRY(ib__attr_string(node, "auto_pad", "NOTSET", &s));
-    if (strcmp(s, "NOTSET") == 0 || s[0] == '\0') *out = PAD_NOTSET;
-    else if (strcmp(s, "SAME_UPPER") == 0) *out = PAD_SAME_UPPER;
-    else if (strcmp(s, "SAME_LOWER") == 0) *out = PAD_SAME_LOWER;
-    else if (strcmp(s, "VALID") == 0) *out = PAD_VALID;
+    if (strcmp(s, "NOTSET") == 0 || s[0] == '\0')
+        *out = PAD_NOTSET;
+    else if (strcmp(s, "SAME_UPPER") == 0)
+        *out = PAD_SAME_UPPER;
+    else if (strcmp(s, "SAME_LOWER") == 0)
+        *out = PAD_SAME_LOWER;
+    else if (strcmp(s, "VALID") == 0)
+        *out = PAD_VALID;
     else
         return ib__error(IB_ERR_INVALID_MODEL, "%s: unknown auto_pad '%s'", ib__node_label(node),
                          s);
@@ -65,9 +70,8 @@ static int64_t floor_div(int64_t a, int64_t b) {
 
 /* Fills g from the node's attributes and the (possibly partly unknown) shapes of X and W.
  * *rank_known = false when the spatial rank cannot be told yet. */
-static ib_status conv_geometry(const ib__node *node, bool transpose, int32_t xr,
-                               const int64_t *xd, int32_t wr, const int64_t *wd, conv_geom *g,
-                               bool *rank_known) {
+static ib_status conv_geometry(const ib__node *node, bool transpose, int32_t xr, const int64_t *xd,
+                               int32_t wr, const int64_t *wd, conv_geom *g, bool *rank_known) {
     memset(g, 0, sizeof *g);
     *rank_known = false;
     int32_t kn = 0;
@@ -81,8 +85,8 @@ static ib_status conv_geometry(const ib__node *node, bool transpose, int32_t xr,
         return IB_OK;
     }
     if (nsp < 1 || nsp > CONV_MAX_SP)
-        return ib__error(IB_ERR_SHAPE, "%s: X and W need rank 3..%d (got %d)",
-                         ib__node_label(node), IB_MAX_RANK, nsp + 2);
+        return ib__error(IB_ERR_SHAPE, "%s: X and W need rank 3..%d (got %d)", ib__node_label(node),
+                         IB_MAX_RANK, nsp + 2);
     if (wr >= 0 && wr != nsp + 2)
         return ib__error(IB_ERR_SHAPE, "%s: W has rank %d but X has %d spatial dims",
                          ib__node_label(node), wr, nsp);
@@ -130,9 +134,9 @@ static ib_status conv_geometry(const ib__node *node, bool transpose, int32_t xr,
             return ib__error(IB_ERR_SHAPE, "%s: %lld output channels do not split into %lld groups",
                              ib__node_label(node), (long long)w0, (long long)group);
         if (g->cin >= 0 && w1 >= 0 && g->cin != w1 * group)
-            return ib__error(IB_ERR_SHAPE, "%s: X has %lld channels but W expects %lld x %lld groups",
-                             ib__node_label(node), (long long)g->cin, (long long)w1,
-                             (long long)group);
+            return ib__error(
+                IB_ERR_SHAPE, "%s: X has %lld channels but W expects %lld x %lld groups",
+                ib__node_label(node), (long long)g->cin, (long long)w1, (long long)group);
     } else {
         g->mg = w1;
         g->cout = w1 >= 0 ? w1 * group : -1;
@@ -157,8 +161,10 @@ static ib_status conv_geometry(const ib__node *node, bool transpose, int32_t xr,
             osn = nsp;
         }
         if (osn != 0 && osn != nsp)
-            return ib__error(IB_ERR_INVALID_MODEL, "%s: output_shape has %d values for %d spatial "
-                             "dims", ib__node_label(node), osn, nsp);
+            return ib__error(IB_ERR_INVALID_MODEL,
+                             "%s: output_shape has %d values for %d spatial "
+                             "dims",
+                             ib__node_label(node), osn, nsp);
         for (int32_t i = 0; i < osn; i++) {
             if (osv[i] < 0)
                 return ib__error(IB_ERR_INVALID_MODEL, "%s: output_shape value %lld is invalid",
@@ -192,10 +198,11 @@ static ib_status conv_geometry(const ib__node *node, bool transpose, int32_t xr,
             }
             int64_t span = in + g->pb[i] + g->pe[i] - ext;
             if (span < 0)
-                return ib__error(IB_ERR_SHAPE, "%s: spatial dim %d (%lld, padded %lld) is smaller "
-                                 "than the kernel extent %lld", ib__node_label(node), i,
-                                 (long long)in, (long long)(in + g->pb[i] + g->pe[i]),
-                                 (long long)ext);
+                return ib__error(IB_ERR_SHAPE,
+                                 "%s: spatial dim %d (%lld, padded %lld) is smaller "
+                                 "than the kernel extent %lld",
+                                 ib__node_label(node), i, (long long)in,
+                                 (long long)(in + g->pb[i] + g->pe[i]), (long long)ext);
             g->out[i] = span / g->s[i] + 1;
         } else {
             int64_t s_in; /* stride * input size: the SAME output size */
@@ -242,7 +249,8 @@ static void set_conv_output(ib__infer_ctx *c, const conv_geom *g, ib_dtype dt, b
     dims[1] = g->cout;
     for (int32_t i = 0; i < g->nsp; i++) dims[2 + i] = g->out[i];
     ib__set_output(c, 0, dt, g->nsp + 2, dims);
-    if (c->out[0] && c->in[0] && c->in[0]->rank > 0) c->out[0]->dim_param[0] = c->in[0]->dim_param[0];
+    if (c->out[0] && c->in[0] && c->in[0]->rank > 0)
+        c->out[0]->dim_param[0] = c->in[0]->dim_param[0];
 }
 
 static ib_status check_bias(const ib__node *node, const ib__value *b, int64_t cout) {
@@ -276,14 +284,17 @@ static ib_status infer_conv_like(ib__infer_ctx *c, bool transpose) {
     return IB_OK;
 }
 
-static ib_status infer_conv(ib__infer_ctx *c) { return infer_conv_like(c, false); }
-static ib_status infer_conv_transpose(ib__infer_ctx *c) { return infer_conv_like(c, true); }
+static ib_status infer_conv(ib__infer_ctx *c) {
+    return infer_conv_like(c, false);
+}
+static ib_status infer_conv_transpose(ib__infer_ctx *c) {
+    return infer_conv_like(c, true);
+}
 
 /* ---- Float32 Conv ----------------------------------------------------------------- */
 
 /* Range [lo, hi) of output positions o with 0 <= o * s + off < in. */
-static void valid_range(int64_t off, int64_t s, int64_t in, int64_t out, int64_t *lo,
-                        int64_t *hi) {
+static void valid_range(int64_t off, int64_t s, int64_t in, int64_t out, int64_t *lo, int64_t *hi) {
     int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
     int64_t b = in - off <= 0 ? 0 : (in - off - 1) / s + 1;
     if (b > out) b = out;
@@ -299,8 +310,7 @@ typedef struct im2col_src {
     const float *x; /* one image: [C, in...] */
 } im2col_src;
 
-static void im2col_row(const void *ctx, int64_t gi, int64_t k, int64_t j0, int64_t n,
-                       float *out) {
+static void im2col_row(const void *ctx, int64_t gi, int64_t k, int64_t j0, int64_t n, float *out) {
     const im2col_src *b = ctx;
     const conv_geom *g = b->g;
     const int32_t nsp = g->nsp, last = nsp - 1;
@@ -338,7 +348,8 @@ static void im2col_row(const void *ctx, int64_t gi, int64_t k, int64_t j0, int64
             int64_t v0 = lo > a ? lo : a, v1 = hi < e ? hi : e;
             if (v1 < v0) v1 = v0 = e;
             for (int64_t o = a; o < v0; o++) out[o - a] = 0.0f;
-            if (sw == 1) memcpy(out + (v0 - a), src + v0, (size_t)(v1 - v0) * sizeof(float));
+            if (sw == 1)
+                memcpy(out + (v0 - a), src + v0, (size_t)(v1 - v0) * sizeof(float));
             else
                 for (int64_t o = v0; o < v1; o++) out[o - a] = src[o * sw];
             for (int64_t o = v1; o < e; o++) out[o - a] = 0.0f;
@@ -434,8 +445,8 @@ static ib_status conv_f32(ib__run_ctx *c, const conv_geom *g) {
     }
     /* Y_g = W_g [mg x cg*k] * im2col(X_g) [cg*k x out]; a pointwise convolution's im2col is
      * X itself. */
-    ib__sgemm_shape s = {g->mg, g->out_sp, kdim, 1.0f, bias ? 1.0f : 0.0f, kdim, 1,
-                         g->in_sp, 1, g->out_sp};
+    ib__sgemm_shape s = {g->mg, g->out_sp, kdim,     1.0f, bias ? 1.0f : 0.0f,
+                         kdim,  1,         g->in_sp, 1,    g->out_sp};
     ib_status st = IB_OK;
     for (int64_t n = 0; n < g->batch && st == IB_OK; n++) {
         const float *xn = x + n * g->cin * g->in_sp;
@@ -450,8 +461,7 @@ static ib_status conv_f32(ib__run_ctx *c, const conv_geom *g) {
         } else {
             im2col_src src = {g, xn};
             ib__sgemm_b_gen gen = {im2col_row, &src};
-            st = ib__sgemm_batched_gen(c->pool, &s, g->group, w, off, &gen, yn,
-                                       off + 2 * g->group);
+            st = ib__sgemm_batched_gen(c->pool, &s, g->group, w, off, &gen, yn, off + 2 * g->group);
         }
     }
     if (off != offs) ib__free(off);
@@ -518,8 +528,10 @@ static double *load_shifted(const ib_tensor *t, const ib_tensor *zp, int64_t per
     int64_t nzp = zp ? ib_tensor_element_count(zp) : 0;
     for (int64_t i = 0; i < n; i++) {
         double z = 0.0;
-        if (nzp == 1) z = ib__load_f64(zp->data, zp->dtype, 0);
-        else if (nzp > 1) z = ib__load_f64(zp->data, zp->dtype, i / per);
+        if (nzp == 1)
+            z = ib__load_f64(zp->data, zp->dtype, 0);
+        else if (nzp > 1)
+            z = ib__load_f64(zp->data, zp->dtype, i / per);
         d[i] = ib__load_f64(t->data, t->dtype, i) - z;
     }
     return d;
@@ -566,7 +578,8 @@ static ib_status run_conv(ib__run_ctx *c) {
     double *db = NULL, *dy = NULL;
     if (bias) {
         db = load_shifted(bias, NULL, 1);
-        if (!db) return ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", ib__node_label(c->node));
+        if (!db)
+            return ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", ib__node_label(c->node));
     }
     ib_status st = conv_direct(c, &g, c->in[0], NULL, c->in[1], NULL, db, &dy);
     if (st == IB_OK) {
@@ -653,9 +666,9 @@ static ib_status conv_transpose_f32(ib__run_ctx *c, const conv_geom *g) {
     }
     int64_t mk = g->mg * g->k_sp;
     for (int64_t gi = 0; gi < g->group; gi++) {
-        off[gi] = gi * g->cg * mk;                     /* W [C, mg, k...]: the group's C rows */
-        off[g->group + gi] = gi * g->cg * g->in_sp;    /* X channels of the group */
-        off[2 * g->group + gi] = gi * mk * g->in_sp;   /* col rows of the group */
+        off[gi] = gi * g->cg * mk;                   /* W [C, mg, k...]: the group's C rows */
+        off[g->group + gi] = gi * g->cg * g->in_sp;  /* X channels of the group */
+        off[2 * g->group + gi] = gi * mk * g->in_sp; /* col rows of the group */
     }
     /* col[(m, k), i] = sum_c W[c, m, k] * X[c, i]: A = W^T (rows m,k; depth c). */
     ib__sgemm_shape s = {mk, g->in_sp, g->cg, 1.0f, 0.0f, 1, mk, g->in_sp, 1, g->in_sp};
@@ -753,7 +766,9 @@ static ib_status run_conv_transpose(ib__run_ctx *c) {
 
 /* ---- ConvInteger, QLinearConv --------------------------------------------------------- */
 
-static bool is_q8(ib_dtype dt) { return dt == IB_DTYPE_UINT8 || dt == IB_DTYPE_INT8; }
+static bool is_q8(ib_dtype dt) {
+    return dt == IB_DTYPE_UINT8 || dt == IB_DTYPE_INT8;
+}
 
 /* Zero point or scale: a scalar, or (per output channel) `want` values. */
 static ib_status check_per_channel(const ib__node *node, const ib_tensor *t, const char *what,
@@ -846,7 +861,8 @@ static ib_status run_qlinear_conv(ib__run_ctx *c) {
     double *db = NULL, *dy = NULL;
     if (bias) {
         db = load_shifted(bias, NULL, 1);
-        if (!db) return ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", ib__node_label(c->node));
+        if (!db)
+            return ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", ib__node_label(c->node));
     }
     ib_status st = conv_direct(c, &g, c->in[0], xz, c->in[3], wz, db, &dy);
     if (st == IB_OK) {
@@ -866,8 +882,10 @@ static ib_status run_qlinear_conv(ib__run_ctx *c) {
             /* round half to even (numpy rint in the reference), then saturate */
             double v = nearbyint(dy[i] * (x_scale * wscale / y_scale)) + y_zero;
             v = v < lo ? lo : (v > hi ? hi : v);
-            if (y->dtype == IB_DTYPE_UINT8) ((uint8_t *)y->data)[i] = (uint8_t)v;
-            else ((int8_t *)y->data)[i] = (int8_t)v;
+            if (y->dtype == IB_DTYPE_UINT8)
+                ((uint8_t *)y->data)[i] = (uint8_t)v;
+            else
+                ((int8_t *)y->data)[i] = (int8_t)v;
         }
     }
     ib__aligned_free(db);

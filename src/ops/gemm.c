@@ -29,8 +29,8 @@ static ib_status to_f64(const ib__node *node, const ib_tensor *t, double **out) 
 }
 
 /* Double-precision product C[m x n] = A * B with strided A/B (generic dtypes). */
-static void dgemm_ref(int64_t m, int64_t n, int64_t k, const double *a, int64_t a_rs,
-                      int64_t a_cs, const double *b, int64_t b_rs, int64_t b_cs, double *c) {
+static void dgemm_ref(int64_t m, int64_t n, int64_t k, const double *a, int64_t a_rs, int64_t a_cs,
+                      const double *b, int64_t b_rs, int64_t b_cs, double *c) {
     for (int64_t i = 0; i < m; i++) {
         double *crow = c + i * n;
         for (int64_t j = 0; j < n; j++) crow[j] = 0.0;
@@ -151,9 +151,16 @@ static ib_status run_gemm(ib__run_ctx *c) {
             fill_bias_job f = {bias, y->data, m, n};
             ib__parallel_for(c->pool, m, fill_bias_range, &f);
         }
-        ib__sgemm_shape s = {m, n, k, g.alpha, use_bias ? g.beta : 0.0f,
-                             g.trans_a ? 1 : k, g.trans_a ? m : 1,
-                             g.trans_b ? 1 : n, g.trans_b ? k : 1, n};
+        ib__sgemm_shape s = {m,
+                             n,
+                             k,
+                             g.alpha,
+                             use_bias ? g.beta : 0.0f,
+                             g.trans_a ? 1 : k,
+                             g.trans_a ? m : 1,
+                             g.trans_b ? 1 : n,
+                             g.trans_b ? k : 1,
+                             n};
         return ib__sgemm(c->pool, &s, a->data, b->data, y->data);
     }
     double *da = NULL, *db = NULL, *dc = NULL;
@@ -172,9 +179,8 @@ static ib_status run_gemm(ib__run_ctx *c) {
             for (int64_t j = 0; j < n; j++) {
                 double v = (double)g.alpha * dc[i * n + j];
                 if (use_bias)
-                    v += (double)g.beta *
-                         ib__load_f64(bias->data, bias->dtype,
-                                      (bm == 1 ? 0 : i) * bn + (bn == 1 ? 0 : j));
+                    v += (double)g.beta * ib__load_f64(bias->data, bias->dtype,
+                                                       (bm == 1 ? 0 : i) * bn + (bn == 1 ? 0 : j));
                 ib__store_f64(y->data, y->dtype, i * n + j, v);
             }
     }
@@ -206,10 +212,14 @@ static ib_status matmul_shape(const ib__node *node, int32_t ra, const int64_t *d
         int32_t ia = i - (nb - ba), ib = i - (nb - bb);
         int64_t x = ia >= 0 ? da[ia] : 1, z = ib >= 0 ? db[ib] : 1;
         int64_t d;
-        if (x == 1) d = z;
-        else if (z == 1) d = x;
-        else if (x < 0 || z < 0) d = x < 0 ? z : x; /* a known non-1 dim decides */
-        else if (x == z) d = x;
+        if (x == 1)
+            d = z;
+        else if (z == 1)
+            d = x;
+        else if (x < 0 || z < 0)
+            d = x < 0 ? z : x; /* a known non-1 dim decides */
+        else if (x == z)
+            d = x;
         else
             return ib__error(IB_ERR_SHAPE, "%s: batch dims do not broadcast (%lld vs %lld)",
                              ib__node_label(node), (long long)x, (long long)z);
@@ -370,7 +380,9 @@ static ib_status run_matmul(ib__run_ctx *c) {
 
 /* ---- Integer products (MatMulInteger, QLinearMatMul) ------------------------------- */
 
-static bool is_q8(ib_dtype dt) { return dt == IB_DTYPE_UINT8 || dt == IB_DTYPE_INT8; }
+static bool is_q8(ib_dtype dt) {
+    return dt == IB_DTYPE_UINT8 || dt == IB_DTYPE_INT8;
+}
 
 /* Reads a zero point / scale tensor that is either a scalar or a vector of `want`
  * elements (per row of A / per column of B). */
@@ -398,8 +410,8 @@ static void imm_range(void *ctx, int64_t begin, int64_t end) {
     const mm_plan *p = j->p;
     for (int64_t r = begin; r < end; r++) {
         int64_t t = r / p->m, i = r % p->m;
-        int32_t za = j->za ? (int32_t)ib__load_i64(j->za->data, j->za->dtype, j->nza == 1 ? 0 : i)
-                           : 0;
+        int32_t za =
+            j->za ? (int32_t)ib__load_i64(j->za->data, j->za->dtype, j->nza == 1 ? 0 : i) : 0;
         int32_t *crow = j->acc + p->c_off[t] + i * p->n;
         for (int64_t q = 0; q < p->n; q++) crow[q] = 0;
         const int64_t a0 = p->a_off[t] + i * p->k;
@@ -421,8 +433,7 @@ static void imm_range(void *ctx, int64_t begin, int64_t end) {
             for (int64_t k = 0; k < p->k; k++)
                 asum += (int32_t)ib__load_i64(j->a->data, j->a->dtype, a0 + k) - za;
             for (int64_t q = 0; q < p->n; q++) {
-                int32_t zb =
-                    (int32_t)ib__load_i64(j->zb->data, j->zb->dtype, j->nzb == 1 ? 0 : q);
+                int32_t zb = (int32_t)ib__load_i64(j->zb->data, j->zb->dtype, j->nzb == 1 ? 0 : q);
                 crow[q] -= zb * asum;
             }
         }
@@ -481,8 +492,10 @@ static void store_q8(void *data, ib_dtype dt, int64_t i, double v) {
     double lo = dt == IB_DTYPE_UINT8 ? 0.0 : -128.0, hi = dt == IB_DTYPE_UINT8 ? 255.0 : 127.0;
     if (v < lo) v = lo;
     if (v > hi) v = hi;
-    if (dt == IB_DTYPE_UINT8) ((uint8_t *)data)[i] = (uint8_t)v;
-    else ((int8_t *)data)[i] = (int8_t)v;
+    if (dt == IB_DTYPE_UINT8)
+        ((uint8_t *)data)[i] = (uint8_t)v;
+    else
+        ((int8_t *)data)[i] = (int8_t)v;
 }
 
 static ib_status run_qlinear_matmul(ib__run_ctx *c) {
@@ -505,14 +518,15 @@ static ib_status run_qlinear_matmul(ib__run_ctx *c) {
     int32_t *acc = NULL;
     if (st == IB_OK && total > 0) {
         acc = ib__aligned_alloc((size_t)total * sizeof(int32_t));
-        if (!acc) st = ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", ib__node_label(c->node));
+        if (!acc)
+            st = ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", ib__node_label(c->node));
         if (st == IB_OK) st = integer_matmul(c, a, b, az, bz, &p, acc);
     }
     if (st == IB_OK && total > 0) {
         double y_scale = ib__load_f64(ys->data, ys->dtype, 0);
         double y_zero = (double)ib__load_i64(yz->data, yz->dtype, 0);
-        if (!(y_scale != 0.0)) st = ib__error(IB_ERR_INVALID_MODEL, "%s: y_scale is zero",
-                                              ib__node_label(c->node));
+        if (!(y_scale != 0.0))
+            st = ib__error(IB_ERR_INVALID_MODEL, "%s: y_scale is zero", ib__node_label(c->node));
         for (int64_t e = 0; st == IB_OK && e < total; e++) {
             int64_t q = e % p.n, i = (e / p.n) % p.m;
             double scale = ib__load_f64(as->data, as->dtype, nas == 1 ? 0 : i) *
@@ -530,12 +544,12 @@ static ib_status run_qlinear_matmul(ib__run_ctx *c) {
  * Einsum
  * ===================================================================================== */
 
-#define EIN_MAX_OPS 8
-#define EIN_LETTERS 52 /* a-z, A-Z; ellipsis dims get labels after these */
+#define EIN_MAX_OPS    8
+#define EIN_LETTERS    52 /* a-z, A-Z; ellipsis dims get labels after these */
 #define EIN_MAX_LABELS (EIN_LETTERS + IB_MAX_RANK)
 
 typedef struct ein_term {
-    int32_t n;                     /* subscripts written, "..." counting as one */
+    int32_t n;                       /* subscripts written, "..." counting as one */
     int32_t labels[IB_MAX_RANK + 1]; /* label id per subscript, -1 for the ellipsis */
     bool has_ellipsis;
 } ein_term;
@@ -566,8 +580,10 @@ static ib_status ein_parse_term(const ib__node *node, const char *s, size_t len,
                 return ib__error(IB_ERR_INVALID_MODEL, "%s: malformed ellipsis in equation",
                                  ib__node_label(node));
             if (t->n >= IB_MAX_RANK + 1)
-                return ib__error(IB_ERR_UNSUPPORTED, "%s: an equation term has too many "
-                                 "subscripts", ib__node_label(node));
+                return ib__error(IB_ERR_UNSUPPORTED,
+                                 "%s: an equation term has too many "
+                                 "subscripts",
+                                 ib__node_label(node));
             t->has_ellipsis = true;
             t->labels[t->n++] = -1;
             i += 3;
@@ -657,8 +673,10 @@ static ib_status ein_bind_shapes(const ib__node *node, const ein_eq *eq, const i
         int32_t letters = t->n - (t->has_ellipsis ? 1 : 0);
         int32_t ell = ranks[o] - letters;
         if (ell < 0 || (!t->has_ellipsis && ell != 0))
-            return ib__error(IB_ERR_SHAPE, "%s: operand %d has rank %d but the equation gives "
-                             "it %d subscripts", ib__node_label(node), o, ranks[o], letters);
+            return ib__error(IB_ERR_SHAPE,
+                             "%s: operand %d has rank %d but the equation gives "
+                             "it %d subscripts",
+                             ib__node_label(node), o, ranks[o], letters);
         if (ell > b->ell_rank) b->ell_rank = ell;
     }
     for (int32_t l = 0; l < EIN_MAX_LABELS; l++) b->dim[l] = 1;
@@ -687,9 +705,8 @@ static ib_status ein_bind_shapes(const ib__node *node, const ein_eq *eq, const i
                 continue;
             }
             return ib__error(IB_ERR_SHAPE, "%s: subscript '%c' has sizes %lld and %lld",
-                             ib__node_label(node),
-                             l < 26 ? 'a' + l : (l < 52 ? 'A' + l - 26 : '.'), (long long)have,
-                             (long long)x);
+                             ib__node_label(node), l < 26 ? 'a' + l : (l < 52 ? 'A' + l - 26 : '.'),
+                             (long long)have, (long long)x);
         }
     }
     for (int32_t e = 0; e < b->ell_rank; e++) b->used[EIN_LETTERS + e] = true;
@@ -702,8 +719,10 @@ static ib_status ein_bind_shapes(const ib__node *node, const ein_eq *eq, const i
                 continue;
             }
             if (!b->used[l])
-                return ib__error(IB_ERR_INVALID_MODEL, "%s: output subscript '%c' is not in any "
-                                 "input", ib__node_label(node), l < 26 ? 'a' + l : 'A' + l - 26);
+                return ib__error(IB_ERR_INVALID_MODEL,
+                                 "%s: output subscript '%c' is not in any "
+                                 "input",
+                                 ib__node_label(node), l < 26 ? 'a' + l : 'A' + l - 26);
             b->out_labels[b->out_n++] = l;
         }
     } else {
@@ -729,8 +748,10 @@ static ib_status infer_einsum(ib__infer_ctx *c) {
     ein_eq eq;
     IB_TRY(ein_parse(c->node, &eq));
     if (eq.n_ops != c->n_in)
-        return ib__error(IB_ERR_INVALID_MODEL, "%s: the equation has %d operands but the node "
-                         "has %d inputs", ib__node_label(c->node), eq.n_ops, c->n_in);
+        return ib__error(IB_ERR_INVALID_MODEL,
+                         "%s: the equation has %d operands but the node "
+                         "has %d inputs",
+                         ib__node_label(c->node), eq.n_ops, c->n_in);
     int32_t ranks[EIN_MAX_OPS];
     const int64_t *dims[EIN_MAX_OPS];
     ib_dtype dt = IB_DTYPE_UNDEFINED;
@@ -844,8 +865,7 @@ static void gather_copy(float *dst, int32_t n, const int64_t *dims, const int64_
 /* Two float32 operands whose every label is a batch (both + output), row (A + output),
  * column (B + output) or contracted (both, not output) label: permute into
  * [batch, m, k] and [batch, k, n], multiply with SGEMM, permute into the output. */
-static ib_status ein_try_matmul(ib__run_ctx *c, const ein_eq *eq, const ein_bind *b,
-                                bool *done) {
+static ib_status ein_try_matmul(ib__run_ctx *c, const ein_eq *eq, const ein_bind *b, bool *done) {
     *done = false;
     if (eq->n_ops != 2 || c->in[0]->dtype != IB_DTYPE_FLOAT32) return IB_OK;
     int32_t la[IB_MAX_RANK], lb[IB_MAX_RANK];
@@ -887,9 +907,12 @@ static ib_status ein_try_matmul(ib__run_ctx *c, const ein_eq *eq, const ein_bind
     nbat = nm = nn = 0;
     for (int32_t i = 0; i < b->out_n; i++) {
         int32_t l = b->out_labels[i];
-        if (in_a[l] && in_b[l]) bl[nbat++] = l;
-        else if (in_a[l]) ml[nm++] = l;
-        else nl[nn++] = l;
+        if (in_a[l] && in_b[l])
+            bl[nbat++] = l;
+        else if (in_a[l])
+            ml[nm++] = l;
+        else
+            nl[nn++] = l;
     }
     int64_t sa[EIN_MAX_LABELS], sb[EIN_MAX_LABELS];
     ein_strides(eq, b, 0, c->in[0], sa);
@@ -988,8 +1011,10 @@ static ib_status run_einsum(ib__run_ctx *c) {
         /* the loop visits every label combination: refuse what would run for hours */
         if (ib__mul_overflow_i64(j.sum_total, b.dim[l], &j.sum_total) ||
             ib__mul_overflow_i64(work, b.dim[l], &work) || work > ((int64_t)1 << 36))
-            return ib__error(IB_ERR_UNSUPPORTED, "%s: this contraction is too large for the "
-                             "general Einsum loop", ib__node_label(c->node));
+            return ib__error(IB_ERR_UNSUPPORTED,
+                             "%s: this contraction is too large for the "
+                             "general Einsum loop",
+                             ib__node_label(c->node));
         j.n_sum++;
     }
     ib__parallel_for(c->pool, ib_tensor_element_count(c->out[0]), ein_general_range, &j);

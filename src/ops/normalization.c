@@ -41,9 +41,13 @@ static ib_status fview_open(const ib__node *node, const ib_tensor *t, fview *v) 
     return IB_OK;
 }
 
-static inline double fv(const fview *v, int64_t i) { return v->f ? (double)v->f[i] : v->d[i]; }
+static inline double fv(const fview *v, int64_t i) {
+    return v->f ? (double)v->f[i] : v->d[i];
+}
 
-static void fview_close(fview *v) { ib__aligned_free(v->d); }
+static void fview_close(fview *v) {
+    ib__aligned_free(v->d);
+}
 
 /* Output buffer: float32 written in place, other dtypes through a double buffer. */
 typedef struct fout {
@@ -67,8 +71,10 @@ static ib_status fout_open(const ib__node *node, ib_tensor *t, fout *o) {
 }
 
 static inline void fo_set(const fout *o, int64_t i, double v) {
-    if (o->f) o->f[i] = (float)v;
-    else o->d[i] = v;
+    if (o->f)
+        o->f[i] = (float)v;
+    else
+        o->d[i] = v;
 }
 
 /* Flushes a double buffer into the tensor's dtype and frees it. */
@@ -120,7 +126,8 @@ static ib_status infer_batch_norm(ib__infer_ctx *c) {
     }
     ib__set_output_like(c, 0, x);
     /* Extra outputs: running mean and variance (training), or older opsets' statistics. */
-    for (int32_t i = 1; i < c->n_out; i++) ib__set_output_like(c, i, c->in[i == 1 || i == 3 ? 3 : 4]);
+    for (int32_t i = 1; i < c->n_out; i++)
+        ib__set_output_like(c, i, c->in[i == 1 || i == 3 ? 3 : 4]);
     return IB_OK;
 }
 
@@ -149,7 +156,8 @@ static void bn_range(void *ctx, int64_t begin, int64_t end) {
             float af = (float)a, bf = (float)b;
             for (int64_t i = 0; i < j->inner; i++) ys[i] = xs[i] * af + bf;
         } else {
-            for (int64_t i = 0; i < j->inner; i++) fo_set(&j->y, base + i, fv(&j->x, base + i) * a + b);
+            for (int64_t i = 0; i < j->inner; i++)
+                fo_set(&j->y, base + i, fv(&j->x, base + i) * a + b);
         }
     }
 }
@@ -351,8 +359,10 @@ static ib_status run_layer_norm(ib__run_ctx *c) {
                          ib__node_label(c->node));
     int64_t outer = 1, inner = 1;
     for (int32_t i = 0; i < x->rank; i++) {
-        if (i < ax) outer *= x->shape[i];
-        else inner *= x->shape[i];
+        if (i < ax)
+            outer *= x->shape[i];
+        else
+            inner *= x->shape[i];
     }
     ln_job j;
     memset(&j, 0, sizeof j);
@@ -398,8 +408,8 @@ static ib_status infer_instance_norm(ib__infer_ctx *c) {
                          x->rank);
     for (int32_t i = 1; i < 3; i++) {
         const ib__value *p = c->in[i];
-        if (p->rank >= 0 && (p->rank != 1 || (x->rank >= 2 && x->dims[1] >= 0 &&
-                                              p->dims[0] >= 0 && p->dims[0] != x->dims[1])))
+        if (p->rank >= 0 && (p->rank != 1 || (x->rank >= 2 && x->dims[1] >= 0 && p->dims[0] >= 0 &&
+                                              p->dims[0] != x->dims[1])))
             return ib__error(IB_ERR_SHAPE, "%s: input %d must be 1-D with one value per channel",
                              ib__node_label(c->node), i);
     }
@@ -434,7 +444,8 @@ static void in_range(void *ctx, int64_t begin, int64_t end) {
 
 static ib_status run_instance_norm(ib__run_ctx *c) {
     const ib_tensor *x = c->in[0];
-    if (x->rank < 2) return ib__error(IB_ERR_SHAPE, "%s: X needs rank >= 2", ib__node_label(c->node));
+    if (x->rank < 2)
+        return ib__error(IB_ERR_SHAPE, "%s: X needs rank >= 2", ib__node_label(c->node));
     float eps;
     IB_TRY(ib__attr_float(c->node, "epsilon", 1e-5f, &eps));
     int64_t ch = x->shape[1], inner = 1;
@@ -517,7 +528,8 @@ static void lrn_range(void *ctx, int64_t begin, int64_t end) {
 
 static ib_status run_lrn(ib__run_ctx *c) {
     const ib_tensor *x = c->in[0];
-    if (x->rank < 2) return ib__error(IB_ERR_SHAPE, "%s: X needs rank >= 2", ib__node_label(c->node));
+    if (x->rank < 2)
+        return ib__error(IB_ERR_SHAPE, "%s: X needs rank >= 2", ib__node_label(c->node));
     lrn_job j;
     memset(&j, 0, sizeof j);
     float alpha, beta, bias;

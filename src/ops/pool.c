@@ -47,8 +47,8 @@ static bool pool_float_type(ib_dtype dt) {
 
 /* Geometry of a windowed pool from the attributes and X's (possibly partly unknown)
  * shape; *rank_known = false while X's rank is unknown. */
-static ib_status pool_geometry(const ib__node *node, int32_t xr, const int64_t *xd,
-                               bool allow_ceil, pool_geom *g, bool *rank_known) {
+static ib_status pool_geometry(const ib__node *node, int32_t xr, const int64_t *xd, bool allow_ceil,
+                               pool_geom *g, bool *rank_known) {
     memset(g, 0, sizeof *g);
     *rank_known = false;
     int32_t kn = 0;
@@ -114,8 +114,10 @@ static ib_status pool_geometry(const ib__node *node, int32_t xr, const int64_t *
         if (valid) g->pb[i] = g->pe[i] = 0;
         int64_t span = in + g->pb[i] + g->pe[i] - ext;
         if (span < 0)
-            return ib__error(IB_ERR_SHAPE, "%s: spatial dim %d (%lld, padded %lld) is smaller than "
-                             "the window %lld", ib__node_label(node), i, (long long)in,
+            return ib__error(IB_ERR_SHAPE,
+                             "%s: spatial dim %d (%lld, padded %lld) is smaller than "
+                             "the window %lld",
+                             ib__node_label(node), i, (long long)in,
                              (long long)(in + g->pb[i] + g->pe[i]), (long long)ext);
         int64_t o = ceil_mode ? (span + g->s[i] - 1) / g->s[i] + 1 : span / g->s[i] + 1;
         /* A last window that would start inside the end padding is dropped (PyTorch). */
@@ -188,13 +190,13 @@ typedef struct pool_job {
     const pool_geom *g;
     pool_kind kind;
     bool count_include_pad;
-    double p;          /* Lp */
+    double p; /* Lp */
     int64_t storage_order;
-    const float *xf;   /* float32 input, or */
-    const double *xd;  /* widened input */
-    float *yf;         /* float32 output, or */
+    const float *xf;  /* float32 input, or */
+    const double *xd; /* widened input */
+    float *yf;        /* float32 output, or */
     double *yd;
-    int64_t *ind;      /* MaxPool Indices or NULL */
+    int64_t *ind; /* MaxPool Indices or NULL */
 } pool_job;
 
 /* Taps k with 0 <= start + k * dil < limit: [lo, hi). */
@@ -276,8 +278,10 @@ static void pool_range(void *ctx, int64_t begin, int64_t end) {
             } else if (j->kind == POOL_LP) {
                 acc = j->p == 2.0 ? sqrt(acc) : pow(acc, 1.0 / j->p);
             }
-            if (j->yf) j->yf[ybase + o] = (float)acc;
-            else j->yd[ybase + o] = acc;
+            if (j->yf)
+                j->yf[ybase + o] = (float)acc;
+            else
+                j->yd[ybase + o] = acc;
             if (j->ind) j->ind[ybase + o] = xbase + (arg < 0 ? 0 : arg);
             for (int32_t d = nsp - 1; d >= 0; d--) {
                 if (++oi[d] < g->out[d]) break;
@@ -473,10 +477,14 @@ static void global_range(void *ctx, int64_t begin, int64_t end) {
                 acc += j->p == 2.0 ? v * v : pow(fabs(v), j->p);
             }
         }
-        if (j->kind == POOL_AVG) acc = j->len > 0 ? acc / (double)j->len : 0.0;
-        else if (j->kind == POOL_LP) acc = j->p == 2.0 ? sqrt(acc) : pow(acc, 1.0 / j->p);
-        if (j->yf) j->yf[plane] = (float)acc;
-        else j->yd[plane] = acc;
+        if (j->kind == POOL_AVG)
+            acc = j->len > 0 ? acc / (double)j->len : 0.0;
+        else if (j->kind == POOL_LP)
+            acc = j->p == 2.0 ? sqrt(acc) : pow(acc, 1.0 / j->p);
+        if (j->yf)
+            j->yf[plane] = (float)acc;
+        else
+            j->yd[plane] = acc;
     }
 }
 
@@ -516,9 +524,15 @@ static ib_status run_global(ib__run_ctx *c, pool_kind kind) {
     return IB_OK;
 }
 
-static ib_status run_global_average_pool(ib__run_ctx *c) { return run_global(c, POOL_AVG); }
-static ib_status run_global_max_pool(ib__run_ctx *c) { return run_global(c, POOL_MAX); }
-static ib_status run_global_lp_pool(ib__run_ctx *c) { return run_global(c, POOL_LP); }
+static ib_status run_global_average_pool(ib__run_ctx *c) {
+    return run_global(c, POOL_AVG);
+}
+static ib_status run_global_max_pool(ib__run_ctx *c) {
+    return run_global(c, POOL_MAX);
+}
+static ib_status run_global_lp_pool(ib__run_ctx *c) {
+    return run_global(c, POOL_LP);
+}
 
 /* ---- MaxUnpool ----------------------------------------------------------------------- */
 
@@ -615,9 +629,10 @@ static ib_status run_max_unpool(ib__run_ctx *c) {
     const int64_t *iv = ind->data;
     for (int64_t i = 0; i < n; i++) {
         if (iv[i] < 0 || iv[i] >= nd)
-            return ib__error(IB_ERR_SHAPE, "%s: index %lld is outside the unpooled tensor "
-                             "(%lld elements)", ib__node_label(c->node), (long long)iv[i],
-                             (long long)nd);
+            return ib__error(IB_ERR_SHAPE,
+                             "%s: index %lld is outside the unpooled tensor "
+                             "(%lld elements)",
+                             ib__node_label(c->node), (long long)iv[i], (long long)nd);
         int64_t rem = iv[i], off = 0;
         for (int32_t d = dr - 1; d >= 0; d--) {
             int64_t idx = rem % dd[d];

@@ -1,7 +1,7 @@
-/* Float32 GEMM for the reference executor's hot ops: A and B are packed into zero-padded
- * panels, a 6-row register-blocked micro-kernel (GCC vector extensions, so it is plain
- * portable C) runs over cache-sized tiles, and the tiles run in parallel. On x86-64 the
- * same kernel source is also built for AVX2+FMA and picked at run time. */
+/* Float32 GEMM for the reference executor's hot ops: tiles of C run in parallel; each
+ * packs cache-sized blocks of A and B into zero-padded panels and runs a 6-row
+ * register-blocked micro-kernel over them (GCC vector extensions, so plain portable C).
+ * On x86-64 the same kernel source is also built for AVX2+FMA and picked at run time. */
 #include <stdatomic.h>
 #include <string.h>
 
@@ -23,47 +23,47 @@ typedef struct kernel_impl {
 /* The micro-kernel: c[0..6)[0..2V) = alpha * sum_p a[p][0..6) x b[p][0..2V) + beta * c,
  * with 12 vector accumulators held in registers. `a` is a packed MR-row panel (MR floats
  * per depth step), `b` a packed panel (2V floats per step, aligned to the vector). */
-#define IB__SGEMM_STORE_ROW(VTU, r, x0, x1)                                         \
-    do {                                                                         \
-        VTU *cr0_ = (VTU *)(c + (r) * ldc), *cr1_ = (VTU *)(c + (r) * ldc + nv); \
-        if (beta == 0.0f) {                                                      \
-            *cr0_ = alpha * (x0);                                                \
-            *cr1_ = alpha * (x1);                                                \
-        } else {                                                                 \
-            *cr0_ = alpha * (x0) + beta * *cr0_;                                 \
-            *cr1_ = alpha * (x1) + beta * *cr1_;                                 \
-        }                                                                        \
+#define IB__SGEMM_STORE_ROW(VTU, r, x0, x1)                                                        \
+    do {                                                                                           \
+        VTU *cr0_ = (VTU *)(c + (r)*ldc), *cr1_ = (VTU *)(c + (r)*ldc + nv);                       \
+        if (beta == 0.0f) {                                                                        \
+            *cr0_ = alpha * (x0);                                                                  \
+            *cr1_ = alpha * (x1);                                                                  \
+        } else {                                                                                   \
+            *cr0_ = alpha * (x0) + beta * *cr0_;                                                   \
+            *cr1_ = alpha * (x1) + beta * *cr1_;                                                   \
+        }                                                                                          \
     } while (0)
 
-#define IB__SGEMM_DEFINE_KERNEL(NAME, ATTR, VT, VTU)                                      \
-    ATTR static void NAME(int64_t kc, const float *restrict a, const float *restrict b,   \
-                          float *restrict c, int64_t ldc, float alpha, float beta) {      \
-        enum { nv = sizeof(VT) / sizeof(float) };                                         \
-        VT c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};              \
-        VT c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};              \
-        for (int64_t p = 0; p < kc; p++) {                                                \
-            VT b0 = *(const VT *)b, b1 = *(const VT *)(b + nv);                           \
-            c00 += a[0] * b0;                                                             \
-            c01 += a[0] * b1;                                                             \
-            c10 += a[1] * b0;                                                             \
-            c11 += a[1] * b1;                                                             \
-            c20 += a[2] * b0;                                                             \
-            c21 += a[2] * b1;                                                             \
-            c30 += a[3] * b0;                                                             \
-            c31 += a[3] * b1;                                                             \
-            c40 += a[4] * b0;                                                             \
-            c41 += a[4] * b1;                                                             \
-            c50 += a[5] * b0;                                                             \
-            c51 += a[5] * b1;                                                             \
-            a += MR;                                                                      \
-            b += 2 * nv;                                                                  \
-        }                                                                                 \
-        IB__SGEMM_STORE_ROW(VTU, 0, c00, c01);                                                 \
-        IB__SGEMM_STORE_ROW(VTU, 1, c10, c11);                                                 \
-        IB__SGEMM_STORE_ROW(VTU, 2, c20, c21);                                                 \
-        IB__SGEMM_STORE_ROW(VTU, 3, c30, c31);                                                 \
-        IB__SGEMM_STORE_ROW(VTU, 4, c40, c41);                                                 \
-        IB__SGEMM_STORE_ROW(VTU, 5, c50, c51);                                                 \
+#define IB__SGEMM_DEFINE_KERNEL(NAME, ATTR, VT, VTU)                                               \
+    ATTR static void NAME(int64_t kc, const float *restrict a, const float *restrict b,            \
+                          float *restrict c, int64_t ldc, float alpha, float beta) {               \
+        enum { nv = sizeof(VT) / sizeof(float) };                                                  \
+        VT c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};                       \
+        VT c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};                       \
+        for (int64_t p = 0; p < kc; p++) {                                                         \
+            VT b0 = *(const VT *)b, b1 = *(const VT *)(b + nv);                                    \
+            c00 += a[0] * b0;                                                                      \
+            c01 += a[0] * b1;                                                                      \
+            c10 += a[1] * b0;                                                                      \
+            c11 += a[1] * b1;                                                                      \
+            c20 += a[2] * b0;                                                                      \
+            c21 += a[2] * b1;                                                                      \
+            c30 += a[3] * b0;                                                                      \
+            c31 += a[3] * b1;                                                                      \
+            c40 += a[4] * b0;                                                                      \
+            c41 += a[4] * b1;                                                                      \
+            c50 += a[5] * b0;                                                                      \
+            c51 += a[5] * b1;                                                                      \
+            a += MR;                                                                               \
+            b += 2 * nv;                                                                           \
+        }                                                                                          \
+        IB__SGEMM_STORE_ROW(VTU, 0, c00, c01);                                                     \
+        IB__SGEMM_STORE_ROW(VTU, 1, c10, c11);                                                     \
+        IB__SGEMM_STORE_ROW(VTU, 2, c20, c21);                                                     \
+        IB__SGEMM_STORE_ROW(VTU, 3, c30, c31);                                                     \
+        IB__SGEMM_STORE_ROW(VTU, 4, c40, c41);                                                     \
+        IB__SGEMM_STORE_ROW(VTU, 5, c50, c51);                                                     \
     }
 
 typedef float v4f __attribute__((vector_size(16)));
@@ -90,7 +90,9 @@ static const kernel_impl k_avx2 = {kernel_avx2_6x16, 16};
 
 static atomic_int g_force_generic;
 
-void ib__sgemm_use_generic_kernel(bool on) { atomic_store(&g_force_generic, on ? 1 : 0); }
+void ib__sgemm_use_generic_kernel(bool on) {
+    atomic_store(&g_force_generic, on ? 1 : 0);
+}
 
 static const kernel_impl *pick_kernel(void) {
 #ifdef IB__SGEMM_HAVE_AVX2
@@ -149,7 +151,8 @@ static void pack_a_block(const gemm_job *j, const float *a, int64_t i0, int64_t 
             continue;
         }
         if (mr == MR && s->a_rs == 1) { /* a transposed A: each depth step is contiguous */
-            for (int64_t p = 0; p < kc; p++) memcpy(dst + p * MR, base + p * s->a_cs, MR * sizeof(float));
+            for (int64_t p = 0; p < kc; p++)
+                memcpy(dst + p * MR, base + p * s->a_cs, MR * sizeof(float));
             continue;
         }
         for (int64_t r = 0; r < MR; r++) {
@@ -277,8 +280,10 @@ static void compute_range(void *ctx, int64_t begin, int64_t end) {
         int64_t bi = t / per_batch, r = t % per_batch;
         compute_tile(j, bi, r / j->n_tiles, r % j->n_tiles, ap, bp);
     }
-    if (slot >= 0) atomic_store(&j->slot_busy[slot], 0);
-    else ib__aligned_free(buf);
+    if (slot >= 0)
+        atomic_store(&j->slot_busy[slot], 0);
+    else
+        ib__aligned_free(buf);
 }
 
 /* ---- Direct path for very short A (one or two rows: a vector-matrix product), where
@@ -330,10 +335,9 @@ static void scale_c(const ib__sgemm_shape *s, int64_t batch, float *c, const int
     }
 }
 
-static ib_status sgemm_run(ib__pool *pool, const ib__sgemm_shape *s, int64_t batch,
-                           const float *a, const int64_t *a_off, const float *b,
-                           const int64_t *b_off, const ib__sgemm_b_gen *gen, float *c,
-                           const int64_t *c_off) {
+static ib_status sgemm_run(ib__pool *pool, const ib__sgemm_shape *s, int64_t batch, const float *a,
+                           const int64_t *a_off, const float *b, const int64_t *b_off,
+                           const ib__sgemm_b_gen *gen, float *c, const int64_t *c_off) {
     if (batch <= 0 || s->m <= 0 || s->n <= 0) return IB_OK;
     if (s->k <= 0) {
         scale_c(s, batch, c, c_off);
@@ -401,9 +405,9 @@ static ib_status sgemm_run(ib__pool *pool, const ib__sgemm_shape *s, int64_t bat
     return IB_OK;
 }
 
-ib_status ib__sgemm_batched(ib__pool *pool, const ib__sgemm_shape *s, int64_t batch,
-                            const float *a, const int64_t *a_off, const float *b,
-                            const int64_t *b_off, float *c, const int64_t *c_off) {
+ib_status ib__sgemm_batched(ib__pool *pool, const ib__sgemm_shape *s, int64_t batch, const float *a,
+                            const int64_t *a_off, const float *b, const int64_t *b_off, float *c,
+                            const int64_t *c_off) {
     return sgemm_run(pool, s, batch, a, a_off, b, b_off, NULL, c, c_off);
 }
 

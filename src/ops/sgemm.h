@@ -25,9 +25,9 @@ ib_status ib__sgemm(ib__pool *pool, const ib__sgemm_shape *s, const float *a, co
 /* `batch` independent products of the same shape: product i reads a + a_off[i],
  * b + b_off[i] and writes c + c_off[i] (offsets in elements). A NULL offset array means
  * offset 0 for every product. The C blocks of different products must not overlap. */
-ib_status ib__sgemm_batched(ib__pool *pool, const ib__sgemm_shape *s, int64_t batch,
-                            const float *a, const int64_t *a_off, const float *b,
-                            const int64_t *b_off, float *c, const int64_t *c_off);
+ib_status ib__sgemm_batched(ib__pool *pool, const ib__sgemm_shape *s, int64_t batch, const float *a,
+                            const int64_t *a_off, const float *b, const int64_t *b_off, float *c,
+                            const int64_t *c_off);
 
 /* A B operand produced on demand (im2col of a convolution, say), so that it is never
  * materialised: row(ctx, i, p, j0, n, out) writes B[p][j0 .. j0 + n) of product i into

@@ -14,8 +14,8 @@ static bool smax_float_type(ib_dtype dt) {
 }
 
 /* outer x len x inner decomposition of the input for the node's opset and axis. */
-static ib_status smax_layout(const ib__node *node, int32_t opset, int32_t rank,
-                             const int64_t *dims, int64_t *outer, int64_t *len, int64_t *inner) {
+static ib_status smax_layout(const ib__node *node, int32_t opset, int32_t rank, const int64_t *dims,
+                             int64_t *outer, int64_t *len, int64_t *inner) {
     int64_t axis;
     IB_TRY(ib__attr_int(node, "axis", opset >= 13 ? -1 : 1, &axis));
     if (rank == 0) { /* a scalar: one row of one element */
@@ -26,15 +26,20 @@ static ib_status smax_layout(const ib__node *node, int32_t opset, int32_t rank,
         return IB_OK;
     }
     int32_t ax;
-    if (opset < 13 && axis == rank) ax = rank; /* coerced to [N, 1] */
-    else IB_TRY(ib__normalize_axis(node, axis, rank, &ax));
+    if (opset < 13 && axis == rank)
+        ax = rank; /* coerced to [N, 1] */
+    else
+        IB_TRY(ib__normalize_axis(node, axis, rank, &ax));
     *outer = 1;
     *len = 1;
     *inner = 1;
     for (int32_t i = 0; i < rank; i++) {
-        if (i < ax) *outer *= dims[i];
-        else if (opset < 13 || i == ax) *len *= dims[i];
-        else *inner *= dims[i];
+        if (i < ax)
+            *outer *= dims[i];
+        else if (opset < 13 || i == ax)
+            *len *= dims[i];
+        else
+            *inner *= dims[i];
     }
     return IB_OK;
 }
@@ -99,8 +104,10 @@ static inline double sx(const smax_job *j, int64_t i) {
 }
 
 static inline void sy(const smax_job *j, int64_t i, double v) {
-    if (j->yf) j->yf[i] = (float)v;
-    else j->yd[i] = v;
+    if (j->yf)
+        j->yf[i] = (float)v;
+    else
+        j->yd[i] = v;
 }
 
 /* General rows: element k of row (o, in) is at (o * len + k) * inner + in. */
@@ -134,8 +141,10 @@ static void smax_row_generic(const smax_job *j, int64_t r) {
 static void smax_range(void *ctx, int64_t begin, int64_t end) {
     const smax_job *j = ctx;
     for (int64_t r = begin; r < end; r++) {
-        if (j->xf && j->inner == 1) smax_rows_f32(j, r);
-        else smax_row_generic(j, r);
+        if (j->xf && j->inner == 1)
+            smax_rows_f32(j, r);
+        else
+            smax_row_generic(j, r);
     }
 }
 
@@ -175,9 +184,15 @@ static ib_status run_smax(ib__run_ctx *c, smax_kind kind) {
     return IB_OK;
 }
 
-static ib_status run_softmax(ib__run_ctx *c) { return run_smax(c, SMAX_SOFTMAX); }
-static ib_status run_log_softmax(ib__run_ctx *c) { return run_smax(c, SMAX_LOG); }
-static ib_status run_hardmax(ib__run_ctx *c) { return run_smax(c, SMAX_HARD); }
+static ib_status run_softmax(ib__run_ctx *c) {
+    return run_smax(c, SMAX_SOFTMAX);
+}
+static ib_status run_log_softmax(ib__run_ctx *c) {
+    return run_smax(c, SMAX_LOG);
+}
+static ib_status run_hardmax(ib__run_ctx *c) {
+    return run_smax(c, SMAX_HARD);
+}
 
 const ib__op_def ib__ops_softmax[] = {
     {IB_OP_SOFTMAX, infer_smax, run_softmax, false},
