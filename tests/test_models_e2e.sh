@@ -5,7 +5,7 @@
 # usage: test_models_e2e.sh CLI MODELDIR
 #   MODELDIR is where the models are generated (kept between runs; regenerated when
 #   tools/make_models.py changes). IB_E2E_MODES: CLI mode flags to test, one run per word
-#   ("reference" -> --reference, "default" -> no flag); default "reference".
+#   ("reference" -> --reference, "default" -> no flag); default "reference default".
 set -u
 if [ $# -ne 2 ]; then
     echo "usage: $0 CLI MODELDIR" >&2
@@ -18,7 +18,7 @@ PY=/usr/bin/python3
 MAKE_MODELS=$SRC/tools/make_models.py
 HELPER=$SRC/tests/model_outputs.py
 MODELS="resnet50_small mobilenet_v2_small bert_small"
-MODES=${IB_E2E_MODES:-reference}
+MODES=${IB_E2E_MODES:-reference default}
 RUN_TIMEOUT=${IB_E2E_TIMEOUT:-300}
 
 if [ ! -x "$CLI" ]; then

@@ -2,10 +2,12 @@
 """Exports the end-to-end test models (ResNet-50, MobileNetV2, a BERT-base encoder and small
 variants of each) to ONNX with seeded random weights, plus inputs and PyTorch-computed outputs.
 
-Usage: make_models.py OUTDIR [--small] [--only NAME,...]
+Usage: make_models.py OUTDIR [--small] [--only NAME,...] [--time-only [--repeat N]]
 
 For each model it writes OUTDIR/<name>/model.onnx, inputs/<input>.npy, expected/<output>.npy
-and manifest.json. Every parameter and buffer is re-drawn from a seeded generator, so an
+and manifest.json. With --time-only it writes nothing and prints, per model, one line
+"time NAME SECONDS" (PyTorch's best forward time, for benchmarks run next to ours).
+Every parameter and buffer is re-drawn from a seeded generator, so an
 executor that drops a bias, a norm shift or a running statistic cannot match by accident.
 """
 import argparse
@@ -296,11 +298,23 @@ def export(name, small, outdir):
         full_name, size_mb, torch_seconds, time.time() - t0, "; ".join(stats)), flush=True)
 
 
+def time_only(name, small, repeat):
+    model, inputs, spec = MODELS[name](small)
+    args = tuple(inputs[n] for n in spec["input_names"])
+    with torch.no_grad():
+        model(*args)
+        best = min(_timed(model, args) for _ in range(repeat))
+    print("time %s %.6f" % (name + ("_small" if small else ""), best), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("outdir")
     parser.add_argument("--small", action="store_true", help="export the small variants")
     parser.add_argument("--only", default="", help="comma-separated base names (%s)" % ",".join(MODELS))
+    parser.add_argument("--time-only", action="store_true",
+                        help="only time PyTorch's forward pass (writes nothing)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs for --time-only")
     opts = parser.parse_args()
     torch.set_num_threads(2)
     names = [n for n in opts.only.split(",") if n] or list(MODELS)
@@ -310,7 +324,10 @@ def main():
             parser.error("unknown model %r (known: %s)" % (n, ", ".join(MODELS)))
     for n in names:
         base = n[:-6] if n.endswith("_small") else n
-        export(base, opts.small or n.endswith("_small"), opts.outdir)
+        if opts.time_only:
+            time_only(base, opts.small or n.endswith("_small"), max(1, opts.repeat))
+        else:
+            export(base, opts.small or n.endswith("_small"), opts.outdir)
     return 0
 
 
