@@ -16,11 +16,21 @@ static uint64_t walk_tensor(const ib_tensor *t) {
 static uint64_t walk_attr(const ib__attr *a) {
     uint64_t h = (uint64_t)a->kind + a->name[0];
     switch (a->kind) {
-    case IB_ATTR_STRING: h += a->s_len ? (uint8_t)a->s[a->s_len - 1] : 0; break;
-    case IB_ATTR_TENSOR: h += walk_tensor(a->t); break;
-    case IB_ATTR_GRAPH: h += walk_graph(a->g); break;
-    case IB_ATTR_FLOATS: h += a->count ? (uint64_t)(a->floats[a->count - 1] != 0) : 0; break;
-    case IB_ATTR_INTS: h += a->count ? (uint64_t)a->ints[a->count - 1] : 0; break;
+    case IB_ATTR_STRING:
+        h += a->s_len ? (uint8_t)a->s[a->s_len - 1] : 0;
+        break;
+    case IB_ATTR_TENSOR:
+        h += walk_tensor(a->t);
+        break;
+    case IB_ATTR_GRAPH:
+        h += walk_graph(a->g);
+        break;
+    case IB_ATTR_FLOATS:
+        h += a->count ? (uint64_t)(a->floats[a->count - 1] != 0) : 0;
+        break;
+    case IB_ATTR_INTS:
+        h += a->count ? (uint64_t)a->ints[a->count - 1] : 0;
+        break;
     case IB_ATTR_STRINGS:
         for (int32_t i = 0; i < a->count; i++) h += (uint8_t)a->strings[i][0];
         break;
@@ -30,7 +40,8 @@ static uint64_t walk_attr(const ib__attr *a) {
     case IB_ATTR_GRAPHS:
         for (int32_t i = 0; i < a->count; i++) h += walk_graph(a->graphs[i]);
         break;
-    default: break;
+    default:
+        break;
     }
     return h;
 }

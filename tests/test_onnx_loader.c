@@ -14,7 +14,7 @@
 #ifndef IB_SOURCE_DIR
 #define IB_SOURCE_DIR "."
 #endif
-#define DATA IB_SOURCE_DIR "/tests/data/onnx/"
+#define DATA     IB_SOURCE_DIR "/tests/data/onnx/"
 #define TESTDATA "/usr/share/libonnx-testdata/data"
 
 static ib__onnx_model *load_ok(const char *path) {
@@ -80,7 +80,6 @@ static void *read_all(const char *path, size_t *size) {
     return buf;
 }
 
-
 /* ---- Hand-written protobuf, for shapes no exporter makes ------------------------------ */
 typedef struct wbuf {
     uint8_t *p;
@@ -114,7 +113,9 @@ static void put_len(wbuf *b, uint32_t field, const void *data, size_t n) {
     put_bytes(b, data, n);
 }
 
-static void put_str(wbuf *b, uint32_t field, const char *s) { put_len(b, field, s, strlen(s)); }
+static void put_str(wbuf *b, uint32_t field, const char *s) {
+    put_len(b, field, s, strlen(s));
+}
 
 static void put_int(wbuf *b, uint32_t field, uint64_t v) {
     put_varint(b, (uint64_t)field << 3);
@@ -333,7 +334,7 @@ TEST(subgraphs_resolve_outer_values) {
         CHECK(tg->parent == g);
         CHECK(strcmp(tg->name, "then_body") == 0);
         const ib__node *add = find_node(tg, "then_add");
-        CHECK(add && add->inputs[0] == x);             /* captured from the main graph */
+        CHECK(add && add->inputs[0] == x); /* captured from the main graph */
         const ib__value *bias = ib__graph_find_value(tg, "bias");
         CHECK(bias && bias->kind == IB_VALUE_INITIALIZER && add && add->inputs[1] == bias);
         CHECK(ib__graph_find_value(g, "bias") == NULL); /* not leaked into the parent */
@@ -430,9 +431,9 @@ TEST(every_attribute_kind) {
     const ib__value *cv = ib__graph_find_value(g, "c_value");
     CHECK(cv && cv->dtype == IB_DTYPE_FLOAT32 && cv->rank == 1 && cv->dims[0] == 2);
     const ib__value *x = ib__graph_find_value(g, "x");
-    CHECK(x && x->kind == IB_VALUE_INPUT && x->rank == 3 && x->dims[0] == -1 &&
-          x->dim_param[0] && strcmp(x->dim_param[0], "batch") == 0 && x->dims[1] == -1 &&
-          x->dim_param[1] == NULL && x->dims[2] == 4);
+    CHECK(x && x->kind == IB_VALUE_INPUT && x->rank == 3 && x->dims[0] == -1 && x->dim_param[0] &&
+          strcmp(x->dim_param[0], "batch") == 0 && x->dims[1] == -1 && x->dim_param[1] == NULL &&
+          x->dims[2] == 4);
     const ib__value *w = ib__graph_find_value(g, "w");
     CHECK(w && w->kind == IB_VALUE_INITIALIZER && w->constant);
     CHECK_EQ_INT(g->n_inputs, 2);
@@ -684,7 +685,7 @@ TEST(tensor_files) {
     char path[300];
     snprintf(path, sizeof path, "%s/t.pb", dir);
     static const ib_dtype dts[] = {IB_DTYPE_FLOAT32, IB_DTYPE_FLOAT16, IB_DTYPE_INT8,
-                                   IB_DTYPE_BOOL, IB_DTYPE_UINT64, IB_DTYPE_COMPLEX128};
+                                   IB_DTYPE_BOOL,    IB_DTYPE_UINT64,  IB_DTYPE_COMPLEX128};
     for (size_t k = 0; k < sizeof dts / sizeof dts[0]; k++) {
         ib_tensor src;
         int64_t dims[3] = {2, 1, 3};
@@ -767,8 +768,8 @@ TEST(onnx_backend_test_data) {
         }
         globfree(&pb);
     }
-    printf("     %d models load, %d unsupported, %d invalid; %d tensors read\n", ok,
-           unsupported, invalid, tensors);
+    printf("     %d models load, %d unsupported, %d invalid; %d tensors read\n", ok, unsupported,
+           invalid, tensors);
     CHECK(ok >= 1000);
     CHECK_EQ_INT(invalid, 0);
     globfree(&g);

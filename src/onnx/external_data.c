@@ -90,9 +90,8 @@ static bool has_dotdot(const char *p) {
     }
 }
 
-ib_status ib__onnx_map_external(ib__onnx_store *store, const char *base_dir,
-                                const char *location, const char *what,
-                                const ib__onnx_mapping **out) {
+ib_status ib__onnx_map_external(ib__onnx_store *store, const char *base_dir, const char *location,
+                                const char *what, const ib__onnx_mapping **out) {
     if (!location || !location[0])
         return ib__error(IB_ERR_INVALID_MODEL, "%s: external data has no location", what);
     if (!base_dir)
@@ -103,23 +102,25 @@ ib_status ib__onnx_map_external(ib__onnx_store *store, const char *base_dir,
         (location[0] && location[1] == ':')) /* also "C:\..." from Windows exporters */
         return ib__error(IB_ERR_INVALID_MODEL,
                          "%s: external data path '%s' is absolute; it must be relative to the "
-                         "model's folder", what, location);
+                         "model's folder",
+                         what, location);
     if (has_dotdot(location))
         return ib__error(IB_ERR_INVALID_MODEL,
                          "%s: external data path '%s' contains '..'; it must stay inside the "
-                         "model's folder", what, location);
+                         "model's folder",
+                         what, location);
     size_t blen = strlen(base_dir), llen = strlen(location);
     if (blen + llen + 2 > PATH_MAX)
-        return ib__error(IB_ERR_INVALID_MODEL, "%s: external data path '%.200s' is too long",
-                         what, location);
+        return ib__error(IB_ERR_INVALID_MODEL, "%s: external data path '%.200s' is too long", what,
+                         location);
     char joined[PATH_MAX];
     memcpy(joined, base_dir, blen);
     joined[blen] = '/';
     memcpy(joined + blen + 1, location, llen + 1);
     char base_real[PATH_MAX], file_real[PATH_MAX];
     if (!realpath(base_dir, base_real))
-        return ib__error(IB_ERR_IO, "%s: cannot resolve the model folder '%s': %s", what,
-                         base_dir, strerror(errno));
+        return ib__error(IB_ERR_IO, "%s: cannot resolve the model folder '%s': %s", what, base_dir,
+                         strerror(errno));
     if (!realpath(joined, file_real))
         return ib__error(IB_ERR_IO, "%s: cannot open external data '%s': %s", what, location,
                          strerror(errno));

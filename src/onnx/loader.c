@@ -35,8 +35,8 @@ typedef struct load_ctx {
     int32_t n_graphs, cap_graphs;
 } load_ctx;
 
-static ib_status build_graph(load_ctx *c, const Onnx__GraphProto *gp,
-                             const span_list *root_inits, ib__graph *g, int depth);
+static ib_status build_graph(load_ctx *c, const Onnx__GraphProto *gp, const span_list *root_inits,
+                             ib__graph *g, int depth);
 
 static ib_status oom(const char *what) {
     return ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
@@ -59,8 +59,8 @@ static ib_status span_push(span_list *l, const uint8_t *p, size_t n) {
 static ib_status want_wire(const char *what, const char *field, const ib__wire_field *f,
                            uint32_t wire_type) {
     if (f->wire_type == wire_type) return IB_OK;
-    return ib__error(IB_ERR_INVALID_MODEL, "%s: field %u (%s) has wire type %u, expected %u",
-                     what, f->number, field, f->wire_type, wire_type);
+    return ib__error(IB_ERR_INVALID_MODEL, "%s: field %u (%s) has wire type %u, expected %u", what,
+                     f->number, field, f->wire_type, wire_type);
 }
 
 static ib_status register_graph(load_ctx *c, ib__graph *g, const char *label) {
@@ -93,11 +93,16 @@ typedef struct type_info {
 
 static const char *type_kind_name(Onnx__TypeProto__ValueCase k) {
     switch (k) {
-    case ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE: return "sequence";
-    case ONNX__TYPE_PROTO__VALUE_MAP_TYPE: return "map";
-    case ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE: return "optional";
-    case ONNX__TYPE_PROTO__VALUE_SPARSE_TENSOR_TYPE: return "sparse tensor";
-    default: return "unknown";
+    case ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE:
+        return "sequence";
+    case ONNX__TYPE_PROTO__VALUE_MAP_TYPE:
+        return "map";
+    case ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE:
+        return "optional";
+    case ONNX__TYPE_PROTO__VALUE_SPARSE_TENSOR_TYPE:
+        return "sparse tensor";
+    default:
+        return "unknown";
     }
 }
 
@@ -168,9 +173,8 @@ static ib_status add_opsets(load_ctx *c, const span_list *spans) {
     m->opsets = ib__arena_alloc(c->arena, sizeof *m->opsets * (spans->count + 1));
     if (!m->opsets) return oom("model");
     for (size_t i = 0; i < spans->count; i++) {
-        Onnx__OperatorSetIdProto *op =
-            onnx__operator_set_id_proto__unpack(&ib__pb_allocator, spans->items[i].n,
-                                                spans->items[i].p);
+        Onnx__OperatorSetIdProto *op = onnx__operator_set_id_proto__unpack(
+            &ib__pb_allocator, spans->items[i].n, spans->items[i].p);
         if (!op) {
             char what[64];
             snprintf(what, sizeof what, "model: opset_import #%zu", i);
@@ -189,7 +193,8 @@ static ib_status add_opsets(load_ctx *c, const span_list *spans) {
             if (m->opsets[k].version != version)
                 st = ib__error(IB_ERR_INVALID_MODEL,
                                "model: domain '%s' is imported twice, as opset %" PRId64
-                               " and %" PRId64, domain, m->opsets[k].version, version);
+                               " and %" PRId64,
+                               domain, m->opsets[k].version, version);
             dup = true;
         }
         if (st == IB_OK && !dup) {
@@ -284,8 +289,7 @@ static int32_t infer_attr_kind(const Onnx__AttributeProto *ap) {
 }
 
 static ib_status build_attr(load_ctx *c, ib__graph *g, const ib__node *node,
-                            const Onnx__AttributeProto *ap, size_t index, int depth,
-                            ib__attr *a) {
+                            const Onnx__AttributeProto *ap, size_t index, int depth, ib__attr *a) {
     if (!ap || !ap->name || !ap->name[0])
         return ib__error(IB_ERR_INVALID_MODEL, "%s: attribute #%zu has no name",
                          ib__node_label(node), index);
@@ -301,23 +305,39 @@ static ib_status build_attr(load_ctx *c, ib__graph *g, const ib__node *node,
     a->kind = (ib__attr_kind)kind;
     size_t n = 0;
     switch (kind) {
-    case IB_ATTR_FLOATS: n = ap->n_floats; break;
-    case IB_ATTR_INTS: n = ap->n_ints; break;
-    case IB_ATTR_STRINGS: n = ap->n_strings; break;
-    case IB_ATTR_TENSORS: n = ap->n_tensors; break;
-    case IB_ATTR_GRAPHS: n = ap->n_graphs; break;
-    default: break;
+    case IB_ATTR_FLOATS:
+        n = ap->n_floats;
+        break;
+    case IB_ATTR_INTS:
+        n = ap->n_ints;
+        break;
+    case IB_ATTR_STRINGS:
+        n = ap->n_strings;
+        break;
+    case IB_ATTR_TENSORS:
+        n = ap->n_tensors;
+        break;
+    case IB_ATTR_GRAPHS:
+        n = ap->n_graphs;
+        break;
+    default:
+        break;
     }
     if (n > INT32_MAX) return ib__error(IB_ERR_INVALID_MODEL, "%s has too many values", what);
     a->count = (int32_t)n;
     switch (kind) {
-    case IB_ATTR_FLOAT: a->f = ap->f; return IB_OK;
-    case IB_ATTR_INT: a->i = ap->i; return IB_OK;
+    case IB_ATTR_FLOAT:
+        a->f = ap->f;
+        return IB_OK;
+    case IB_ATTR_INT:
+        a->i = ap->i;
+        return IB_OK;
     case IB_ATTR_STRING:
         a->s = arena_bytes(c->arena, &ap->s);
         a->s_len = ap->s.len;
         return a->s ? IB_OK : oom(what);
-    case IB_ATTR_TENSOR: return attr_tensor(c, ap->t, what, &a->t);
+    case IB_ATTR_TENSOR:
+        return attr_tensor(c, ap->t, what, &a->t);
     case IB_ATTR_GRAPH:
         if (!ap->g) return ib__error(IB_ERR_INVALID_MODEL, "%s holds no graph", what);
         return build_subgraph(c, g, ap->g, depth + 1, what, &a->g);
@@ -393,8 +413,8 @@ static ib_status check_unique_attrs(const ib__node *node) {
     return st;
 }
 
-static ib_status build_node(load_ctx *c, ib__graph *g, const Onnx__NodeProto *np,
-                            size_t index, int depth) {
+static ib_status build_node(load_ctx *c, ib__graph *g, const Onnx__NodeProto *np, size_t index,
+                            int depth) {
     if (!np->op_type || !np->op_type[0])
         return ib__error(IB_ERR_INVALID_MODEL, "node #%zu ('%.100s') has no op_type", index,
                          np->name ? np->name : "");
@@ -484,9 +504,10 @@ static ib_status build_inputs(load_ctx *c, const Onnx__GraphProto *gp, ib__graph
         if (v) { /* an initializer a caller may override: its data decides dtype and shape */
             listed[v->index] = 1;
             if (t.dtype != IB_DTYPE_UNDEFINED && t.dtype != v->dtype)
-                return ib__error(IB_ERR_INVALID_MODEL, "%s is declared %s but its initializer "
-                                 "holds %s", what, ib_dtype_name(t.dtype),
-                                 ib_dtype_name(v->dtype));
+                return ib__error(IB_ERR_INVALID_MODEL,
+                                 "%s is declared %s but its initializer "
+                                 "holds %s",
+                                 what, ib_dtype_name(t.dtype), ib_dtype_name(v->dtype));
         } else {
             IB_TRY(ib__graph_get_value(g, vi->name, &v));
             v->kind = IB_VALUE_INPUT;
@@ -497,8 +518,8 @@ static ib_status build_inputs(load_ctx *c, const Onnx__GraphProto *gp, ib__graph
     return IB_OK;
 }
 
-static ib_status build_graph(load_ctx *c, const Onnx__GraphProto *gp,
-                             const span_list *root_inits, ib__graph *g, int depth) {
+static ib_status build_graph(load_ctx *c, const Onnx__GraphProto *gp, const span_list *root_inits,
+                             ib__graph *g, int depth) {
     g->name = ib__arena_strdup(c->arena, gp->name ? gp->name : "");
     if (!g->name) return oom("graph");
     if (gp->n_sparse_initializer)
@@ -586,14 +607,35 @@ static ib_status collect_root(const uint8_t *buf, size_t len, root_parts *r, cha
         span_list *l = NULL;
         const char *field = NULL;
         switch (f.number) {
-        case 1: l = &r->nodes; field = "node"; break;
-        case 2: field = "name"; break;
-        case 5: l = &r->inits; field = "initializer"; break;
-        case 11: l = &r->inputs; field = "input"; break;
-        case 12: l = &r->outputs; field = "output"; break;
-        case 13: l = &r->value_infos; field = "value_info"; break;
-        case 15: field = "sparse_initializer"; r->n_sparse++; break;
-        default: continue;
+        case 1:
+            l = &r->nodes;
+            field = "node";
+            break;
+        case 2:
+            field = "name";
+            break;
+        case 5:
+            l = &r->inits;
+            field = "initializer";
+            break;
+        case 11:
+            l = &r->inputs;
+            field = "input";
+            break;
+        case 12:
+            l = &r->outputs;
+            field = "output";
+            break;
+        case 13:
+            l = &r->value_infos;
+            field = "value_info";
+            break;
+        case 15:
+            field = "sparse_initializer";
+            r->n_sparse++;
+            break;
+        default:
+            continue;
         }
         IB_TRY(want_wire("graph", field, &f, IB_WIRE_LEN));
         if (l) {
@@ -615,10 +657,9 @@ static ib_status unpack_value_infos(const span_list *l, const char *kind,
     for (size_t i = 0; i < l->count; i++) {
         char what[64];
         snprintf(what, sizeof what, "graph %s #%zu", kind, i);
-        IB_TRY(ib__wire_check_nesting(l->items[i].p, l->items[i].n, IB_WIRE_MSG_VALUE_INFO, 0,
-                                      what));
-        (*out)[i] = onnx__value_info_proto__unpack(&ib__pb_allocator, l->items[i].n,
-                                                   l->items[i].p);
+        IB_TRY(
+            ib__wire_check_nesting(l->items[i].p, l->items[i].n, IB_WIRE_MSG_VALUE_INFO, 0, what));
+        (*out)[i] = onnx__value_info_proto__unpack(&ib__pb_allocator, l->items[i].n, l->items[i].p);
         if (!(*out)[i]) return ib__pb_unpack_failed(what);
     }
     return IB_OK;
@@ -648,8 +689,8 @@ static ib_status load_root_graph(load_ctx *c, const uint8_t *buf, size_t len) {
         st = ib__wire_check_nesting(r.nodes.items[i].p, r.nodes.items[i].n, IB_WIRE_MSG_NODE, 0,
                                     what);
         if (st) break;
-        r.node[i] = onnx__node_proto__unpack(&ib__pb_allocator, r.nodes.items[i].n,
-                                             r.nodes.items[i].p);
+        r.node[i] =
+            onnx__node_proto__unpack(&ib__pb_allocator, r.nodes.items[i].n, r.nodes.items[i].p);
         if (!r.node[i]) st = ib__pb_unpack_failed(what);
     }
     if (st == IB_OK) st = unpack_value_infos(&r.inputs, "input", &r.input);
@@ -808,8 +849,7 @@ static ib_status model_create(ib__onnx_model **out) {
     return IB_OK;
 }
 
-static ib_status load_mapped(ib__onnx_model *m, const ib__onnx_mapping *map,
-                             const char *base_dir) {
+static ib_status load_mapped(ib__onnx_model *m, const ib__onnx_mapping *map, const char *base_dir) {
     load_ctx c;
     memset(&c, 0, sizeof c);
     c.model = m;

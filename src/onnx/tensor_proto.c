@@ -10,8 +10,7 @@
 
 #include "onnx/onnx_internal.h"
 
-void ib__shape_string(ib_dtype dtype, int32_t rank, const int64_t *dims, char *buf,
-                      size_t cap) {
+void ib__shape_string(ib_dtype dtype, int32_t rank, const int64_t *dims, char *buf, size_t cap) {
     size_t n = (size_t)snprintf(buf, cap, "%s[", ib_dtype_name(dtype));
     if (rank < 0 && n < cap) n += (size_t)snprintf(buf + n, cap - n, "?");
     for (int32_t i = 0; i < rank && n < cap; i++)
@@ -30,8 +29,7 @@ static size_t element_alignment(ib_dtype dt) {
 static void *alloc_data(ib__tensor_env *env, size_t nbytes, const char *what) {
     void *p = env->arena ? ib__arena_alloc(env->arena, nbytes ? nbytes : 1)
                          : ib__aligned_alloc(nbytes ? nbytes : 1);
-    if (!p)
-        ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory allocating %zu bytes", what, nbytes);
+    if (!p) ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory allocating %zu bytes", what, nbytes);
     return p;
 }
 
@@ -41,8 +39,7 @@ static bool parse_u63(const char *s, int64_t *out) {
     int64_t v = 0;
     for (; *s; s++) {
         if (*s < '0' || *s > '9') return false;
-        if (ib__mul_overflow_i64(v, 10, &v) || ib__add_overflow_i64(v, *s - '0', &v))
-            return false;
+        if (ib__mul_overflow_i64(v, 10, &v) || ib__add_overflow_i64(v, *s - '0', &v)) return false;
     }
     *out = v;
     return true;
@@ -54,8 +51,11 @@ typedef enum { F_NONE, F_FLOAT, F_INT32, F_INT64, F_DOUBLE, F_UINT64 } typed_fie
 static typed_field field_for(ib_dtype dt, int64_t *per_element) {
     *per_element = 1;
     switch (dt) {
-    case IB_DTYPE_FLOAT32: return F_FLOAT;
-    case IB_DTYPE_COMPLEX64: *per_element = 2; return F_FLOAT;
+    case IB_DTYPE_FLOAT32:
+        return F_FLOAT;
+    case IB_DTYPE_COMPLEX64:
+        *per_element = 2;
+        return F_FLOAT;
     case IB_DTYPE_INT32:
     case IB_DTYPE_INT16:
     case IB_DTYPE_INT8:
@@ -63,24 +63,37 @@ static typed_field field_for(ib_dtype dt, int64_t *per_element) {
     case IB_DTYPE_UINT8:
     case IB_DTYPE_BOOL:
     case IB_DTYPE_FLOAT16:
-    case IB_DTYPE_BFLOAT16: return F_INT32;
-    case IB_DTYPE_INT64: return F_INT64;
-    case IB_DTYPE_FLOAT64: return F_DOUBLE;
-    case IB_DTYPE_COMPLEX128: *per_element = 2; return F_DOUBLE;
+    case IB_DTYPE_BFLOAT16:
+        return F_INT32;
+    case IB_DTYPE_INT64:
+        return F_INT64;
+    case IB_DTYPE_FLOAT64:
+        return F_DOUBLE;
+    case IB_DTYPE_COMPLEX128:
+        *per_element = 2;
+        return F_DOUBLE;
     case IB_DTYPE_UINT32:
-    case IB_DTYPE_UINT64: return F_UINT64;
-    default: return F_NONE;
+    case IB_DTYPE_UINT64:
+        return F_UINT64;
+    default:
+        return F_NONE;
     }
 }
 
 static const char *field_name(typed_field f) {
     switch (f) {
-    case F_FLOAT: return "float_data";
-    case F_INT32: return "int32_data";
-    case F_INT64: return "int64_data";
-    case F_DOUBLE: return "double_data";
-    case F_UINT64: return "uint64_data";
-    default: return "?";
+    case F_FLOAT:
+        return "float_data";
+    case F_INT32:
+        return "int32_data";
+    case F_INT64:
+        return "int64_data";
+    case F_DOUBLE:
+        return "double_data";
+    case F_UINT64:
+        return "uint64_data";
+    default:
+        return "?";
     }
 }
 
@@ -88,9 +101,15 @@ static const char *field_name(typed_field f) {
 static void decode_typed(const Onnx__TensorProto *tp, typed_field f, ib_dtype dt, void *dst,
                          size_t n_values) {
     switch (f) {
-    case F_FLOAT: memcpy(dst, tp->float_data, n_values * sizeof(float)); break;
-    case F_DOUBLE: memcpy(dst, tp->double_data, n_values * sizeof(double)); break;
-    case F_INT64: memcpy(dst, tp->int64_data, n_values * sizeof(int64_t)); break;
+    case F_FLOAT:
+        memcpy(dst, tp->float_data, n_values * sizeof(float));
+        break;
+    case F_DOUBLE:
+        memcpy(dst, tp->double_data, n_values * sizeof(double));
+        break;
+    case F_INT64:
+        memcpy(dst, tp->int64_data, n_values * sizeof(int64_t));
+        break;
     case F_UINT64:
         for (size_t i = 0; i < n_values; i++) {
             if (dt == IB_DTYPE_UINT32)
@@ -104,34 +123,52 @@ static void decode_typed(const Onnx__TensorProto *tp, typed_field f, ib_dtype dt
         for (size_t i = 0; i < n_values; i++) {
             int32_t v = tp->int32_data[i];
             switch (dt) {
-            case IB_DTYPE_INT32: ((int32_t *)dst)[i] = v; break;
-            case IB_DTYPE_INT16: ((int16_t *)dst)[i] = (int16_t)v; break;
-            case IB_DTYPE_INT8: ((int8_t *)dst)[i] = (int8_t)v; break;
-            case IB_DTYPE_UINT8: ((uint8_t *)dst)[i] = (uint8_t)v; break;
-            case IB_DTYPE_BOOL: ((uint8_t *)dst)[i] = v != 0; break;
-            default: ((uint16_t *)dst)[i] = (uint16_t)v; break; /* u16, f16, bf16 */
+            case IB_DTYPE_INT32:
+                ((int32_t *)dst)[i] = v;
+                break;
+            case IB_DTYPE_INT16:
+                ((int16_t *)dst)[i] = (int16_t)v;
+                break;
+            case IB_DTYPE_INT8:
+                ((int8_t *)dst)[i] = (int8_t)v;
+                break;
+            case IB_DTYPE_UINT8:
+                ((uint8_t *)dst)[i] = (uint8_t)v;
+                break;
+            case IB_DTYPE_BOOL:
+                ((uint8_t *)dst)[i] = v != 0;
+                break;
+            default:
+                ((uint16_t *)dst)[i] = (uint16_t)v;
+                break; /* u16, f16, bf16 */
             }
         }
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
 static size_t typed_count(const Onnx__TensorProto *tp, typed_field f) {
     switch (f) {
-    case F_FLOAT: return tp->n_float_data;
-    case F_INT32: return tp->n_int32_data;
-    case F_INT64: return tp->n_int64_data;
-    case F_DOUBLE: return tp->n_double_data;
-    case F_UINT64: return tp->n_uint64_data;
-    default: return 0;
+    case F_FLOAT:
+        return tp->n_float_data;
+    case F_INT32:
+        return tp->n_int32_data;
+    case F_INT64:
+        return tp->n_int64_data;
+    case F_DOUBLE:
+        return tp->n_double_data;
+    case F_UINT64:
+        return tp->n_uint64_data;
+    default:
+        return 0;
     }
 }
 
 /* Uses bytes in place when they outlive the tensor and are aligned, else copies. */
 static ib_status place_bytes(const uint8_t *src, size_t nbytes, bool stable, ib_dtype dt,
-                             ib__tensor_env *env, const char *what, void **data,
-                             bool *owned) {
+                             ib__tensor_env *env, const char *what, void **data, bool *owned) {
     *owned = false;
     if (stable && env->arena && ((uintptr_t)src % element_alignment(dt)) == 0) {
         *data = (void *)src;
@@ -159,12 +196,16 @@ static ib_status load_external(const Onnx__TensorProto *tp, size_t nbytes, ib_dt
             location = e->value;
         } else if (strcmp(e->key, "offset") == 0) {
             if (!parse_u63(e->value, &offset))
-                return ib__error(IB_ERR_INVALID_MODEL, "%s: external data offset '%.40s' is not "
-                                 "a non-negative integer", what, e->value ? e->value : "");
+                return ib__error(IB_ERR_INVALID_MODEL,
+                                 "%s: external data offset '%.40s' is not "
+                                 "a non-negative integer",
+                                 what, e->value ? e->value : "");
         } else if (strcmp(e->key, "length") == 0) {
             if (!parse_u63(e->value, &length))
-                return ib__error(IB_ERR_INVALID_MODEL, "%s: external data length '%.40s' is not "
-                                 "a non-negative integer", what, e->value ? e->value : "");
+                return ib__error(IB_ERR_INVALID_MODEL,
+                                 "%s: external data length '%.40s' is not "
+                                 "a non-negative integer",
+                                 what, e->value ? e->value : "");
         }
     }
     if (!location)
@@ -180,14 +221,15 @@ static ib_status load_external(const Onnx__TensorProto *tp, size_t nbytes, ib_dt
     if ((uint64_t)offset > m->len || nbytes > m->len - (size_t)offset)
         return ib__error(IB_ERR_INVALID_MODEL,
                          "%s: external data at offset %" PRId64 " + %zu bytes runs past the end "
-                         "of '%s' (%zu bytes)", what, offset, nbytes, location, m->len);
+                         "of '%s' (%zu bytes)",
+                         what, offset, nbytes, location, m->len);
     const uint8_t *src = nbytes ? (const uint8_t *)m->addr + offset : (const uint8_t *)"";
     return place_bytes(src, nbytes, true, dt, env, what, data, owned);
 }
 
-ib_status ib__tensor_from_proto(const Onnx__TensorProto *tp, const uint8_t *raw,
-                                size_t raw_len, bool has_raw, bool raw_stable,
-                                ib__tensor_env *env, const char *what, ib_tensor *out) {
+ib_status ib__tensor_from_proto(const Onnx__TensorProto *tp, const uint8_t *raw, size_t raw_len,
+                                bool has_raw, bool raw_stable, ib__tensor_env *env,
+                                const char *what, ib_tensor *out) {
     if (!tp->has_data_type || tp->data_type == 0)
         return ib__error(IB_ERR_INVALID_MODEL, "%s: data type is missing", what);
     if (!ib__dtype_is_valid(tp->data_type))
@@ -209,8 +251,8 @@ ib_status ib__tensor_from_proto(const Onnx__TensorProto *tp, const uint8_t *raw,
         if (ib__mul_overflow_i64(count, tp->dims[i], &count) || count > IB_MAX_ELEMENTS) {
             char s[160];
             ib__shape_string(dt, rank, tp->dims, s, sizeof s);
-            return ib__error(IB_ERR_INVALID_MODEL, "%s: shape %s has more than 2^40 elements",
-                             what, s);
+            return ib__error(IB_ERR_INVALID_MODEL, "%s: shape %s has more than 2^40 elements", what,
+                             s);
         }
     }
     char shape[160];
@@ -223,7 +265,8 @@ ib_status ib__tensor_from_proto(const Onnx__TensorProto *tp, const uint8_t *raw,
         has_raw = true;
         raw_stable = false;
     }
-    bool external = tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    bool external =
+        tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
     if (tp->has_data_location && tp->data_location != 0 && !external)
         return ib__error(IB_ERR_INVALID_MODEL, "%s: unknown data_location %d", what,
                          (int)tp->data_location);
@@ -249,8 +292,9 @@ ib_status ib__tensor_from_proto(const Onnx__TensorProto *tp, const uint8_t *raw,
         IB_TRY(load_external(tp, nbytes, dt, shape, env, what, &data, &owned));
     } else if (has_raw) {
         if (raw_len != nbytes)
-            return ib__error(IB_ERR_INVALID_MODEL, "%s: raw_data holds %zu bytes, expected %zu (%s)",
-                             what, raw_len, nbytes, shape);
+            return ib__error(IB_ERR_INVALID_MODEL,
+                             "%s: raw_data holds %zu bytes, expected %zu (%s)", what, raw_len,
+                             nbytes, shape);
         if (nbytes == 0) raw = (const uint8_t *)"";
         IB_TRY(place_bytes(raw, nbytes, raw_stable, dt, env, what, &data, &owned));
     } else if (n_sources == 1) {
@@ -262,13 +306,12 @@ ib_status ib__tensor_from_proto(const Onnx__TensorProto *tp, const uint8_t *raw,
                                                : F_NONE;
         if (have != want)
             return ib__error(IB_ERR_INVALID_MODEL, "%s: %s cannot hold %s data", what,
-                             have == F_NONE ? "string_data" : field_name(have),
-                             ib_dtype_name(dt));
+                             have == F_NONE ? "string_data" : field_name(have), ib_dtype_name(dt));
         size_t n_values = typed_count(tp, have);
         if ((uint64_t)n_values != (uint64_t)count * (uint64_t)per_element)
-            return ib__error(IB_ERR_INVALID_MODEL, "%s: %s holds %zu values, expected %" PRId64
-                             " (%s)", what, field_name(have), n_values, count * per_element,
-                             shape);
+            return ib__error(IB_ERR_INVALID_MODEL,
+                             "%s: %s holds %zu values, expected %" PRId64 " (%s)", what,
+                             field_name(have), n_values, count * per_element, shape);
         data = alloc_data(env, nbytes, what);
         if (!data) return IB_ERR_OUT_OF_MEMORY;
         decode_typed(tp, have, dt, data, n_values);
@@ -276,8 +319,9 @@ ib_status ib__tensor_from_proto(const Onnx__TensorProto *tp, const uint8_t *raw,
         owned = !env->arena;
     } else {
         if (count != 0)
-            return ib__error(IB_ERR_INVALID_MODEL, "%s: holds no data, expected %" PRId64
-                             " elements (%s)", what, count, shape);
+            return ib__error(IB_ERR_INVALID_MODEL,
+                             "%s: holds no data, expected %" PRId64 " elements (%s)", what, count,
+                             shape);
         data = alloc_data(env, 0, what);
         if (!data) return IB_ERR_OUT_OF_MEMORY;
         owned = !env->arena;
@@ -293,8 +337,8 @@ ib_status ib__tensor_from_proto(const Onnx__TensorProto *tp, const uint8_t *raw,
 }
 
 ib_status ib__tensor_proto_parse(const uint8_t *buf, size_t len, const char *what,
-                                 Onnx__TensorProto **out, const uint8_t **raw,
-                                 size_t *raw_len, bool *has_raw) {
+                                 Onnx__TensorProto **out, const uint8_t **raw, size_t *raw_len,
+                                 bool *has_raw) {
     bool found = false;
     const uint8_t *r = NULL;
     size_t rlen = 0;
@@ -308,8 +352,7 @@ ib_status ib__tensor_proto_parse(const uint8_t *buf, size_t len, const char *wha
         if (f.wire_type != IB_WIRE_LEN)
             return ib__error(IB_ERR_INVALID_MODEL, "%s: raw_data has wire type %u, expected 2",
                              what, f.wire_type);
-        if (found)
-            return ib__error(IB_ERR_INVALID_MODEL, "%s: raw_data appears twice", what);
+        if (found) return ib__error(IB_ERR_INVALID_MODEL, "%s: raw_data appears twice", what);
         found = true;
         r = f.data;
         rlen = f.len;
@@ -338,8 +381,8 @@ ib_status ib__onnx_read_tensor_file(const char *path, ib_tensor *out, char **out
     const uint8_t *raw;
     size_t raw_len;
     bool has_raw;
-    ib_status st = ib__tensor_proto_parse(m->addr ? m->addr : "", m->len, what, &tp, &raw,
-                                          &raw_len, &has_raw);
+    ib_status st =
+        ib__tensor_proto_parse(m->addr ? m->addr : "", m->len, what, &tp, &raw, &raw_len, &has_raw);
     ib_tensor t;
     char *name = NULL;
     if (st == IB_OK) {
@@ -406,7 +449,6 @@ ib_status ib__onnx_write_tensor_file(const char *path, const ib_tensor *t, const
         done += (size_t)w;
     }
     ib__free(buf);
-    if (close(fd) != 0)
-        return ib__error(IB_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    if (close(fd) != 0) return ib__error(IB_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     return IB_OK;
 }

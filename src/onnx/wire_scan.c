@@ -31,12 +31,12 @@ ib_status ib__pb_unpack_failed(const char *what) {
     }
     return ib__error(IB_ERR_INVALID_MODEL,
                      "%s could not be decoded (a field has the wrong wire type or an invalid "
-                     "value)", what);
+                     "value)",
+                     what);
 }
 
 static ib_status malformed(const char *what, size_t at, const char *why) {
-    return ib__error(IB_ERR_INVALID_MODEL, "%s: malformed protobuf at byte %zu: %s", what, at,
-                     why);
+    return ib__error(IB_ERR_INVALID_MODEL, "%s: malformed protobuf at byte %zu: %s", what, at, why);
 }
 
 /* Reads a base-128 varint of at most 10 bytes; the 10th may only carry the top bit. */
@@ -57,8 +57,8 @@ static ib_status read_varint(const uint8_t *buf, size_t len, size_t *pos, uint64
     return malformed(what, start, "varint longer than 10 bytes");
 }
 
-ib_status ib__wire_next(const uint8_t *buf, size_t len, size_t *pos, ib__wire_field *f,
-                        bool *more, const char *what) {
+ib_status ib__wire_next(const uint8_t *buf, size_t len, size_t *pos, ib__wire_field *f, bool *more,
+                        const char *what) {
     if (*pos >= len) {
         *more = false;
         return IB_OK;
@@ -98,9 +98,10 @@ ib_status ib__wire_next(const uint8_t *buf, size_t len, size_t *pos, ib__wire_fi
         break;
     }
     default:
-        return malformed(what, start, wire_type == 3 || wire_type == 4
-                                          ? "groups (wire types 3/4) are not allowed"
-                                          : "unknown wire type");
+        return malformed(what, start,
+                         wire_type == 3 || wire_type == 4
+                             ? "groups (wire types 3/4) are not allowed"
+                             : "unknown wire type");
     }
     f->end = *pos;
     *more = true;
@@ -181,8 +182,8 @@ static ib_status check_nesting(const uint8_t *buf, size_t len, int kind, int gra
         int gd = graph_depth + (child == K_GRAPH);
         int td = type_depth + (child == K_TYPE);
         if (gd > IB_ONNX_MAX_GRAPH_DEPTH)
-            return ib__error(IB_ERR_UNSUPPORTED, "%s: subgraphs nested deeper than %d levels",
-                             what, IB_ONNX_MAX_GRAPH_DEPTH);
+            return ib__error(IB_ERR_UNSUPPORTED, "%s: subgraphs nested deeper than %d levels", what,
+                             IB_ONNX_MAX_GRAPH_DEPTH);
         if (td > IB_ONNX_MAX_TYPE_DEPTH)
             return ib__error(IB_ERR_UNSUPPORTED, "%s: types nested deeper than %d levels", what,
                              IB_ONNX_MAX_TYPE_DEPTH);
@@ -190,8 +191,8 @@ static ib_status check_nesting(const uint8_t *buf, size_t len, int kind, int gra
     }
 }
 
-ib_status ib__wire_check_nesting(const uint8_t *buf, size_t len, int msg_kind,
-                                 int graph_depth, const char *what) {
+ib_status ib__wire_check_nesting(const uint8_t *buf, size_t len, int msg_kind, int graph_depth,
+                                 const char *what) {
     int kind = msg_kind == IB_WIRE_MSG_VALUE_INFO ? K_VALUE_INFO
                : msg_kind == IB_WIRE_MSG_NODE     ? K_NODE
                                                   : -1;
