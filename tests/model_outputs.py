@@ -2,10 +2,12 @@
 """Helper for the model end-to-end checks: lists a model's CLI input arguments from its
 manifest, and compares the CLI's output .npy files with PyTorch's expected ones.
 
-  model_outputs.py args MODELDIR            one CLI argument per line: --input, NAME=PATH, ...
-  model_outputs.py compare MODELDIR OUTDIR  prints "max_abs_err=E" (and any problem on stderr);
-                                            exits 0 if every output is within the manifest's
-                                            tolerance, 1 otherwise
+  model_outputs.py cases MODELDIR                  one line per test case: NAME DIR
+  model_outputs.py args MODELDIR [DIR]             one CLI argument per line: --input, NAME=PATH, ...
+  model_outputs.py compare MODELDIR OUTDIR [DIR]   prints "max_abs_err=E" (problems on stderr);
+                                                   exits 0 if every output is within the
+                                                   manifest's tolerance, 1 otherwise
+DIR is a case's folder relative to MODELDIR (default ".": inputs/ and expected/ there).
 """
 import json
 import math
@@ -26,21 +28,27 @@ def safe_name(name):
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def cmd_args(model_dir):
-    for inp in load_manifest(model_dir)["inputs"]:
-        print("--input")
-        print("%s=%s" % (inp["name"], os.path.join(model_dir, "inputs", inp["name"] + ".npy")))
+def cmd_cases(model_dir):
+    for case in load_manifest(model_dir).get("cases", [{"name": "batch1", "dir": "."}]):
+        print("%s %s" % (case["name"], case["dir"]))
     return 0
 
 
-def cmd_compare(model_dir, out_dir):
+def cmd_args(model_dir, case_dir="."):
+    for inp in load_manifest(model_dir)["inputs"]:
+        print("--input")
+        print("%s=%s" % (inp["name"], os.path.join(model_dir, case_dir, "inputs", inp["name"] + ".npy")))
+    return 0
+
+
+def cmd_compare(model_dir, out_dir, case_dir="."):
     manifest = load_manifest(model_dir)
     tol = float(manifest.get("tolerance", 1e-3))
     worst = 0.0
     ok = True
     for out in manifest["outputs"]:
         name = out["name"]
-        expected = np.load(os.path.join(model_dir, "expected", name + ".npy"))
+        expected = np.load(os.path.join(model_dir, case_dir, "expected", name + ".npy"))
         path = os.path.join(out_dir, name + ".npy")
         if not os.path.exists(path):
             path = os.path.join(out_dir, safe_name(name) + ".npy")
@@ -74,10 +82,12 @@ def cmd_compare(model_dir, out_dir):
 
 
 def main(argv):
-    if len(argv) == 3 and argv[1] == "args":
-        return cmd_args(argv[2])
-    if len(argv) == 4 and argv[1] == "compare":
-        return cmd_compare(argv[2], argv[3])
+    if len(argv) == 3 and argv[1] == "cases":
+        return cmd_cases(argv[2])
+    if len(argv) in (3, 4) and argv[1] == "args":
+        return cmd_args(*argv[2:])
+    if len(argv) in (4, 5) and argv[1] == "compare":
+        return cmd_compare(*argv[2:])
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -1,6 +1,7 @@
 #!/bin/bash
 # End-to-end accuracy: small ResNet, MobileNetV2 and BERT exported from PyTorch, run through
-# `inferbooster run`, outputs compared with PyTorch's (max abs error <= manifest tolerance).
+# `inferbooster run` at batch 1 and batch 3 (the symbolic batch dimension), outputs compared
+# with PyTorch's (max abs error <= manifest tolerance).
 #
 # usage: test_models_e2e.sh CLI MODELDIR
 #   MODELDIR is where the models are generated (kept between runs; regenerated when
@@ -57,30 +58,33 @@ for mode in $MODES; do
     esac
     for m in $MODELS; do
         mdir=$DIR/$m
-        out=$DIR/out-$mode/$m
-        rm -rf "$out"
-        mkdir -p "$out"
-        mapfile -t inputs < <("$PY" "$HELPER" args "$mdir")
-        start=$(date +%s.%N)
-        timeout "$RUN_TIMEOUT" "$CLI" run "$mdir/model.onnx" "${inputs[@]}" --output-dir "$out" \
-            "${flag[@]}" > "$out.log" 2>&1
-        rc=$?
-        secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-        if [ $rc -ne 0 ]; then
-            echo "FAIL $m mode=$mode: inferbooster run exited $rc after ${secs}s:"
-            tail -n 20 "$out.log" | sed 's/^/    /'
-            failed=$((failed + 1))
-            continue
-        fi
-        report=$("$PY" "$HELPER" compare "$mdir" "$out" 2>&1)
-        if [ $? -eq 0 ]; then
-            echo "pass $m $(echo "$report" | tail -n 1) mode=$mode time=${secs}s"
-            passed=$((passed + 1))
-        else
-            echo "FAIL $m $(echo "$report" | tail -n 1) mode=$mode time=${secs}s"
-            echo "$report" | head -n -1 | sed 's/^/    /'
-            failed=$((failed + 1))
-        fi
+        while read -r case case_dir; do
+            label="$m/$case"
+            out=$DIR/out-$mode/$m/$case
+            rm -rf "$out"
+            mkdir -p "$out"
+            mapfile -t inputs < <("$PY" "$HELPER" args "$mdir" "$case_dir")
+            start=$(date +%s.%N)
+            timeout "$RUN_TIMEOUT" "$CLI" run "$mdir/model.onnx" "${inputs[@]}" --output-dir "$out" \
+                "${flag[@]}" > "$out.log" 2>&1 < /dev/null
+            rc=$?
+            secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+            if [ $rc -ne 0 ]; then
+                echo "FAIL $label mode=$mode: inferbooster run exited $rc after ${secs}s:"
+                tail -n 20 "$out.log" | sed 's/^/    /'
+                failed=$((failed + 1))
+                continue
+            fi
+            report=$("$PY" "$HELPER" compare "$mdir" "$out" "$case_dir" 2>&1 < /dev/null)
+            if [ $? -eq 0 ]; then
+                echo "pass $label $(echo "$report" | tail -n 1) mode=$mode time=${secs}s"
+                passed=$((passed + 1))
+            else
+                echo "FAIL $label $(echo "$report" | tail -n 1) mode=$mode time=${secs}s"
+                echo "$report" | head -n -1 | sed 's/^/    /'
+                failed=$((failed + 1))
+            fi
+        done < <("$PY" "$HELPER" cases "$mdir")
     done
 done
 echo "$passed passed, $failed failed"

@@ -4,8 +4,8 @@ variants of each) to ONNX with seeded random weights, plus inputs and PyTorch-co
 
 Usage: make_models.py OUTDIR [--small] [--only NAME,...] [--time-only [--repeat N]]
 
-For each model it writes OUTDIR/<name>/model.onnx, inputs/<input>.npy, expected/<output>.npy
-and manifest.json. With --time-only it writes nothing and prints, per model, one line
+For each model it writes OUTDIR/<name>/model.onnx, inputs/<input>.npy, expected/<output>.npy,
+the same for a batch of 3 under cases/batch3/, and manifest.json (its "cases" list them). With --time-only it writes nothing and prints, per model, one line
 "time NAME SECONDS" (PyTorch's best forward time, for benchmarks run next to ours).
 Every parameter and buffer is re-drawn from a seeded generator, so an
 executor that drops a bias, a norm shift or a running statistic cannot match by accident.
@@ -207,11 +207,14 @@ def make_cnn(name, small, seed):
     model.eval()
     x = torch.randn(1, 3, size, size, generator=gen)
     inputs = {"input": x}
+
+    def batch(n):
+        return {"input": torch.randn(n, 3, size, size, generator=gen)}
     spec = dict(
         input_names=["input"], output_names=["logits"],
         dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
     )
-    return model, inputs, spec
+    return model, inputs, spec, batch
 
 
 def make_bert(small, seed):
@@ -229,13 +232,20 @@ def make_bert(small, seed):
     mask = torch.ones(1, seq, dtype=torch.int64)
     mask[:, seq - seq // 4:] = 0  # padded tail, so the mask path matters
     inputs = {"input_ids": ids, "attention_mask": mask}
+
+    def batch(n):
+        ids_n = torch.randint(0, cfg["vocab"], (n, seq), generator=gen, dtype=torch.int64)
+        mask_n = torch.ones(n, seq, dtype=torch.int64)
+        for row in range(n):  # a different padded length per row
+            mask_n[row, seq - (row * seq) // (2 * n):] = 0
+        return {"input_ids": ids_n, "attention_mask": mask_n}
     spec = dict(
         input_names=["input_ids", "attention_mask"],
         output_names=["last_hidden_state", "pooler_output"],
         dynamic_axes={"input_ids": {0: "batch"}, "attention_mask": {0: "batch"},
                       "last_hidden_state": {0: "batch"}, "pooler_output": {0: "batch"}},
     )
-    return model, inputs, spec
+    return model, inputs, spec, batch
 
 
 MODELS = {
@@ -251,22 +261,43 @@ def _timed(model, args):
     return time.perf_counter() - start
 
 
+def write_case(mdir, case_dir, full_name, inputs, outputs, spec, manifest):
+    """Saves one input/expected-output set under mdir/case_dir; describes it in manifest
+    (the first case only) and returns a summary of the outputs' scale."""
+    if isinstance(outputs, torch.Tensor):
+        outputs = (outputs,)
+    base = os.path.join(mdir, case_dir)
+    os.makedirs(os.path.join(base, "inputs"), exist_ok=True)
+    os.makedirs(os.path.join(base, "expected"), exist_ok=True)
+    for n in spec["input_names"]:
+        arr = inputs[n].numpy()
+        np.save(os.path.join(base, "inputs", n + ".npy"), arr)
+        if manifest is not None:
+            manifest["inputs"].append({"name": n, "shape": list(arr.shape), "dtype": str(arr.dtype)})
+    stats = []
+    for n, out in zip(spec["output_names"], outputs):
+        arr = out.numpy()
+        if not np.all(np.isfinite(arr)):
+            raise SystemExit("%s: output %s is not finite" % (full_name, n))
+        np.save(os.path.join(base, "expected", n + ".npy"), arr)
+        if manifest is not None:
+            manifest["outputs"].append({"name": n, "shape": list(arr.shape), "dtype": str(arr.dtype)})
+        stats.append("%s std=%.4g max_abs=%.4g" % (n, float(arr.std()), float(np.abs(arr).max())))
+    return stats
+
+
 def export(name, small, outdir):
     t0 = time.time()
-    model, inputs, spec = MODELS[name](small)
+    model, inputs, spec, batch = MODELS[name](small)
     full_name = name + ("_small" if small else "")
     mdir = os.path.join(outdir, full_name)
-    os.makedirs(os.path.join(mdir, "inputs"), exist_ok=True)
-    os.makedirs(os.path.join(mdir, "expected"), exist_ok=True)
-
+    os.makedirs(mdir, exist_ok=True)
     args = tuple(inputs[n] for n in spec["input_names"])
     with torch.no_grad():
         outputs = model(*args)
         # The peer's time for the same forward pass (best of 3, after the warm-up above),
         # so benchmarks can report a ratio.
         torch_seconds = min(_timed(model, args) for _ in range(3))
-    if isinstance(outputs, torch.Tensor):
-        outputs = (outputs,)
 
     onnx_path = os.path.join(mdir, "model.onnx")
     tmp_path = onnx_path + ".tmp"
@@ -277,19 +308,15 @@ def export(name, small, outdir):
 
     manifest = {"name": full_name, "opset": OPSET, "tolerance": TOLERANCE,
                 "torch_threads": torch.get_num_threads(), "torch_forward_s": round(torch_seconds, 6),
-                "inputs": [], "outputs": []}
-    for n in spec["input_names"]:
-        arr = inputs[n].numpy()
-        np.save(os.path.join(mdir, "inputs", n + ".npy"), arr)
-        manifest["inputs"].append({"name": n, "shape": list(arr.shape), "dtype": str(arr.dtype)})
-    stats = []
-    for n, out in zip(spec["output_names"], outputs):
-        arr = out.numpy()
-        if not np.all(np.isfinite(arr)):
-            raise SystemExit("%s: output %s is not finite" % (full_name, n))
-        np.save(os.path.join(mdir, "expected", n + ".npy"), arr)
-        manifest["outputs"].append({"name": n, "shape": list(arr.shape), "dtype": str(arr.dtype)})
-        stats.append("%s std=%.4g max_abs=%.4g" % (n, float(arr.std()), float(np.abs(arr).max())))
+                "inputs": [], "outputs": [], "cases": []}
+    stats = write_case(mdir, ".", full_name, inputs, outputs, spec, manifest)
+    manifest["cases"].append({"name": "batch1", "dir": "."})
+    # A second case at batch 3 exercises the symbolic batch dimension.
+    inputs3 = batch(3)
+    with torch.no_grad():
+        outputs3 = model(*(inputs3[n] for n in spec["input_names"]))
+    write_case(mdir, os.path.join("cases", "batch3"), full_name, inputs3, outputs3, spec, None)
+    manifest["cases"].append({"name": "batch3", "dir": "cases/batch3"})
     with open(os.path.join(mdir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
@@ -299,7 +326,7 @@ def export(name, small, outdir):
 
 
 def time_only(name, small, repeat):
-    model, inputs, spec = MODELS[name](small)
+    model, inputs, spec, _ = MODELS[name](small)
     args = tuple(inputs[n] for n in spec["input_names"])
     with torch.no_grad():
         model(*args)
