@@ -155,6 +155,29 @@ ib_status ib__graph_add_initializer(ib__graph *g, ib__value *v) {
     return push_ptr((void ***)&g->initializers, &g->n_initializers, &g->cap_initializers, v);
 }
 
+static void heap_push(int32_t *h, int32_t *n, int32_t x) {
+    int32_t i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2] > x) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = x;
+}
+
+static int32_t heap_pop(int32_t *h, int32_t *n) {
+    int32_t top = h[0], last = h[--(*n)], i = 0;
+    for (;;) {
+        int32_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && h[c + 1] < h[c]) c++;
+        if (h[c] >= last) break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = last;
+    return top;
+}
+
 /* Kahn's algorithm over value producers. Stable: keeps the model's order among ready
  * nodes, so a valid ONNX file (already sorted) is left as it is. */
 ib_status ib__graph_finalize(ib__graph *g) {
@@ -223,20 +246,20 @@ ib_status ib__graph_finalize(ib__graph *g) {
                 cons[cons_start[v->index] + fill[v->index]++] = i;
         }
     }
-    /* The queue is processed as a min-ordered frontier by scanning in index order:
-     * simple and stable; nodes become ready in model order when the model is sorted. */
-    int32_t head = 0, tail = 0, n_sorted = 0;
+    /* The ready set is a min-heap on the model's node index, so the result is the
+     * smallest topological order: a model that is already sorted keeps its order. */
+    int32_t heap_n = 0, n_sorted = 0;
     for (int32_t i = 0; i < n; i++)
-        if (pending[i] == 0) queue[tail++] = i;
-    while (head < tail) {
-        int32_t i = queue[head++];
+        if (pending[i] == 0) heap_push(queue, &heap_n, i);
+    while (heap_n > 0) {
+        int32_t i = heap_pop(queue, &heap_n);
         order[n_sorted++] = i;
         ib__node *node = g->nodes[i];
         for (int32_t o = 0; o < node->n_outputs; o++) {
             ib__value *v = node->outputs[o];
             if (!v) continue;
             for (int32_t c = cons_start[v->index]; c < cons_start[v->index + 1]; c++)
-                if (--pending[cons[c]] == 0) queue[tail++] = cons[c];
+                if (--pending[cons[c]] == 0) heap_push(queue, &heap_n, cons[c]);
         }
     }
     ib__free(cons);
@@ -259,7 +282,7 @@ ib_status ib__graph_finalize(ib__graph *g) {
             sorted[i] = g->nodes[order[i]];
             sorted[i]->index = i;
         }
-        memcpy(g->nodes, sorted, sizeof(ib__node *) * (size_t)n);
+        if (n) memcpy(g->nodes, sorted, sizeof(ib__node *) * (size_t)n);
         ib__free(sorted);
     }
     for (int32_t o = 0; o < g->n_outputs; o++) {

@@ -733,7 +733,6 @@ static ib_status model_string(load_ctx *c, const ib__wire_field *f, const char *
     return IB_OK;
 }
 
-static ib_status finalize_without_nodes(ib__graph *g);
 
 static ib_status load_model(load_ctx *c, const uint8_t *buf, size_t len) {
     ib__onnx_model *m = c->model;
@@ -802,31 +801,12 @@ static ib_status load_model(load_ctx *c, const uint8_t *buf, size_t len) {
     /* Parents first: a subgraph's reads of outer values then add to their use counts
      * after the enclosing graph has counted its own. */
     for (int32_t i = 0; i < c->n_graphs; i++) {
-        st = c->graphs[i]->n_nodes ? ib__graph_finalize(c->graphs[i])
-                                   : finalize_without_nodes(c->graphs[i]);
+        st = ib__graph_finalize(c->graphs[i]);
         if (st && i > 0) return ib__error_prefix(st, "%s: ", c->labels[i]);
         IB_TRY(st);
     }
     m->weight_bytes_mapped = c->init_env.bytes_mapped;
     m->weight_bytes_copied = c->init_env.bytes_copied;
-    return IB_OK;
-}
-
-/* What ib__graph_finalize does for a graph without nodes (an If branch that returns an
- * outer value): only the outputs need checking. graph.c's version passes a NULL node
- * array to memcpy in that case, which UBSan rejects. */
-static ib_status finalize_without_nodes(ib__graph *g) {
-    for (int32_t v = 0; v < g->n_values; v++) {
-        g->values[v]->producer = NULL;
-        g->values[v]->n_uses = 0;
-    }
-    for (int32_t o = 0; o < g->n_outputs; o++) g->outputs[o]->n_uses++;
-    for (int32_t o = 0; o < g->n_outputs; o++) {
-        const ib__value *v = g->outputs[o];
-        if (v->kind == IB_VALUE_INTERMEDIATE && !v->producer)
-            return ib__error(IB_ERR_INVALID_MODEL, "graph output '%s' is not produced by any node",
-                             v->name);
-    }
     return IB_OK;
 }
 
