@@ -1,0 +1,29 @@
+/* What every generated compile unit shares: the prelude (vector types and inline math
+ * the kernels use) and the epilogue emitter that applies fused element-wise steps. */
+#ifndef IB_CODEGEN_EMIT_COMMON_H
+#define IB_CODEGEN_EMIT_COMMON_H
+
+#include "codegen/plan.h"
+
+/* Emits the prelude: #include "inferbooster/kernel_abi.h", then for W in {1, 4, 8, 16}
+ * the float vector type `ibv<W>f` (W = 1 is plain float; the others are GCC vector
+ * types that may be unaligned), and inline functions for each W:
+ *   ibv<W>f ib_splat<W>(float x), ib_load<W>(const float *p), void ib_store<W>(float *p, v),
+ *   ib_max<W>(a, b), ib_min<W>(a, b), ib_exp<W>(v), ib_sigmoid<W>(v), ib_tanh<W>(v),
+ *   ib_erf<W>(v), ib_fma<W>(a, b, c) (a*b+c).
+ * Templates use only these names and plain C. */
+void ib__emit_prelude(ib__sb *sb, const ib__target *target);
+
+/* Emits statements applying k's epilogue steps to variable `var` (type ibv<lanes>f).
+ * Operand buffers are args[first_arg + step] as float pointers. A PER_CHANNEL operand
+ * is read at index `ch_expr`: with ch_per_lane its lanes are consecutive channels
+ * (vector load), otherwise one channel for all lanes (splat). A FULL operand is read
+ * at index `elem_expr` (lanes consecutive). SCALAR operands splat element 0. */
+ib_status ib__emit_epilogue(ib__sb *sb, const ib__pkernel *k, int32_t first_arg, const char *var,
+                            int32_t lanes, const char *ch_expr, bool ch_per_lane,
+                            const char *elem_expr);
+
+/* True when `op` can be an epilogue step (the fusion pass asks). */
+bool ib__epilogue_supports_op(ib__op_id op, ib__epi_kind kind);
+
+#endif /* IB_CODEGEN_EMIT_COMMON_H */

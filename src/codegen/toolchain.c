@@ -1,0 +1,171 @@
+/* Runs the C toolchain for generated code: posix_spawn with argument vectors (no shell),
+ * parallel compile units, compiler output captured into the error message. */
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "codegen/toolchain.h"
+
+extern char **environ;
+
+/* The kernel ABI header's text, embedded at build time (kernel_abi_text.c). */
+extern const char ib__kernel_abi_text[];
+
+#define MAX_ARGS 48
+
+static ib_status spawn(const char *const *argv, const char *log_path, pid_t *out) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return ib__error(IB_ERR_IO, "cannot start the compiler '%s': %s", argv[0], strerror(rc));
+    *out = pid;
+    return IB_OK;
+}
+
+/* Reads the tail of the compiler's log into the error message. */
+static ib_status compiler_failed(const char *what, const char *log_path, int status) {
+    char text[768] = "";
+    FILE *f = fopen(log_path, "r");
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f);
+        fseek(f, size > (long)sizeof text - 1 ? size - (long)sizeof text + 1 : 0, SEEK_SET);
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        text[n] = '\0';
+        fclose(f);
+    }
+    return ib__error(IB_ERR_RUNTIME, "%s failed (%s %d): %s", what,
+                     WIFSIGNALED(status) ? "signal" : "exit code",
+                     WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), text);
+}
+
+static ib_status wait_ok(pid_t pid, const char *what, const char *log_path) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return ib__error(IB_ERR_IO, "waiting for the compiler: %s", strerror(errno));
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return IB_OK;
+    return compiler_failed(what, log_path, status);
+}
+
+static int add_target_flags(const ib__target *t, const char **argv, int n) {
+    for (int i = 0; i < IB_TARGET_MAX_FLAGS && t->cflags[i] && n < MAX_ARGS - 1; i++)
+        argv[n++] = t->cflags[i];
+    return n;
+}
+
+ib_status ib__toolchain_build_shared(const ib__target *target, int32_t n_sources,
+                                     const char *const *sources, const char *include_dir,
+                                     const char *out_so, int32_t jobs) {
+    if (n_sources <= 0 || n_sources > 4096)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "between 1 and 4096 sources are needed");
+    if (jobs < 1) jobs = 1;
+    char log_path[4096];
+    snprintf(log_path, sizeof log_path, "%s.log", out_so);
+    unlink(log_path);
+    char **objs = ib__calloc((size_t)n_sources, sizeof(char *));
+    pid_t *pids = ib__calloc((size_t)n_sources, sizeof(pid_t));
+    ib_status st = IB_OK;
+    if (!objs || !pids) {
+        st = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory starting the compiler");
+        goto done;
+    }
+    int32_t started = 0, finished = 0;
+    while (finished < n_sources && st == IB_OK) {
+        while (started < n_sources && started - finished < jobs && st == IB_OK) {
+            size_t len = strlen(out_so) + 32;
+            objs[started] = ib__malloc(len);
+            if (!objs[started]) {
+                st = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory starting the compiler");
+                break;
+            }
+            snprintf(objs[started], len, "%s.%d.o", out_so, started);
+            const char *argv[MAX_ARGS];
+            int n = 0;
+            argv[n++] = target->cc;
+            argv[n++] = "-std=c11";
+            argv[n++] = "-O3";
+            argv[n++] = "-fPIC";
+            argv[n++] = "-ffp-contract=fast";
+            argv[n++] = "-fno-math-errno";
+            argv[n++] = "-w";
+            n = add_target_flags(target, argv, n);
+            if (include_dir) {
+                argv[n++] = "-I";
+                argv[n++] = include_dir;
+            }
+            argv[n++] = "-c";
+            argv[n++] = sources[started];
+            argv[n++] = "-o";
+            argv[n++] = objs[started];
+            argv[n] = NULL;
+            st = spawn(argv, log_path, &pids[started]);
+            if (st == IB_OK) started++;
+        }
+        if (finished < started) {
+            ib_status w = wait_ok(pids[finished], "compiling generated code", log_path);
+            if (st == IB_OK) st = w;
+            finished++;
+        } else {
+            break;
+        }
+    }
+    while (finished < started) { /* reap whatever still runs after a failure */
+        int status;
+        waitpid(pids[finished++], &status, 0);
+    }
+    if (st == IB_OK) {
+        const char **argv = ib__calloc((size_t)n_sources + 16, sizeof(char *));
+        if (!argv) {
+            st = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory linking");
+        } else {
+            int n = 0;
+            argv[n++] = target->cc;
+            argv[n++] = "-shared";
+            argv[n++] = "-o";
+            argv[n++] = out_so;
+            for (int32_t i = 0; i < n_sources; i++) argv[n++] = objs[i];
+            argv[n++] = "-lm";
+            argv[n] = NULL;
+            pid_t pid;
+            st = spawn(argv, log_path, &pid);
+            if (st == IB_OK) st = wait_ok(pid, "linking generated code", log_path);
+            ib__free(argv);
+        }
+    }
+done:
+    if (objs)
+        for (int32_t i = 0; i < n_sources; i++) {
+            if (objs[i]) unlink(objs[i]);
+            ib__free(objs[i]);
+        }
+    ib__free(objs);
+    ib__free(pids);
+    if (st == IB_OK) unlink(log_path);
+    return st;
+}
+
+const char *ib__toolchain_abi_include_dir(const char *scratch_dir) {
+    static _Thread_local char dir[4096];
+    char path[4200];
+    snprintf(dir, sizeof dir, "%s/include", scratch_dir);
+    snprintf(path, sizeof path, "%s/inferbooster", dir);
+    mkdir(dir, 0700);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/inferbooster/kernel_abi.h", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return NULL;
+    fputs(ib__kernel_abi_text, f);
+    if (fclose(f) != 0) return NULL;
+    return dir;
+}

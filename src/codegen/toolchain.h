@@ -1,0 +1,21 @@
+/* Runs the target's C compiler on generated sources: argument vectors, never a shell;
+ * several compile units at once; the compiler's messages kept for the error. */
+#ifndef IB_CODEGEN_TOOLCHAIN_H
+#define IB_CODEGEN_TOOLCHAIN_H
+
+#include "target/target_desc.h"
+
+/* Compiles `n_sources` C files into the shared object `out_so` with the target's
+ * flags (-O3 -fPIC -shared, -I include_dir for kernel_abi.h when not NULL), compiling
+ * up to `jobs` units in parallel. On failure the message holds the compiler's output
+ * (trimmed). Object files go next to out_so and are removed. */
+ib_status ib__toolchain_build_shared(const ib__target *target, int32_t n_sources,
+                                     const char *const *sources, const char *include_dir,
+                                     const char *out_so, int32_t jobs);
+
+/* The directory holding inferbooster/kernel_abi.h for generated code: the source tree's
+ * include/ when built from it (IB_SOURCE_INCLUDE_DIR), else a copy written into
+ * `scratch_dir`. Returns a path valid until the next call. */
+const char *ib__toolchain_abi_include_dir(const char *scratch_dir);
+
+#endif /* IB_CODEGEN_TOOLCHAIN_H */
