@@ -9,6 +9,9 @@
 
 /* Loads `data` as an ONNX model (no external data), walks what was built, destroys it. */
 ib_status ib__fuzz_model_loader(const uint8_t *data, size_t size);
+/* Loads `data` through the public API (shape inference, constant folding) and runs it
+ * once on the reference executor with zero inputs. */
+ib_status ib__fuzz_model_run(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #endif /* IB_FUZZ_TARGETS_H */

@@ -2,6 +2,7 @@
  * and every crasher found so far stays a regression test. Seeds named valid_* must load;
  * the rest only have to fail cleanly. */
 #include <dirent.h>
+#include <stdbool.h>
 #include <sys/stat.h>
 
 #include "fuzz_targets.h"
@@ -66,7 +67,42 @@ TEST(model_loader_corpus) {
     CHECK(valid >= 10);
 }
 
+/* The run target's corpus: every file must go through load + one reference run without
+ * a crash; the node_* and valid_* seeds must also load. */
+TEST(model_run_corpus) {
+    const char *dir = IB_SOURCE_DIR "/fuzz/corpus/model_run";
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    if (!d) return;
+    int files = 0, loaded = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        size_t size;
+        unsigned char *data = read_file(path, &size);
+        CHECK(data != NULL);
+        if (!data) continue;
+        files++;
+        ib_status s = ib__fuzz_model_run(data, size);
+        bool must_load = strncmp(e->d_name, "node_", 5) == 0 || strncmp(e->d_name, "valid_", 6) == 0;
+        if (s == IB_OK) loaded++;
+        else if (must_load && s != IB_ERR_UNSUPPORTED) {
+            fprintf(stderr, "  %s: %s: %s\n", e->d_name, ib_status_name(s), ib_last_error());
+            ib_test_failed_checks++;
+        }
+        free(data);
+    }
+    closedir(d);
+    printf("     %d files, %d loaded and ran\n", files, loaded);
+    CHECK(files >= 40);
+}
+
 int main(void) {
     RUN(model_loader_corpus);
+    RUN(model_run_corpus);
     TEST_SUMMARY();
 }
