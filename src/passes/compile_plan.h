@@ -1,0 +1,46 @@
+/* Graph -> kernel plan: the compiler's passes (shape specialisation, fusion, layout,
+ * weight packing, memory planning) behind one entry point.
+ *
+ * Conventions of the plans it builds (the codegen and the runtime rely on them):
+ * - bufs[0 .. n_inputs) are the model's runtime inputs (io_index = position among the
+ *   graph inputs of kind IB_VALUE_INPUT) and bufs[n_inputs .. n_inputs + n_outputs) the
+ *   graph outputs, in order, whether or not a kernel touches them. All buffers have
+ *   concrete dims.
+ * - A fallback kernel (tmpl == NULL) has one node; n_in == nodes[0]->n_inputs and
+ *   in[i] is the buffer of input i, or -1 for an omitted optional input (its argument
+ *   pointer is NULL); likewise n_out == nodes[0]->n_outputs and out[o] (optional outputs
+ *   nobody reads still get a TEMP buffer, because the reference op writes them).
+ *   Fallback kernels read and write PLAIN buffers. A graph output that is a model
+ *   input, a constant, or listed twice is written by a fallback copy kernel whose node
+ *   is a synthetic Identity.
+ * - pbuf->value points at the plan's specialised copy of the graph value (same name and
+ *   index as the graph's, concrete dims, `constant` set when the data is known, possibly
+ *   computed at plan time): templates must read shapes from buffers or these copies,
+ *   never from the graph's values, whose batch dims may be symbolic.
+ * - A fused kernel's in[] are its anchor's inputs (weights as WEIGHT buffers, possibly
+ *   replaced by pack_weights), out[] the group's final outputs, and epilogue operands
+ *   are named by epi[s].operand_buf. */
+#ifndef IB_PASSES_COMPILE_PLAN_H
+#define IB_PASSES_COMPILE_PLAN_H
+
+#include "codegen/plan.h"
+
+typedef struct ib__compile_options {
+    /* 0: as the model says (a symbolic batch dim becomes 1); > 0: symbolic batch dims
+     * (dim 0 of the inputs, and every dim sharing its name) take this value. */
+    int32_t batch;
+    bool allow_fallback; /* nodes no template supports run the reference op (true) */
+    bool disable_fusion; /* every node its own kernel */
+} ib__compile_options;
+
+/* Fills the defaults: batch 0, allow_fallback true, fusion on. */
+void ib__compile_options_init(ib__compile_options *opt);
+
+/* Builds the plan for `graph` (never modified) on `target`. IB_ERR_UNSUPPORTED, naming
+ * the value or node, when a shape stays unknown (data-dependent outputs, control flow)
+ * or a node has no kernel and fallback is off: the caller then uses the reference
+ * executor. opt may be NULL (defaults). */
+ib_status ib__build_plan(const ib__graph *graph, const ib__target *target,
+                         const ib__compile_options *opt, ib__plan **out);
+
+#endif /* IB_PASSES_COMPILE_PLAN_H */
