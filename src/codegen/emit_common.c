@@ -18,17 +18,19 @@ static const char *const prelude_text =
     "typedef int ibv8i __attribute__((vector_size(32), aligned(4)));\n"
     "typedef int ibv16i __attribute__((vector_size(64), aligned(4)));\n"
     "#define IB_INLINE static inline __attribute__((always_inline))\n"
+    /* C has no ?: on vectors (only C++ does): select through the comparison mask */
+    "#define IB_SEL(W, m, a, b) ((ibv##W##f)(((ibv##W##i)(a) & (m)) | ((ibv##W##i)(b) & ~(m))))\n"
     "#define IB_DEF_VEC(W)                                                              \\\n"
     "IB_INLINE ibv##W##f ib_splat##W(float x) { return (ibv##W##f){0} + x; }            \\\n"
     "IB_INLINE ibv##W##f ib_load##W(const float *p) { return *(const ibv##W##f *)p; }   \\\n"
     "IB_INLINE void ib_store##W(float *p, ibv##W##f v) { *(ibv##W##f *)p = v; }        \\\n"
-    "IB_INLINE ibv##W##f ib_max##W(ibv##W##f a, ibv##W##f b) { return a > b ? a : b; } \\\n"
-    "IB_INLINE ibv##W##f ib_min##W(ibv##W##f a, ibv##W##f b) { return a < b ? a : b; } \\\n"
+    "IB_INLINE ibv##W##f ib_max##W(ibv##W##f a, ibv##W##f b) { return IB_SEL(W, a > b, a, b); } \\\n"
+    "IB_INLINE ibv##W##f ib_min##W(ibv##W##f a, ibv##W##f b) { return IB_SEL(W, a < b, a, b); } \\\n"
     "IB_INLINE ibv##W##f ib_fma##W(ibv##W##f a, ibv##W##f b, ibv##W##f c) { return a * b + c; } \\\n"
     "IB_INLINE ibv##W##f ib_exp##W(ibv##W##f x) {                                      \\\n"
     "    x = ib_min##W(ib_max##W(x, ib_splat##W(-87.3f)), ib_splat##W(88.7f));          \\\n"
     "    ibv##W##f n = x * 1.44269504f;                                                 \\\n"
-    "    n = n + (n < 0 ? -0.5f : 0.5f);                                                \\\n"
+    "    n = n + IB_SEL(W, n < 0, ib_splat##W(-0.5f), ib_splat##W(0.5f));               \\\n"
     "    ibv##W##i ni = __builtin_convertvector(n, ibv##W##i);                          \\\n"
     "    ibv##W##f nf = __builtin_convertvector(ni, ibv##W##f);                         \\\n"
     "    ibv##W##f r = x - nf * 0.693359375f + nf * 2.12194440e-4f;                     \\\n"
@@ -44,7 +46,7 @@ static const char *const prelude_text =
     "    ibv##W##f e = ib_exp##W(ib_min##W(x * 2.0f, ib_splat##W(88.0f)));              \\\n"
     "    return (e - 1.0f) / (e + 1.0f); }                                              \\\n"
     "IB_INLINE ibv##W##f ib_erf##W(ibv##W##f x) {                                      \\\n"
-    "    ibv##W##f s = x < 0 ? ib_splat##W(-1.0f) : ib_splat##W(1.0f);                  \\\n"
+    "    ibv##W##f s = IB_SEL(W, x < 0, ib_splat##W(-1.0f), ib_splat##W(1.0f));        \\\n"
     "    ibv##W##f a = x * s;                                                           \\\n"
     "    ibv##W##f t = 1.0f / (1.0f + 0.3275911f * a);                                  \\\n"
     "    ibv##W##f y = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t     \\\n"
@@ -89,32 +91,44 @@ bool ib__epilogue_supports_op(ib__op_id op, ib__epi_kind kind) {
     }
 }
 
+/* A float as a C literal: "%.9gf" alone would turn 0 into the invalid "0f". */
+static const char *flit(char *buf, size_t n, float v) {
+    char t[40];
+    snprintf(t, sizeof t, "%.9g", (double)v);
+    snprintf(buf, n, "(%s%sf)", t, strpbrk(t, ".eEn") ? "" : ".0");
+    return buf;
+}
+
 ib_status ib__emit_epilogue(ib__sb *sb, const ib__pkernel *k, int32_t first_arg, const char *var,
                             int32_t lanes, const char *ch_expr, bool ch_per_lane,
                             const char *elem_expr) {
     int W = lanes;
     for (int32_t s = 0; s < k->n_epi; s++) {
         const ib__epilogue_step *e = &k->epi[s];
+        char fa[48], fb[48];
         if (e->kind == IB_EPI_UNARY) {
             switch (e->op) {
             case IB_OP_RELU:
                 ib__sb_line(sb, "%s = ib_max%d(%s, ib_splat%d(0.0f));", var, W, var, W);
                 break;
             case IB_OP_LEAKY_RELU:
-                ib__sb_line(sb, "%s = %s > 0 ? %s : %s * %.9gf;", var, var, var, var, e->alpha);
+                ib__sb_line(sb, "%s = ib_max%d(%s, ib_splat%d(0.0f)) + ib_min%d(%s, ib_splat%d(0.0f)) * %s;",
+                            var, W, var, W, W, var, W, flit(fa, sizeof fa, e->alpha));
                 break;
             case IB_OP_CLIP:
-                ib__sb_line(sb, "%s = ib_min%d(ib_max%d(%s, ib_splat%d(%.9gf)), ib_splat%d(%.9gf));",
-                            var, W, W, var, W, e->alpha, W, e->beta);
+                ib__sb_line(sb, "%s = ib_min%d(ib_max%d(%s, ib_splat%d(%s)), ib_splat%d(%s));",
+                            var, W, W, var, W, flit(fa, sizeof fa, e->alpha), W,
+                            flit(fb, sizeof fb, e->beta));
                 break;
             case IB_OP_SIGMOID:
                 ib__sb_line(sb, "%s = ib_sigmoid%d(%s);", var, W, var);
                 break;
             case IB_OP_HARD_SIGMOID:
                 ib__sb_line(sb,
-                            "%s = ib_min%d(ib_max%d(%s * %.9gf + %.9gf, ib_splat%d(0.0f)), "
+                            "%s = ib_min%d(ib_max%d(%s * %s + %s, ib_splat%d(0.0f)), "
                             "ib_splat%d(1.0f));",
-                            var, W, W, var, e->alpha, e->beta, W, W);
+                            var, W, W, var, flit(fa, sizeof fa, e->alpha),
+                            flit(fb, sizeof fb, e->beta), W, W);
                 break;
             case IB_OP_HARD_SWISH:
                 ib__sb_line(sb,
