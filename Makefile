@@ -46,6 +46,10 @@ test-asan:
 serve: deps build
 	@./$(BUILD)/inferbooster run examples/models/mlp/model.onnx
 
+# InferBooster vs ONNX Runtime on the benchmark models (minutes; not part of `make test`).
+bench: deps
+	@IB_BUILD=$(BUILD) bench/compare.sh
+
 fuzz: deps
 	@cmake --preset fuzz >/dev/null && cmake --build build-fuzz -j$(JOBS)
 

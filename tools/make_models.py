@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Exports the end-to-end test models (ResNet-50, MobileNetV2, a BERT-base encoder and small
 variants of each) to ONNX with seeded random weights, plus inputs and PyTorch-computed outputs.
+ResNet-18 (for bench/compare.sh) is exported only when named with --only.
 
 Usage: make_models.py OUTDIR [--small] [--only NAME,...] [--time-only [--repeat N]]
 
@@ -77,6 +78,9 @@ def randomize_resnet(model, gen):
             if isinstance(module, torchvision.models.resnet.Bottleneck):
                 module.bn3.weight.mul_(0.2)
                 module.bn3.bias.mul_(0.2)
+            elif isinstance(module, torchvision.models.resnet.BasicBlock):
+                module.bn2.weight.mul_(0.2)
+                module.bn2.bias.mul_(0.2)
 
 
 def randomize_mobilenet(model, gen):
@@ -189,6 +193,14 @@ def build_resnet50(small):
     return torchvision.models.resnet50(weights=None), 224
 
 
+def build_resnet18(small):
+    if small:
+        model = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1],
+                                                 num_classes=100)
+        return model, 64
+    return torchvision.models.resnet18(weights=None), 224
+
+
 def build_mobilenet_v2(small):
     if small:
         return torchvision.models.mobilenet_v2(weights=None, width_mult=0.35, num_classes=100), 64
@@ -199,6 +211,9 @@ def make_cnn(name, small, seed):
     gen = torch.Generator().manual_seed(seed)
     if name.startswith("resnet50"):
         model, size = build_resnet50(small)
+        randomize_resnet(model, gen)
+    elif name.startswith("resnet18"):
+        model, size = build_resnet18(small)
         randomize_resnet(model, gen)
     else:
         model, size = build_mobilenet_v2(small)
@@ -252,7 +267,10 @@ MODELS = {
     "resnet50": lambda small: make_cnn("resnet50", small, 50),
     "mobilenet_v2": lambda small: make_cnn("mobilenet_v2", small, 2),
     "bert": lambda small: make_bert(small, 12),
+    "resnet18": lambda small: make_cnn("resnet18", small, 18),
 }
+# What an empty --only exports (the test suite's set); the others only when named.
+DEFAULT_MODELS = ["resnet50", "mobilenet_v2", "bert"]
 
 
 def _timed(model, args):
@@ -344,7 +362,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=5, help="timed runs for --time-only")
     opts = parser.parse_args()
     torch.set_num_threads(2)
-    names = [n for n in opts.only.split(",") if n] or list(MODELS)
+    names = [n for n in opts.only.split(",") if n] or list(DEFAULT_MODELS)
     for n in names:
         base = n[:-6] if n.endswith("_small") else n
         if base not in MODELS:
