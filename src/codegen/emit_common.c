@@ -21,7 +21,7 @@ static const char *const prelude_text =
     /* C has no ?: on vectors (only C++ does): select through the comparison mask */
     "#define IB_SEL(W, m, a, b) ((ibv##W##f)(((ibv##W##i)(a) & (m)) | ((ibv##W##i)(b) & ~(m))))\n"
     "#define IB_DEF_VEC(W)                                                              \\\n"
-    "IB_INLINE ibv##W##f ib_splat##W(float x) { return (ibv##W##f){0} + x; }            \\\n"
+    "IB_INLINE ibv##W##f ib_splat##W(float x) { return x - (ibv##W##f){0}; }            \\\n"
     "IB_INLINE ibv##W##f ib_load##W(const float *p) { return *(const ibv##W##f *)p; }   \\\n"
     "IB_INLINE void ib_store##W(float *p, ibv##W##f v) { *(ibv##W##f *)p = v; }        \\\n"
     "IB_INLINE ibv##W##f ib_max##W(ibv##W##f a, ibv##W##f b) { return IB_SEL(W, a > b, a, b); } \\\n"
