@@ -123,6 +123,19 @@ size_t ib_model_output_count(const ib_model *model);
 ib_status ib_model_input_info(const ib_model *model, size_t index, ib_value_info *out_info);
 ib_status ib_model_output_info(const ib_model *model, size_t index, ib_value_info *out_info);
 
+/* Model-level metadata. Strings are owned by the model ("" when the file has none). */
+typedef struct ib_model_metadata {
+    const char *producer_name;
+    const char *producer_version;
+    const char *domain;
+    const char *graph_name;
+    int64_t model_version;
+    int64_t ir_version;
+    int64_t opset; /* of the default ONNX domain */
+} ib_model_metadata;
+
+ib_status ib_model_get_metadata(const ib_model *model, ib_model_metadata *out_metadata);
+
 /* ---- Sessions ---------------------------------------------------------------------- */
 typedef struct ib_session ib_session;
 

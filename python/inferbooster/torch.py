@@ -1,0 +1,331 @@
+"""PyTorch capture: an nn.Module exported with its actual inputs (torch.onnx.export,
+opset 13), checked against PyTorch's own result, then run by InferBooster for later calls
+with the same input signature; any failure falls back to PyTorch with one warning.
+
+inferbooster.torch.optimize(module, example_inputs) is the explicit form; the
+interposition (inferbooster.interpose) routes Module.__call__ through the same engine."""
+
+import io
+import os
+import sys
+import threading
+import warnings
+import weakref
+
+import numpy as np
+import torch
+
+from .session import InferBoosterError, InferenceSession, SessionOptions
+
+OPSET = 13
+MAX_SIGNATURES = 4  # compiled input signatures per module; further ones run natively
+MAX_RECAPTURES = 4  # re-exports after the weights changed, before giving the module up
+# A compiled result must match PyTorch's on the capture call within these tolerances
+# (np.allclose); tracing bakes in value-dependent control flow, which this catches.
+CHECK_RTOL = 1e-3
+CHECK_ATOL = 1e-4
+
+
+class FallbackWarning(UserWarning):
+    """A module runs natively in PyTorch because InferBooster could not take it."""
+
+
+class _Unsupported(Exception):
+    """Why a module or a call cannot be compiled (the fall-back warning's text)."""
+
+
+# ---- Output structure: flatten a module's result, rebuild it from a flat list ----
+def _flatten(value, out):
+    """Appends value's tensors to out; returns a rebuild spec."""
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+        return None
+    if isinstance(value, (tuple, list)):
+        specs = [_flatten(v, out) for v in value]
+        if isinstance(value, tuple) and hasattr(value, "_fields"):
+            return ("namedtuple", type(value), specs)
+        return (type(value), specs)
+    if isinstance(value, dict):
+        keys = list(value.keys())
+        return ("dict", type(value), keys, [_flatten(value[k], out) for k in keys])
+    raise _Unsupported("the module returns %s, not tensors" % type(value).__name__)
+
+
+def _rebuild(spec, it):
+    if spec is None:
+        return next(it)
+    if spec[0] == "namedtuple":
+        return spec[1](*[_rebuild(s, it) for s in spec[2]])
+    if spec[0] == "dict":
+        return spec[1]((k, _rebuild(s, it)) for k, s in zip(spec[2], spec[3]))
+    return spec[0](_rebuild(s, it) for s in spec[1])
+
+
+# ---- One compiled signature ---------------------------------------------------------
+class _Compiled:
+    __slots__ = ("session", "spec", "single", "run")
+
+    def __init__(self, session, spec):
+        self.session = session
+        self.spec = spec
+        self.single = spec is None
+        self.run = session._run_positional
+
+    def __call__(self, args):
+        outs = self.run([a.detach().numpy() for a in args])
+        if self.single:
+            return torch.from_numpy(outs[0])
+        return _rebuild(self.spec, iter([torch.from_numpy(o) for o in outs]))
+
+
+def _signature(args):
+    """The input signature a compiled artifact is specific to; None when the inputs are
+    not all strided CPU tensors."""
+    sig = []
+    for a in args:
+        if not isinstance(a, torch.Tensor) or a.device.type != "cpu":
+            return None
+        sig.append((a.dtype, a.shape))
+    return tuple(sig)
+
+
+def _weights_version(tensors):
+    # Every in-place write (load_state_dict, optimizer steps, copy_) bumps _version.
+    return sum(t._version for t in tensors)
+
+
+def _has_hooks(module):
+    from torch.nn.modules import module as module_impl
+
+    if (module_impl._global_forward_hooks or module_impl._global_forward_pre_hooks):
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+
+
+def _thread_count():
+    # Follow the threads PyTorch was told to use (torch.set_num_threads), so both
+    # paths compete for the same cores.
+    return max(1, torch.get_num_threads())
+
+
+def _export(module, args):
+    """torch.onnx.export of module on args; returns the serialized model."""
+    buf = io.BytesIO()
+    with torch.inference_mode(False), torch.no_grad(), \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # Inference tensors cannot enter the tracer outside inference mode; copies can.
+        ex_args = tuple(a.clone() if a.is_inference() else a for a in args)
+        torch.onnx.export(module, ex_args, buf, opset_version=OPSET,
+                          input_names=["input_%d" % i for i in range(len(args))],
+                          do_constant_folding=True)
+    for w in caught:
+        # A branch on a tensor's value is frozen into the trace: later inputs taking the
+        # other branch would get wrong results, so such modules stay in PyTorch.
+        if issubclass(w.category, torch.jit.TracerWarning) and "Python boolean" in str(w.message):
+            raise _Unsupported("its control flow depends on tensor values")
+    return buf.getvalue()
+
+
+class _ModuleState:
+    """What the engine knows of one module: its compiled signatures (None for a
+    signature that failed), and whether it warned already."""
+
+    __slots__ = ("compiled", "warned", "disabled", "weights", "version", "recaptures",
+                 "lock", "compiled_calls", "native_calls", "captures", "__weakref__")
+
+    def __init__(self, module):
+        self.compiled = {}
+        self.warned = False
+        self.disabled = False
+        self.weights = list(module.parameters()) + list(module.buffers())
+        self.version = _weights_version(self.weights)
+        self.recaptures = 0
+        self.lock = threading.Lock()
+        self.compiled_calls = 0
+        self.native_calls = 0
+        self.captures = 0
+
+
+_states = weakref.WeakKeyDictionary()
+
+
+def _warn(module, state, reason):
+    if state.warned:
+        return
+    state.warned = True
+    warnings.warn("inferbooster: %s runs in PyTorch: %s"
+                  % (type(module).__name__, reason), FallbackWarning,
+                  stacklevel=_user_stacklevel())
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+
+
+def _user_stacklevel():
+    """The stacklevel of the first caller outside inferbooster and torch, so the warning
+    names the user's line that called the module."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if not (path.startswith(_PACKAGE_DIR) or path.startswith(_TORCH_DIR)):
+            return level
+        frame = frame.f_back
+        level += 1
+    return 1
+
+
+def _capture(module, state, sig, args, native_call):
+    """First call of a signature: run natively (the caller gets PyTorch's result), then
+    export, load and check the compiled artifact against that result."""
+    result = native_call()
+    if len(state.compiled) >= MAX_SIGNATURES:
+        state.compiled[sig] = None
+        _warn(module, state, "more than %d input signatures" % MAX_SIGNATURES)
+        return result
+    try:
+        if _has_hooks(module):
+            raise _Unsupported("it has forward hooks")
+        flat = []
+        spec = _flatten(result, flat)
+        if not flat:
+            raise _Unsupported("it returns no tensors")
+        onnx_bytes = _export(module, args)
+        opts = SessionOptions()
+        opts.intra_op_num_threads = _thread_count()
+        session = InferenceSession(onnx_bytes, opts)
+        if len(session.get_inputs()) != len(args):
+            raise _Unsupported("the exported graph has %d inputs for %d arguments"
+                               % (len(session.get_inputs()), len(args)))
+        if len(session.get_outputs()) != len(flat):
+            raise _Unsupported("the exported graph has %d outputs for %d result tensors"
+                               % (len(session.get_outputs()), len(flat)))
+        compiled = _Compiled(session, spec)
+        got = session._run_positional([a.detach().numpy() for a in args])
+        for i, (g, want) in enumerate(zip(got, flat)):
+            w = want.detach().numpy()
+            if g.shape != w.shape or g.dtype != w.dtype:
+                raise _Unsupported("output %d is %s%s, PyTorch gives %s%s"
+                                   % (i, g.dtype, g.shape, w.dtype, w.shape))
+            if not np.allclose(g, w, rtol=CHECK_RTOL, atol=CHECK_ATOL, equal_nan=True):
+                diff = np.max(np.abs(g.astype(np.float64) - w.astype(np.float64)))
+                raise _Unsupported("output %d differs from PyTorch's (max |diff| %.3g)"
+                                   % (i, diff))
+    except (_Unsupported, InferBoosterError) as e:
+        state.compiled[sig] = None
+        _warn(module, state, str(e))
+        return result
+    except Exception as e:  # export errors come in many types; all mean "run natively"
+        state.compiled[sig] = None
+        _warn(module, state, "export failed: %s: %s"
+              % (type(e).__name__, str(e).strip().splitlines()[0] if str(e).strip() else ""))
+        return result
+    state.compiled[sig] = compiled
+    state.captures += 1
+    return result
+
+
+def call(module, args, native_call):
+    """Runs module(*args): compiled when this signature was captured, capturing it now
+    when it is new, natively otherwise. Never raises on InferBooster's behalf."""
+    state = _states.get(module)
+    if state is None:
+        state = _states.setdefault(module, _ModuleState(module))
+    if state.disabled:
+        state.native_calls += 1
+        return native_call()
+    sig = _signature(args)
+    if sig is None:
+        state.native_calls += 1
+        return native_call()
+    if _weights_version(state.weights) != state.version:
+        # The weights changed since the capture: the artifacts hold the old ones.
+        with state.lock:
+            state.compiled.clear()
+            state.version = _weights_version(state.weights)
+            state.recaptures += 1
+            if state.recaptures > MAX_RECAPTURES:
+                state.disabled = True
+                _warn(module, state, "its weights keep changing")
+                state.native_calls += 1
+                return native_call()
+    compiled = state.compiled.get(sig, False)
+    if compiled is False:
+        with state.lock:
+            if sig not in state.compiled:
+                return _capture(module, state, sig, args, native_call)
+            compiled = state.compiled[sig]
+    if compiled is None:
+        state.native_calls += 1
+        return native_call()
+    try:
+        out = compiled(args)
+    except Exception as e:
+        state.compiled[sig] = None
+        _warn(module, state, "the compiled run failed: %s" % e)
+        state.native_calls += 1
+        return native_call()
+    state.compiled_calls += 1
+    return out
+
+
+def stats(module):
+    """Counters for a module the engine has seen: compiled_calls, native_calls,
+    captures, signatures (compiled ones), warned; None if it never saw the module."""
+    state = _states.get(module)
+    if state is None:
+        return None
+    return {
+        "compiled_calls": state.compiled_calls,
+        "native_calls": state.native_calls,
+        "captures": state.captures,
+        "signatures": sum(1 for c in state.compiled.values() if c is not None),
+        "warned": state.warned,
+    }
+
+
+# ---- The explicit form -------------------------------------------------------------------
+class OptimizedModule(torch.nn.Module):
+    """Wraps a module: calls in inference (eval mode, no grad) with a captured signature
+    run the compiled artifact; everything else runs the wrapped module. Its own
+    __call__ replaces Module's, so interposition never captures the wrapper itself
+    (forward hooks registered on the wrapper are therefore not run)."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        from .interposition import _tls
+
+        module = self.module
+        if _tls.depth or kwargs or not args or module.training or torch.is_grad_enabled():
+            return module(*args, **kwargs)
+        _tls.depth += 1
+        try:
+            return call(module, args, lambda: module(*args))
+        finally:
+            _tls.depth -= 1
+
+
+def optimize(module, example_inputs, strict=False):
+    """Compiles `module` for the signature of `example_inputs` (a tensor or a tuple of
+    tensors) and returns an OptimizedModule. The module is put in eval mode. On failure
+    it warns (or raises RuntimeError when strict) and the wrapper runs PyTorch."""
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    example_inputs = tuple(example_inputs)
+    module.eval()
+    wrapper = OptimizedModule(module).eval()
+    with torch.no_grad():
+        wrapper(*example_inputs)
+    st = stats(module)
+    if strict and (st is None or st["signatures"] == 0):
+        raise RuntimeError("inferbooster.torch.optimize: %s could not be compiled"
+                           % type(module).__name__)
+    return wrapper
