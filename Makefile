@@ -9,7 +9,7 @@ PY := /usr/bin/python3
 # Debian packages the build and the tests need.
 APT_PACKAGES := cmake gcc clang make pkg-config libprotobuf-c-dev protobuf-c-compiler \
 	libclang-rt-14-dev libonnx-testdata python3-numpy python3-onnx python3-torch \
-	python3-torchvision libopenblas0-openmp time
+	python3-torchvision libopenblas0-openmp time libssl-dev
 
 .PHONY: all build deps test test-release test-asan serve fuzz bench clean
 

@@ -1,0 +1,175 @@
+#!/bin/bash
+# The compiled-model cache driven from outside through the CLI: the LFU scenario with
+# INFERBOOSTER_CACHE_MAX_ENTRIES=3, the byte limit, evict/clear/usage errors, two (and
+# four) processes inserting the same model at once, and a kill -9 loop at random moments
+# of inserts and evictions followed by `cache verify` (which must then stay clean).
+# `cache put` / `cache get` are the test-only subcommands (the artifact is a copy of the
+# model), going through the same insert/lookup code as compiled models.
+#
+# usage: test_cache_cli.sh PATH/TO/inferbooster [KILLS]   (KILLS default: $IB_CACHE_KILLS or 50)
+set -u
+if [ $# -lt 1 ] || [ ! -x "$1" ]; then
+    echo "usage: $0 PATH/TO/inferbooster [KILLS]" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+CLI=$1
+KILLS=${2:-${IB_CACHE_KILLS:-50}}
+PY=/usr/bin/python3
+T=$(mktemp -d /tmp/ib_test_cache_cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export INFERBOOSTER_CACHE_DIR=$T/cache
+export INFERBOOSTER_CACHE_MAX_ENTRIES=3
+unset INFERBOOSTER_CACHE_MAX_BYTES XDG_CACHE_HOME
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() {
+    failed=$((failed + 1))
+    echo "FAIL $1"
+    [ -s "$T/err" ] && tail -n 5 "$T/err" | sed 's/^/    stderr: /'
+    return 0
+}
+check() { if [ "$2" -eq 0 ]; then ok "$1"; else bad "$1"; fi; }
+# run CMD...: stdout -> $T/out, stderr -> $T/err, returns the exit code.
+run() { "$@" >"$T/out" 2>"$T/err"; }
+
+for i in 1 2 3 4 5 6 7 8; do
+    { printf 'stand-in model %d\n' "$i"; head -c 1000 /dev/urandom; } >"$T/model_$i.onnx"
+done
+M=$T/model
+
+# ---- the original scenario ----------------------------------------------------------
+run "$CLI" cache put "$M"_1.onnx && grep -q '^built ' "$T/out"; check "model_1 first use builds" $?
+run "$CLI" cache put "$M"_1.onnx && grep -q '^hit .* freq=2 ' "$T/out"; check "model_1 second use hits (freq 2)" $?
+run "$CLI" cache put "$M"_2.onnx && grep -q '^built ' "$T/out"; check "model_2 builds" $?
+run "$CLI" cache put "$M"_3.onnx && grep -q '^built ' "$T/out"; check "model_3 builds" $?
+run "$CLI" cache get "$M"_1.onnx && grep -q '^hit .* freq=3 ' "$T/out"; check "model_1 hit again (freq 3)" $?
+run "$CLI" cache put "$M"_4.onnx && grep -q '^built ' "$T/out"; check "model_4 builds at the threshold" $?
+run "$CLI" cache ls --json
+"$PY" - "$T/out" <<'EOF'
+import json, sys
+entries = json.load(open(sys.argv[1]))
+names = sorted(e["name"].split("#")[0] for e in entries)
+freq = {e["name"].split("#")[0]: e["freq"] for e in entries}
+assert names == ["model_1.onnx", "model_3.onnx", "model_4.onnx"], names
+assert freq["model_1.onnx"] == 3 and freq["model_3.onnx"] == 1 and freq["model_4.onnx"] == 1, freq
+for e in entries:
+    assert len(e["key"]) == 64 and e["bytes"] > 1000 and e["target"], e
+EOF
+check "model_2 evicted; model_1 (freq 3), model_3, model_4 remain" $?
+run "$CLI" cache get "$M"_2.onnx && grep -q '^miss ' "$T/out"; check "model_2 is a miss" $?
+run "$CLI" cache stats --json
+"$PY" -c "
+import json,sys; s=json.load(open('$T/out'))
+assert (s['entries'], s['hits'], s['misses'], s['evictions'], s['max_entries']) == (3, 2, 5, 1, 3), s" 2>"$T/err"
+check "stats: 3 entries, 2 hits, 5 misses, 1 eviction" $?
+run "$CLI" cache ls && grep -q 'model_1.onnx#' "$T/out" && grep -q 'FREQ' "$T/out"; check "ls table" $?
+run "$CLI" cache stats && grep -q '^evictions  1$' "$T/out"; check "stats table" $?
+run "$CLI" cache verify && grep -q '^clean$' "$T/out"; check "verify: clean after the scenario" $?
+
+# ---- evict, clear, usage errors, hostile names ----------------------------------------
+key3=$("$CLI" cache get "$M"_3.onnx | awk '{print $2}')
+run "$CLI" cache evict "${key3:0:12}" && grep -q "^evicted $key3" "$T/out"; check "evict by unique key prefix" $?
+run "$CLI" cache get "$M"_3.onnx && grep -q '^miss ' "$T/out"; check "evicted entry is a miss" $?
+run "$CLI" cache evict "$key3"; check "evicting a missing key fails (exit 2)" $(( $? == 2 ? 0 : 1 ))
+run "$CLI" cache evict ../../etc; check "evict of a path-like key refused (exit 2)" $(( $? == 2 ? 0 : 1 ))
+run "$CLI" cache bogus; check "unknown action (exit 2)" $(( $? == 2 ? 0 : 1 ))
+run "$CLI" cache put "$T/nonexistent.onnx"; check "put of a missing model (exit 2)" $(( $? == 2 ? 0 : 1 ))
+run "$CLI" cache ls extra; check "stray operand (exit 2)" $(( $? == 2 ? 0 : 1 ))
+cp "$M"_5.onnx "$T/we ird#..name\$(x).onnx"
+run "$CLI" cache put "$T/we ird#..name\$(x).onnx" && run "$CLI" cache ls --json &&
+    "$PY" -c "
+import json; e=json.load(open('$T/out'))
+assert all('/' not in x['name'] and ' ' not in x['name'] for x in e), e" 2>"$T/err" &&
+    [ -z "$(find "$T" -mindepth 1 -newer "$M"_8.onnx -not -path "$T/cache*" -not -name out -not -name err -not -name 'we ird*')" ]
+check "hostile model name sanitised, nothing written outside the cache" $?
+run "$CLI" cache clear && run "$CLI" cache stats --json && grep -q '"entries": 0' "$T/out"; check "clear empties the cache" $?
+run "$CLI" cache put "$M"_1.onnx --cache-dir "$T/other" && [ -d "$T/other/entries" ] &&
+    run "$CLI" cache stats --json && grep -q '"entries": 0' "$T/out"
+check "--cache-dir overrides INFERBOOSTER_CACHE_DIR" $?
+
+# ---- the byte limit -------------------------------------------------------------------
+for i in 1 2 3 4 5; do INFERBOOSTER_CACHE_MAX_BYTES=3200 "$CLI" cache put "$M"_$i.onnx >/dev/null 2>"$T/err"; done
+run "$CLI" cache stats --json
+"$PY" -c "
+import json; s=json.load(open('$T/out'))
+assert s['entries'] == 2 and s['bytes'] <= 3200, s" 2>"$T/err"
+check "INFERBOOSTER_CACHE_MAX_BYTES keeps the total under the limit" $?
+run "$CLI" cache put "$M"_6.onnx --max-bytes 1500 && run "$CLI" cache stats --json && grep -q '"entries": 1' "$T/out"
+check "--max-bytes flag" $?
+"$CLI" cache clear >/dev/null
+
+# ---- concurrent inserts of the same model ---------------------------------------------
+conc_ok=0
+for round in 1 2 3; do
+    m="$M"_$((round + 5)).onnx
+    "$CLI" cache put "$m" --build-delay-ms 300 >"$T/p1" 2>&1 &
+    p1=$!
+    "$CLI" cache put "$m" --build-delay-ms 300 >"$T/p2" 2>&1 &
+    p2=$!
+    wait $p1; r1=$?
+    wait $p2; r2=$?
+    nb=$(cat "$T/p1" "$T/p2" | grep -c '^built ')
+    nh=$(cat "$T/p1" "$T/p2" | grep -c '^hit ')
+    k1=$(awk '{print $2}' "$T/p1"); k2=$(awk '{print $2}' "$T/p2")
+    if [ $r1 -ne 0 ] || [ $r2 -ne 0 ] || [ "$nb" -ne 1 ] || [ "$nh" -ne 1 ] || [ "$k1" != "$k2" ]; then
+        conc_ok=1
+        cat "$T/p1" "$T/p2" | sed 's/^/    /'
+    fi
+done
+n=$(ls "$INFERBOOSTER_CACHE_DIR/entries" | wc -l)
+[ $conc_ok -eq 0 ] && [ "$n" -eq 3 ]; check "two processes insert the same model: one builds, the other hits" $?
+pids=()
+for j in 1 2 3 4; do "$CLI" cache put "$M"_1.onnx --build-delay-ms 200 >"$T/q$j" 2>&1 & pids+=($!); done
+rcs=0
+for p in "${pids[@]}"; do wait "$p" || rcs=1; done
+nb=$(cat "$T"/q? | grep -c '^built ')
+[ $rcs -eq 0 ] && [ "$nb" -eq 1 ] && [ "$(cat "$T"/q? | grep -c '^hit ')" -eq 3 ]
+check "four processes, one model: one build, three hits" $?
+run "$CLI" cache verify && grep -q '^clean$' "$T/out"; check "verify clean after the concurrent inserts" $?
+
+# ---- kill -9 at random moments of inserts and evictions -----------------------------
+# Several models through a 3-entry cache: most puts build and evict; each is killed
+# after a random 0-40 ms, some mid-build (delays up to 30 ms), some mid-publish or
+# mid-eviction, some after they finished.
+killed=0
+for ((k = 0; k < KILLS; k++)); do
+    m="$M"_$((RANDOM % 8 + 1)).onnx
+    "$CLI" cache put "$m" --build-delay-ms $((RANDOM % 30)) >/dev/null 2>&1 &
+    victim=$!
+    # a second, unkilled process keeps the cache busy at the same time
+    if ((k % 5 == 0)); then "$CLI" cache put "$M"_$((RANDOM % 8 + 1)).onnx >/dev/null 2>"$T/bg" & bg=$!; else bg=; fi
+    sleep "0.0$((RANDOM % 40 + 10))"
+    kill -9 "$victim" 2>/dev/null && killed=$((killed + 1))
+    wait "$victim" 2>/dev/null
+    if [ -n "$bg" ]; then wait "$bg" || { echo "    background put failed:"; cat "$T/bg"; }; fi
+done
+echo "    $KILLS kill attempts, $killed processes killed while running"
+run "$CLI" cache verify; rc1=$?
+cp "$T/out" "$T/verify1"
+sed 's/^/    first verify: /' "$T/verify1" | head -2
+run "$CLI" cache verify && grep -q '^clean$' "$T/out"; rc2=$?
+[ $rc1 -eq 0 ] && [ $rc2 -eq 0 ]; check "kill -9 loop: verify repairs, a second verify is clean" $?
+run "$CLI" cache ls --json
+"$PY" - "$T/out" "$INFERBOOSTER_CACHE_DIR" <<'EOF'
+import json, os, sys
+entries = json.load(open(sys.argv[1]))
+root = sys.argv[2]
+assert len(entries) <= 3, len(entries)
+dirs = sorted(os.listdir(os.path.join(root, "entries")))
+assert dirs == sorted(e["key"] for e in entries), (dirs, entries)
+assert os.listdir(os.path.join(root, "tmp")) == [], os.listdir(os.path.join(root, "tmp"))
+EOF
+check "after the kills: index and entry directories agree, no temporaries" $?
+all_ok=0
+for i in 1 2 3 4 5 6 7 8; do
+    "$CLI" cache put "$M"_$i.onnx >"$T/out" 2>"$T/err" || all_ok=1
+    "$CLI" cache get "$M"_$i.onnx >"$T/out" 2>"$T/err" && grep -q '^hit ' "$T/out" || all_ok=1
+done
+run "$CLI" cache verify && grep -q '^clean$' "$T/out" || all_ok=1
+check "after the kills every model inserts and hits again" $all_ok
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
