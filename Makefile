@@ -9,7 +9,8 @@ PY := /usr/bin/python3
 # Debian packages the build and the tests need.
 APT_PACKAGES := cmake gcc clang make pkg-config libprotobuf-c-dev protobuf-c-compiler \
 	libclang-rt-14-dev libonnx-testdata python3-numpy python3-onnx python3-torch \
-	python3-torchvision libopenblas0-openmp time libssl-dev
+	python3-torchvision libopenblas0-openmp time libssl-dev \
+	libmicrohttpd-dev libjansson-dev curl
 
 .PHONY: all build deps test test-release test-asan serve fuzz bench clean
 
@@ -43,8 +44,10 @@ test-asan:
 	@cmake --build build-asan -j$(JOBS)
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS) -LE slow
 
+# The example repository (examples/model_repository) on 127.0.0.1:8000 until Ctrl-C.
 serve: deps build
-	@./$(BUILD)/inferbooster run examples/models/mlp/model.onnx
+	@./$(BUILD)/inferbooster serve --model-repository examples/model_repository \
+		--host 127.0.0.1 --http-port 8000
 
 # InferBooster vs ONNX Runtime on the benchmark models (minutes; not part of `make test`).
 bench: deps

@@ -18,6 +18,7 @@ int ib__cmd_info(int argc, char **argv);
 int ib__cmd_run(int argc, char **argv);
 int ib__cmd_conformance(int argc, char **argv);
 int ib__cmd_hw(int argc, char **argv);
+int ib__cmd_serve(int argc, char **argv);
 int ib__cmd_cache(int argc, char **argv);
 
 /* The exit code for a failed library call: IB_EXIT_USAGE when the status blames the

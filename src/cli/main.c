@@ -13,6 +13,7 @@ static const struct {
     {"run", ib__cmd_run, "run a model on .npy or random inputs and print output checksums"},
     {"conformance", ib__cmd_conformance, "run the ONNX backend test cases and compare outputs"},
     {"hw", ib__cmd_hw, "show the host's CPU and GPU as InferBooster sees them"},
+    {"serve", ib__cmd_serve, "serve a model repository over the Open Inference Protocol (HTTP)"},
     {"cache", ib__cmd_cache, "list, inspect, evict, clear and verify the compiled-model cache"},
 };
 

@@ -1,0 +1,148 @@
+/* `inferbooster serve`: loads a Triton-layout model repository and serves it over the
+ * Open Inference Protocol (HTTP) until SIGINT/SIGTERM, then drains and exits 0. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "core/core.h"
+#include "server/http_server.h"
+#include "server/repository.h"
+
+#define MAX_LOAD_MODELS 256
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: inferbooster serve --model-repository DIR [--host 127.0.0.1] [--http-port 8000]\n"
+            "                          [--model-control-mode none|explicit] [--load-model NAME]...\n"
+            "                          [--threads N] [--http-threads N] [--max-request-bytes N]\n"
+            "                          [--reference]\n"
+            "\n"
+            "Serves the ONNX models of a Triton-layout repository (DIR/<model>/<version>/model.onnx,\n"
+            "optional DIR/<model>/config.pbtxt) over the Open Inference Protocol (KServe V2) REST API,\n"
+            "with dynamic batching, the binary tensor extension, the repository extension and\n"
+            "Prometheus metrics at /metrics.\n"
+            "\n"
+            "  --model-control-mode none      load every model at start; no load/unload (default)\n"
+            "  --model-control-mode explicit  load only --load-model models; load/unload over HTTP\n"
+            "  --http-port 0                  any free port (printed on stderr)\n"
+            "  --threads N                    threads per model session (0: all usable CPUs)\n"
+            "  --http-threads N               HTTP worker threads (default 4)\n"
+            "  --max-request-bytes N          largest request body accepted (default 64 MiB)\n"
+            "  --reference                    run models on the reference executor\n");
+}
+
+int ib__cmd_serve(int argc, char **argv) {
+    const char *repo_dir = NULL, *host = "127.0.0.1", *mode = "none";
+    const char *load[MAX_LOAD_MODELS];
+    size_t n_load = 0;
+    long long port = 8000, threads = 0, http_threads = 4, max_body = 64ll << 20;
+    bool reference = false;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int r;
+        if (ib__cli_is_help(argv[i])) {
+            usage(stdout);
+            return IB_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--reference") == 0) {
+            reference = true;
+            continue;
+        }
+        if ((r = ib__cli_option(argc, argv, &i, "--model-repository", &v)) != 0) {
+            if (r < 0) return IB_EXIT_USAGE;
+            repo_dir = v;
+        } else if ((r = ib__cli_option(argc, argv, &i, "--host", &v)) != 0) {
+            if (r < 0) return IB_EXIT_USAGE;
+            host = v;
+        } else if ((r = ib__cli_option(argc, argv, &i, "--http-port", &v)) != 0) {
+            if (r < 0 || !ib__cli_parse_int(v, 0, 65535, "--http-port", &port)) return IB_EXIT_USAGE;
+        } else if ((r = ib__cli_option(argc, argv, &i, "--model-control-mode", &v)) != 0) {
+            if (r < 0) return IB_EXIT_USAGE;
+            mode = v;
+        } else if ((r = ib__cli_option(argc, argv, &i, "--load-model", &v)) != 0) {
+            if (r < 0) return IB_EXIT_USAGE;
+            if (n_load == MAX_LOAD_MODELS) return ib__cli_usage_error("more than %d --load-model", MAX_LOAD_MODELS);
+            load[n_load++] = v;
+        } else if ((r = ib__cli_option(argc, argv, &i, "--threads", &v)) != 0) {
+            if (r < 0 || !ib__cli_parse_int(v, 0, 1024, "--threads", &threads)) return IB_EXIT_USAGE;
+        } else if ((r = ib__cli_option(argc, argv, &i, "--http-threads", &v)) != 0) {
+            if (r < 0 || !ib__cli_parse_int(v, 1, 256, "--http-threads", &http_threads)) return IB_EXIT_USAGE;
+        } else if ((r = ib__cli_option(argc, argv, &i, "--max-request-bytes", &v)) != 0) {
+            if (r < 0 || !ib__cli_parse_int(v, 1024, 1ll << 34, "--max-request-bytes", &max_body))
+                return IB_EXIT_USAGE;
+        } else {
+            usage(stderr);
+            return ib__cli_usage_error("serve: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!repo_dir) {
+        usage(stderr);
+        return ib__cli_usage_error("serve: --model-repository DIR is required");
+    }
+    ib__control_mode control;
+    if (strcmp(mode, "none") == 0) control = IB__CONTROL_NONE;
+    else if (strcmp(mode, "explicit") == 0) control = IB__CONTROL_EXPLICIT;
+    else if (strcmp(mode, "poll") == 0)
+        return ib__cli_usage_error("serve: --model-control-mode poll is not implemented yet (use none or explicit)");
+    else return ib__cli_usage_error("serve: --model-control-mode must be none or explicit, not '%s'", mode);
+    if (control == IB__CONTROL_NONE && n_load)
+        return ib__cli_usage_error("serve: --load-model needs --model-control-mode explicit");
+
+    ib__repo_options ro = {(int)threads, reference};
+    ib__repository *repo = NULL;
+    ib_status st = ib__repo_create(repo_dir, &ro, &repo);
+    if (st != IB_OK) return ib__cli_fail(st, "serve");
+    int failed = 0;
+    if (control == IB__CONTROL_NONE) {
+        failed = ib__repo_load_all(repo);
+    } else {
+        for (size_t k = 0; k < n_load; k++)
+            if (ib__repo_load(repo, load[k]) != IB_OK) {
+                fprintf(stderr, "inferbooster serve: failed to load '%s': %s\n", load[k], ib_last_error());
+                failed++;
+            }
+    }
+    if (failed) {
+        /* As Triton does by default: a model that fails to load stops the server. */
+        ib__repo_destroy(repo);
+        fprintf(stderr, "inferbooster serve: %d model(s) failed to load\n", failed);
+        return IB_EXIT_USAGE;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    ib__server_options so = {host, (int)port, control, (size_t)max_body, (int)http_threads};
+    ib__server *srv = NULL;
+    st = ib__server_start(repo, &so, &srv);
+    if (st != IB_OK) {
+        ib__repo_destroy(repo);
+        return ib__cli_fail(st, "serve");
+    }
+    fprintf(stderr, "inferbooster serve: listening on http://%s:%d (model control mode %s)\n", host,
+            ib__server_port(srv), mode);
+    fflush(stderr);
+    while (!g_stop) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "inferbooster serve: stopping\n");
+    ib__server_stop(srv, 5000);
+    ib__repo_destroy(repo);
+    fprintf(stderr, "inferbooster serve: stopped\n");
+    return IB_EXIT_OK;
+}

@@ -1,0 +1,61 @@
+/* The model repository (Triton's layout: ROOT/<model>/<version>/model.onnx and an
+ * optional ROOT/<model>/config.pbtxt): loading, unloading and reference-counted access
+ * to the live versions, so a reload or unload never pulls a model from under a request. */
+#ifndef IB_SERVER_REPOSITORY_H
+#define IB_SERVER_REPOSITORY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "inferbooster/inferbooster.h"
+#include "sched/scheduler.h"
+#include "server/model_config.h"
+
+typedef struct ib__served_model {
+    char name[IB__CONFIG_NAME_MAX];
+    int64_t version;
+    ib__model_config cfg;
+    ib_model *model;
+    ib_session *session;
+    ib__sched *sched;
+    int refs;     /* under the repository lock */
+    bool retired; /* replaced or unloaded: destroyed by the last release */
+    struct ib__served_model *next;
+} ib__served_model;
+
+typedef struct ib__repository ib__repository;
+
+typedef struct ib__repo_options {
+    int session_threads; /* per session; 0: all usable CPUs */
+    bool use_reference;
+} ib__repo_options;
+
+ib_status ib__repo_create(const char *root, const ib__repo_options *opts, ib__repository **out);
+/* Unloads everything (waits for nothing: call when no request holds a model). */
+void ib__repo_destroy(ib__repository *repo);
+
+/* Loads (or reloads) a model by directory name; the new versions replace the old ones
+ * atomically. A failure leaves the previous versions serving and records the reason. */
+ib_status ib__repo_load(ib__repository *repo, const char *name);
+ib_status ib__repo_unload(ib__repository *repo, const char *name);
+/* Loads every model directory; returns how many failed (reasons recorded, printed). */
+int ib__repo_load_all(ib__repository *repo);
+bool ib__repo_name_valid(const char *name);
+
+/* A live version (version <= 0: the latest) with a reference held, or NULL when the
+ * model or version is unknown or not loaded. Pair with ib__repo_release. */
+ib__served_model *ib__repo_acquire(ib__repository *repo, const char *name, int64_t version);
+void ib__repo_release(ib__repository *repo, ib__served_model *m);
+
+/* Every model directory and every loaded version: state is "READY", "UNAVAILABLE" or
+ * "LOADING"; version is 0 for a model without a live version. */
+typedef void (*ib__repo_index_fn)(void *user, const char *name, int64_t version, const char *state,
+                                  const char *reason);
+void ib__repo_index(ib__repository *repo, ib__repo_index_fn fn, void *user);
+/* Each live version, under the repository lock (fn must not call back into it). */
+typedef void (*ib__repo_model_fn)(void *user, ib__served_model *m);
+void ib__repo_foreach_live(ib__repository *repo, ib__repo_model_fn fn, void *user);
+/* Versions live for `name`, newest first, up to cap; returns the count. */
+size_t ib__repo_versions(ib__repository *repo, const char *name, int64_t *out, size_t cap);
+
+#endif /* IB_SERVER_REPOSITORY_H */
