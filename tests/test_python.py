@@ -519,6 +519,31 @@ def python_m_inferbooster_runs_a_script():
     assert "args ['--flag', '7'] name __main__ compiled 1" in r.stdout, r.stdout
 
 
+@test
+def pip_install_offline():
+    """pip install ./python works without a network and bundles the library."""
+    with tempfile.TemporaryDirectory() as d:
+        target = os.path.join(d, "site")
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps",
+                            "--quiet", "--target", target, os.path.join(ROOT, "python")],
+                           capture_output=True, text=True, timeout=300, env=os.environ)
+        if r.returncode != 0 and "No module named pip" in r.stderr:
+            print("    skipped: pip is not installed")
+            return
+        assert r.returncode == 0, r.stderr[-2000:]
+        env = dict(os.environ)
+        env.pop("INFERBOOSTER_LIB", None)
+        env["PYTHONPATH"] = target
+        code = ("import inferbooster, numpy as np\n"
+                "s = inferbooster.InferenceSession(%r)\n"
+                "print(inferbooster._lib_path, s.run(None, {'input': np.zeros((1, 16), "
+                "np.float32)})[0].shape)\n" % os.path.join(MLP, "model.onnx"))
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=120, env=env, cwd=d)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.startswith(target) and "(1, 4)" in r.stdout, r.stdout
+
+
 def main():
     only = sys.argv[1:]
     passed = failed = 0

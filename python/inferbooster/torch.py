@@ -5,6 +5,7 @@ with the same input signature; any failure falls back to PyTorch with one warnin
 inferbooster.torch.optimize(module, example_inputs) is the explicit form; the
 interposition (inferbooster.interpose) routes Module.__call__ through the same engine."""
 
+import ctypes
 import io
 import os
 import sys
@@ -15,7 +16,8 @@ import weakref
 import numpy as np
 import torch
 
-from .session import InferBoosterError, InferenceSession, SessionOptions
+from . import _lib
+from .session import InferBoosterError, InferenceSession, SessionOptions, _raise
 
 OPSET = 13
 MAX_SIGNATURES = 4  # compiled input signatures per module; further ones run natively
@@ -51,6 +53,12 @@ def _flatten(value, out):
     raise _Unsupported("the module returns %s, not tensors" % type(value).__name__)
 
 
+def _flatten_list(value):
+    out = []
+    _flatten(value, out)
+    return out
+
+
 def _rebuild(spec, it):
     if spec is None:
         return next(it)
@@ -62,20 +70,79 @@ def _rebuild(spec, it):
 
 
 # ---- One compiled signature ---------------------------------------------------------
-class _Compiled:
-    __slots__ = ("session", "spec", "single", "run")
+_TORCH_TO_IB = {
+    torch.float32: 1, torch.uint8: 2, torch.int8: 3, torch.int16: 5, torch.int32: 6,
+    torch.int64: 7, torch.bool: 9, torch.float16: 10, torch.float64: 11,
+    torch.complex64: 14, torch.complex128: 15, torch.bfloat16: 16,
+}
 
-    def __init__(self, session, spec):
+
+def _tensor_template(shapes_dtypes):
+    """The bytes of an ib_tensor array with dtype, rank, shape and nbytes filled in: a
+    signature fixes all of them, so a call only sets the data pointers."""
+    arr = (_lib.Tensor * max(len(shapes_dtypes), 1))()
+    for t, (shape, dtype) in zip(arr, shapes_dtypes):
+        code = _TORCH_TO_IB.get(dtype)
+        if code is None or len(shape) > _lib.IB_MAX_RANK:
+            raise _Unsupported("tensors of %s%s are not supported" % (dtype, tuple(shape)))
+        t.dtype = code
+        t.rank = len(shape)
+        t.shape[:len(shape)] = list(shape)
+        n = 1
+        for d in shape:
+            n *= d
+        t.nbytes = n * torch.empty((), dtype=dtype).element_size()
+    return bytes(arr), type(arr)
+
+
+class _Compiled:
+    """A captured signature: runs the session straight on the tensors' memory. Inputs
+    are passed by pointer and outputs are written into fresh torch tensors of the
+    shapes the capture saw, so the hot path makes no NumPy arrays and no copies."""
+
+    __slots__ = ("session", "spec", "single", "in_bytes", "in_type", "out_bytes", "out_type",
+                 "out_meta", "n_in", "n_out", "handle", "in_names", "out_names")
+
+    def __init__(self, session, spec, args, flat_outputs):
         self.session = session
         self.spec = spec
         self.single = spec is None
-        self.run = session._run_positional
+        self.in_bytes, self.in_type = _tensor_template([(a.shape, a.dtype) for a in args])
+        self.out_meta = [(tuple(o.shape), o.dtype) for o in flat_outputs]
+        self.out_bytes, self.out_type = _tensor_template(self.out_meta)
+        self.n_in = len(args)
+        self.n_out = len(flat_outputs)
+        self.handle = session._session
+        self.in_names = session._in_names_c
+        self.out_names = session._out_names_c
 
     def __call__(self, args):
-        outs = self.run([a.detach().numpy() for a in args])
+        ins = self.in_type.from_buffer_copy(self.in_bytes)
+        keep = []
+        for t, a in zip(ins, args):
+            if not a.is_contiguous():
+                a = a.contiguous()
+                keep.append(a)
+            t.data = a.data_ptr()
+        outs = self.out_type.from_buffer_copy(self.out_bytes)
+        results = [torch.empty(shape, dtype=dtype) for shape, dtype in self.out_meta]
+        for t, r in zip(outs, results):
+            t.data = r.data_ptr()
+        st = _lib.ib_session_run(self.handle, self.n_in, self.in_names, ins, self.n_out,
+                                 self.out_names, outs)
+        if st:
+            _raise(st)
+        for t, r in zip(outs, results):
+            # A buffer the library could not use (a shape that depends on values) comes
+            # back library-owned: give it back and let PyTorch run this call.
+            if t.owns_data or tuple(t.shape[:t.rank]) != r.shape:
+                for u in outs:
+                    if u.owns_data:
+                        _lib.ib_tensor_release(ctypes.byref(u))
+                raise _Unsupported("an output's shape depends on the input values")
         if self.single:
-            return torch.from_numpy(outs[0])
-        return _rebuild(self.spec, iter([torch.from_numpy(o) for o in outs]))
+            return results[0]
+        return _rebuild(self.spec, iter(results))
 
 
 def _signature(args):
@@ -202,8 +269,8 @@ def _capture(module, state, sig, args, native_call):
         if len(session.get_outputs()) != len(flat):
             raise _Unsupported("the exported graph has %d outputs for %d result tensors"
                                % (len(session.get_outputs()), len(flat)))
-        compiled = _Compiled(session, spec)
-        got = session._run_positional([a.detach().numpy() for a in args])
+        compiled = _Compiled(session, spec, args, flat)
+        got = [g.numpy() for g in _flatten_list(compiled(args))]
         for i, (g, want) in enumerate(zip(got, flat)):
             w = want.detach().numpy()
             if g.shape != w.shape or g.dtype != w.dtype:
