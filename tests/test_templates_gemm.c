@@ -1,0 +1,243 @@
+/* Tests for the GEMM-family and transformer kernel templates (gemm, eltwise, softmax,
+ * layernorm, attention): randomised shapes on every target level this machine runs,
+ * each generated kernel checked against the reference ops. */
+#include "kernel_harness.h"
+#include "test.h"
+
+static const char *const g_levels[] = {"x86-64-v4", "x86-64-v3", "generic"};
+static ib__pool *g_pool;
+static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
+
+static int64_t rnd(int64_t lo, int64_t hi) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return lo + (int64_t)(g_rng % (uint64_t)(hi - lo + 1));
+}
+
+static ib__value *matmul(ib_kh_batch *b, ib__value *x, ib__value *w) {
+    return ib_kh_node(b, IB_OP_MAT_MUL, 13, 2, (ib__value *[]){x, w}, 0, NULL);
+}
+
+/* Adds a case whose group is the chain of n_nodes ending at `last`; counts refusals. */
+static int add_case(ib_kh_batch *b, const ib__kernel_template *t, ib__value *last, int32_t n_nodes,
+                    const char *label, int32_t n_knobs, const char *const *kn,
+                    const int64_t *kv) {
+    if (!last) {
+        fprintf(stderr, "  %s: reference failed\n", label);
+        return 1;
+    }
+    ib_kh_spec s = {.tmpl = t, .last = last, .n_nodes = n_nodes};
+    s.n_knobs = n_knobs;
+    for (int32_t i = 0; i < n_knobs; i++) {
+        s.knob_name[i] = kn[i];
+        s.knob_value[i] = kv[i];
+    }
+    return ib_kh_add(b, &s, label) < 0;
+}
+
+static int gemm_cases(ib_kh_batch *b) {
+    int bad = 0;
+    char label[96];
+    const ib__kernel_template *T = &ib__template_gemm;
+    /* MatMul 2-D, constant and run-time B, odd sizes. */
+    for (int it = 0; it < 8; it++) {
+        int64_t M = rnd(1, 40), K = rnd(1, 70), N = rnd(1, 90);
+        if (it == 0) M = K = N = 1;
+        if (it == 1) M = 64, K = 48, N = 96;
+        bool cb = it % 2 == 0;
+        ib__value *a = ib_kh_input(b, 2, (int64_t[]){M, K});
+        ib__value *w = cb ? ib_kh_const(b, 2, (int64_t[]){K, N}, -1, 1)
+                          : ib_kh_input(b, 2, (int64_t[]){K, N});
+        snprintf(label, sizeof label, "matmul %lldx%lldx%lld %s", (long long)M, (long long)K,
+                 (long long)N, cb ? "const B" : "runtime B");
+        bad += add_case(b, T, matmul(b, a, w), 1, label, 0, NULL, NULL);
+    }
+    /* Knob variants: several K blocks, packed A, M-inner tasks, small tiles. */
+    {
+        int64_t M = 45, K = 75, N = 70;
+        ib__value *a = ib_kh_input(b, 2, (int64_t[]){M, K});
+        ib__value *w = ib_kh_const(b, 2, (int64_t[]){K, N}, -1, 1);
+        ib__value *wr = ib_kh_input(b, 2, (int64_t[]){K, N});
+        const char *kn[] = {"kc", "pack_a", "par_n_inner", "mc", "nc", "mr", "nr"};
+        const int64_t W = ib__target_vector_floats(ib_kh_target(b));
+        int64_t kv1[] = {16, 1, 0, 12, 2 * W, 4, 2};
+        int64_t kv2[] = {32, 0, 1, 8, W, 2, 1};
+        bad += add_case(b, T, matmul(b, a, w), 1, "matmul knobs kc16 packA", 7, kn, kv1);
+        bad += add_case(b, T, matmul(b, a, w), 1, "matmul knobs kc32 small", 7, kn, kv2);
+        bad += add_case(b, T, matmul(b, a, wr), 1, "matmul runtime B knobs", 7, kn, kv1);
+    }
+    /* Batched with broadcasting. */
+    {
+        ib__value *a = ib_kh_input(b, 4, (int64_t[]){2, 3, 7, 9});
+        ib__value *w = ib_kh_const(b, 3, (int64_t[]){3, 9, 11}, -1, 1);
+        bad += add_case(b, T, matmul(b, a, w), 1, "batched [2,3,7,9]x[3,9,11] const", 0, NULL,
+                        NULL);
+        ib__value *a2 = ib_kh_input(b, 4, (int64_t[]){2, 1, 5, 6});
+        ib__value *w2 = ib_kh_input(b, 4, (int64_t[]){1, 4, 6, 19});
+        bad += add_case(b, T, matmul(b, a2, w2), 1, "batched [2,1,5,6]x[1,4,6,19] runtime", 0,
+                        NULL, NULL);
+        ib__value *a3 = ib_kh_input(b, 2, (int64_t[]){13, 8});
+        ib__value *w3 = ib_kh_const(b, 3, (int64_t[]){3, 8, 17}, -1, 1);
+        bad += add_case(b, T, matmul(b, a3, w3), 1, "batched [13,8]x[3,8,17]", 0, NULL, NULL);
+        ib__value *a4 = ib_kh_input(b, 3, (int64_t[]){2, 33, 20});
+        ib__value *w4 = ib_kh_const(b, 2, (int64_t[]){20, 31}, -1, 1);
+        bad += add_case(b, T, matmul(b, a4, w4), 1, "folded [2,33,20]x[20,31]", 0, NULL, NULL);
+        ib__value *a5 = ib_kh_input(b, 1, (int64_t[]){20});
+        bad += add_case(b, T, matmul(b, a5, w4), 1, "vector [20]x[20,31]", 0, NULL, NULL);
+        ib__value *q = ib_kh_input(b, 4, (int64_t[]){1, 2, 9, 8});
+        ib__value *kt = ib_kh_input(b, 4, (int64_t[]){1, 2, 8, 9});
+        bad += add_case(b, T, matmul(b, q, kt), 1, "scores [1,2,9,8]x[1,2,8,9]", 0, NULL, NULL);
+    }
+    /* Gemm: transposes, alpha/beta, bias kinds, const and run-time B. */
+    for (int it = 0; it < 12; it++) {
+        int64_t M = rnd(1, 30), K = rnd(1, 40), N = rnd(1, 50);
+        int64_t ta = it & 1, tb = (it >> 1) & 1;
+        int bias = it % 5; /* 0 none, 1 [N], 2 [M,N], 3 [M,1], 4 [1] */
+        bool cb = it % 3 != 2;
+        float alpha = it % 4 == 3 ? 0.5f : 1.0f, beta = it % 3 == 1 ? -2.0f : 1.0f;
+        ib__value *a = ib_kh_input(b, 2, ta ? (int64_t[]){K, M} : (int64_t[]){M, K});
+        int64_t bd[2] = {tb ? N : K, tb ? K : N};
+        ib__value *w = cb ? ib_kh_const(b, 2, bd, -1, 1) : ib_kh_input(b, 2, bd);
+        ib__value *c = NULL;
+        if (bias == 1) c = ib_kh_const(b, 1, (int64_t[]){N}, -1, 1);
+        if (bias == 2) c = ib_kh_input(b, 2, (int64_t[]){M, N});
+        if (bias == 3) c = ib_kh_const(b, 2, (int64_t[]){M, 1}, -1, 1);
+        if (bias == 4) c = ib_kh_const(b, 1, (int64_t[]){1}, -1, 1);
+        ib__attr at[] = {ib_kh_attr_int("transA", ta), ib_kh_attr_int("transB", tb),
+                         ib_kh_attr_float("alpha", alpha), ib_kh_attr_float("beta", beta)};
+        ib__value *y = ib_kh_node(b, IB_OP_GEMM, 13, c ? 3 : 2, (ib__value *[]){a, w, c}, 4, at);
+        snprintf(label, sizeof label, "gemm %lldx%lldx%lld tA%lld tB%lld bias%d a%g b%g %s",
+                 (long long)M, (long long)K, (long long)N, (long long)ta, (long long)tb, bias,
+                 (double)alpha, (double)beta, cb ? "const" : "runtime");
+        bad += add_case(b, T, y, 1, label, 0, NULL, NULL);
+    }
+    /* Epilogues: Relu, Gelu, Add of a residual, Mul by a scalar. */
+    {
+        int64_t M = 19, K = 33, N = 45;
+        ib__value *a = ib_kh_input(b, 2, (int64_t[]){M, K});
+        ib__value *w = ib_kh_const(b, 2, (int64_t[]){K, N}, -1, 1);
+        ib__value *c = ib_kh_const(b, 1, (int64_t[]){N}, -1, 1);
+        ib__value *y = ib_kh_node(b, IB_OP_GEMM, 13, 3, (ib__value *[]){a, w, c}, 0, NULL);
+        ib__value *r = ib_kh_node(b, IB_OP_RELU, 14, 1, (ib__value *[]){y}, 0, NULL);
+        bad += add_case(b, T, r, 2, "gemm + relu", 0, NULL, NULL);
+        ib__value *mm = matmul(b, ib_kh_input(b, 3, (int64_t[]){1, M, K}), w);
+        ib__value *g = ib_kh_node(b, IB_OP_GELU, 20, 1, (ib__value *[]){mm}, 0, NULL);
+        bad += add_case(b, T, g, 2, "matmul + gelu", 0, NULL, NULL);
+        ib__value *res = ib_kh_input(b, 3, (int64_t[]){1, M, N});
+        ib__value *ad = ib_kh_node(b, IB_OP_ADD, 14, 2, (ib__value *[]){mm, res}, 0, NULL);
+        ib__value *sc = ib_kh_const(b, 1, (int64_t[]){1}, 0.5f, 2);
+        ib__value *mu = ib_kh_node(b, IB_OP_MUL, 14, 2, (ib__value *[]){ad, sc}, 0, NULL);
+        bad += add_case(b, T, mu, 3, "matmul + residual add + scalar mul", 0, NULL, NULL);
+    }
+    return bad;
+}
+
+static ib__value *node1(ib_kh_batch *b, ib__op_id op, int32_t opset, ib__value *x) {
+    return ib_kh_node(b, op, opset, 1, (ib__value *[]){x}, 0, NULL);
+}
+
+static ib__value *node2(ib_kh_batch *b, ib__op_id op, ib__value *x, ib__value *y) {
+    return ib_kh_node(b, op, 14, 2, (ib__value *[]){x, y}, 0, NULL);
+}
+
+static int eltwise_cases(ib_kh_batch *b) {
+    int bad = 0;
+    const ib__kernel_template *T = &ib__template_eltwise;
+    ib__value *x = ib_kh_input(b, 4, (int64_t[]){2, 3, 4, 5});
+    ib__value *c = ib_kh_const(b, 3, (int64_t[]){3, 1, 1}, -1, 1);
+    ib__value *s = ib_kh_const(b, 1, (int64_t[]){1}, 0.5f, 2);
+    ib__value *t = node2(b, IB_OP_ADD, x, c);
+    t = node1(b, IB_OP_RELU, 14, t);
+    t = node2(b, IB_OP_MUL, t, s);
+    bad += add_case(b, T, t, 3, "add [3,1,1] relu mul scalar", 0, NULL, NULL);
+    bad += add_case(b, T, node2(b, IB_OP_SUB, s, x), 1, "scalar - x", 0, NULL, NULL);
+    ib__value *sg = node1(b, IB_OP_SIGMOID, 13, x);
+    bad += add_case(b, T, node2(b, IB_OP_MUL, sg, x), 2, "silu", 0, NULL, NULL);
+    ib__value *y3 = ib_kh_input(b, 3, (int64_t[]){4, 6, 7});
+    ib__value *v7 = ib_kh_const(b, 1, (int64_t[]){7}, 0.5f, 2);
+    bad += add_case(b, T, node2(b, IB_OP_DIV, y3, v7), 1, "div by [7]", 0, NULL, NULL);
+    ib__value *p = ib_kh_input(b, 3, (int64_t[]){4, 1, 7}), *q = ib_kh_input(b, 3, (int64_t[]){1, 6, 1});
+    bad += add_case(b, T, node2(b, IB_OP_ADD, p, q), 1, "[4,1,7] + [1,6,1]", 0, NULL, NULL);
+    ib__attr clip[] = {ib_kh_attr_float("min", 0.0f), ib_kh_attr_float("max", 6.0f)};
+    ib__value *cl = ib_kh_node(b, IB_OP_CLIP, 6, 1, (ib__value *[]){y3}, 2, clip);
+    bad += add_case(b, T, cl, 1, "clip-6 [0, 6]", 0, NULL, NULL);
+    bad += add_case(b, T, node1(b, IB_OP_EXP, 13, y3), 1, "exp", 0, NULL, NULL);
+    ib__value *ng = node1(b, IB_OP_NEG, 13, y3);
+    bad += add_case(b, T, node1(b, IB_OP_TANH, 13, ng), 2, "neg tanh", 0, NULL, NULL);
+    ib__value *big = ib_kh_input(b, 3, (int64_t[]){1, 64, 3072 + 5});
+    bad += add_case(b, T, node1(b, IB_OP_GELU, 20, big), 1, "gelu [1,64,3077]", 0, NULL, NULL);
+    /* torch's decomposed GELU: x * 0.5 * (1 + erf(x / sqrt 2)), Mul x a full operand */
+    ib__value *sq = ib_kh_const(b, 0, NULL, 1.41421356f, 1.41421357f);
+    ib__value *one = ib_kh_const(b, 0, NULL, 1.0f, 1.0000001f);
+    ib__value *half = ib_kh_const(b, 0, NULL, 0.5f, 0.5000001f);
+    ib__value *g = node2(b, IB_OP_DIV, y3, sq);
+    g = node1(b, IB_OP_ERF, 13, g);
+    g = node2(b, IB_OP_ADD, g, one);
+    g = node2(b, IB_OP_MUL, y3, g);
+    g = node2(b, IB_OP_MUL, g, half);
+    bad += add_case(b, T, g, 5, "decomposed gelu", 0, NULL, NULL);
+    const char *kn[] = {"chunk"};
+    int64_t kv[] = {ib__target_vector_floats(ib_kh_target(b)) * 3};
+    bad += add_case(b, T, node2(b, IB_OP_MAX, big, s), 1, "max scalar, small chunks", 1, kn, kv);
+    return bad;
+}
+
+static int softmax_cases(ib_kh_batch *b) {
+    int bad = 0;
+    const ib__kernel_template *T = &ib__template_softmax;
+    const int64_t shapes[][3] = {{3, 5, 7}, {1, 4, 128}, {2, 2, 1}, {1, 3, 35}};
+    for (int i = 0; i < 4; i++) {
+        ib__value *x = ib_kh_input(b, 3, shapes[i]);
+        char label[64];
+        snprintf(label, sizeof label, "softmax [%lld,%lld,%lld]", (long long)shapes[i][0],
+                 (long long)shapes[i][1], (long long)shapes[i][2]);
+        bad += add_case(b, T, node1(b, IB_OP_SOFTMAX, 13, x), 1, label, 0, NULL, NULL);
+        snprintf(label, sizeof label, "logsoftmax [%lld,%lld,%lld]", (long long)shapes[i][0],
+                 (long long)shapes[i][1], (long long)shapes[i][2]);
+        bad += add_case(b, T, node1(b, IB_OP_LOG_SOFTMAX, 13, x), 1, label, 0, NULL, NULL);
+    }
+    /* opset 11, axis 1 of a rank-3 input: the flattened trailing dims */
+    ib__value *x = ib_kh_input(b, 3, (int64_t[]){3, 4, 9});
+    ib__attr ax[] = {ib_kh_attr_int("axis", 1)};
+    bad += add_case(b, T, ib_kh_node(b, IB_OP_SOFTMAX, 11, 1, (ib__value *[]){x}, 1, ax), 1,
+                    "softmax-11 axis 1", 0, NULL, NULL);
+    ib__value *sm = node1(b, IB_OP_SOFTMAX, 13, x);
+    ib__value *sc = ib_kh_const(b, 1, (int64_t[]){1}, 2, 3);
+    bad += add_case(b, T, node2(b, IB_OP_MUL, sm, sc), 2, "softmax * scalar", 0, NULL, NULL);
+    return bad;
+}
+
+typedef int (*case_fn)(ib_kh_batch *b);
+
+static void run_family(const char *name, case_fn fn) {
+    for (size_t l = 0; l < sizeof g_levels / sizeof g_levels[0]; l++) {
+        ib_kh_batch *b = NULL;
+        ib_status st = ib_kh_batch_create(g_levels[l], g_pool, &b);
+        if (st == IB_ERR_UNSUPPORTED) {
+            printf("  %s [%s]: skipped (not runnable here)\n", name, g_levels[l]);
+            continue;
+        }
+        CHECK(st == IB_OK);
+        if (st) continue;
+        int refused = fn(b);
+        int failed = ib_kh_run(b, 1e-4);
+        printf("  %s [%s]: %d refused, %d failed\n", name, g_levels[l], refused, failed);
+        CHECK_EQ_INT(refused, 0);
+        CHECK_EQ_INT(failed, 0);
+        ib_kh_batch_destroy(b);
+    }
+}
+
+TEST(gemm_family) { run_family("gemm", gemm_cases); }
+TEST(eltwise_family) { run_family("eltwise", eltwise_cases); }
+TEST(softmax_family) { run_family("softmax", softmax_cases); }
+
+int main(void) {
+    if (ib__pool_create(2, &g_pool)) return 1;
+    RUN(gemm_family);
+    RUN(eltwise_family);
+    RUN(softmax_family);
+    ib__pool_destroy(g_pool);
+    TEST_SUMMARY();
+}
