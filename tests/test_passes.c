@@ -105,6 +105,27 @@ static void check_plan(const ib__plan *p, const ib__graph *g) {
     CHECK_EQ_INT(overlaps, 0);
 }
 
+/* IB_PLAN_DUMP=1 prints each plan's kernels (for reading what fusion and layout did). */
+static void dump_plan(const ib__plan *p, const char *what) {
+    if (!getenv("IB_PLAN_DUMP")) return;
+    printf("plan %s: %d kernels, %d buffers, arena %zu, weights %zu\n", what, p->n_kernels,
+           p->n_bufs, p->arena_bytes, p->weights_bytes);
+    for (int32_t k = 0; k < p->n_kernels; k++) {
+        const ib__pkernel *kk = &p->kernels[k];
+        printf("  %-28s %-22s", kk->fn_name, kk->tmpl ? kk->tmpl->name : "(fallback)");
+        for (int32_t n = 0; n < kk->n_nodes; n++) printf(" %s", kk->nodes[n]->op_type);
+        printf(" |");
+        for (int32_t e = 0; e < kk->n_epi; e++)
+            printf(" %s%s", ib__op_name(kk->epi[e].op),
+                   kk->epi[e].kind == IB_EPI_BINARY
+                       ? (const char *[]){"(s)", "(c)", "(f)"}[kk->epi[e].operand_kind]
+                       : "");
+        const ib__pbuf *o = kk->n_out > 0 && kk->out[0] >= 0 ? &p->bufs[kk->out[0]] : NULL;
+        if (o && o->layout == IB_LAYOUT_NCHWC) printf(" [nchw%dc]", o->block);
+        printf("\n");
+    }
+}
+
 static ib_model *load(const char *path) {
     ib_model *m = NULL;
     if (ib_model_load_file(path, &m) != IB_OK) {
@@ -131,6 +152,7 @@ static void plan_model(const char *path, int32_t batch, bool fusion) {
     if (p) {
         check_plan(p, ib__model_graph(m));
         CHECK(p->n_kernels > 0);
+        dump_plan(p, path);
     }
     ib__plan_destroy(p);
     ib_model_destroy(m);
