@@ -353,6 +353,45 @@ def torch_unsupported_falls_back_with_one_warning():
 
 
 @test
+def torch_resnet18_and_transformer():
+    """torchvision resnet18 (interposed) and a small transformer encoder (explicit and
+    interposed) give PyTorch's outputs within 1e-4."""
+    import torch
+    import torchvision
+
+    from inferbooster import torch as ib_torch
+
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(1, 3, 64, 64)
+    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+    encoder = torch.nn.TransformerEncoder(layer, 2).eval()
+    tokens = torch.randn(2, 10, 32)
+    want_resnet = _native(resnet, x)
+    want_encoder = _native(encoder, tokens)
+    with _Interposed(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.inference_mode():
+            resnet(x)
+            got = resnet(x)
+        assert ib_torch.stats(resnet)["compiled_calls"] == 1, ib_torch.stats(resnet)
+        assert torch.allclose(got, want_resnet, atol=1e-4, rtol=0), \
+            (got - want_resnet).abs().max()
+        with torch.no_grad():
+            encoder(tokens)
+            got = encoder(tokens)
+        assert ib_torch.stats(encoder)["compiled_calls"] == 1, ib_torch.stats(encoder)
+        assert torch.allclose(got, want_encoder, atol=1e-4, rtol=0)
+    assert not caught or not any(issubclass(w.category, ib_torch.FallbackWarning)
+                                 for w in caught), [str(w.message) for w in caught]
+    fast = ib_torch.optimize(encoder, torch.randn(1, 7, 32), strict=True)
+    other = torch.randn(1, 7, 32)
+    with torch.no_grad():
+        got = fast(other)
+    assert torch.allclose(got, _native(encoder, other), atol=1e-4, rtol=0)
+
+
+@test
 def torch_non_tensor_and_kwargs_calls_are_native():
     import torch
 
@@ -387,25 +426,28 @@ def torch_optimize_explicit():
     assert z.requires_grad
 
 
-def _best_per_call(fn, n=300, rounds=7):
+def _best_per_call(fn, n=500, rounds=7):
+    # CPU time, not wall time: the build machine is shared, and a descheduled thread
+    # would count another process's work as ours.
     import time
 
     best = float("inf")
     for _ in range(rounds):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for _ in range(n):
             fn()
-        best = min(best, (time.perf_counter() - t0) / n)
+        best = min(best, (time.process_time() - t0) / n)
     return best
 
 
 @test
 def torch_interposition_overhead():
-    """Per-call cost of the compiled path beyond the session run itself, on a tiny model
-    (target: 50 us). Best of several rounds, since the build machine is shared; the bound
-    is enforced with INFERBOOSTER_STRICT_TIMING=1, else only gross regressions fail."""
+    """CPU time per call of the compiled path beyond the library's own run, on a tiny
+    model (target: 50 us). The bound is enforced with INFERBOOSTER_STRICT_TIMING=1; by
+    default only gross regressions fail, since the machine may be shared."""
     import torch
 
+    from inferbooster import _lib
     from inferbooster import torch as ib_torch
 
     tiny = torch.nn.Linear(4, 4).eval()
@@ -414,13 +456,20 @@ def torch_interposition_overhead():
         for _ in range(3):
             tiny(x)
         per_call = _best_per_call(lambda: tiny(x))
-        s = ib_torch._states[tiny].compiled[((torch.float32, torch.Size([1, 4])),)].session
-        arr = x.numpy()
-        run_only = _best_per_call(lambda: s._run_positional([arr]))
+        comp = ib_torch._states[tiny].compiled[((torch.float32, torch.Size([1, 4])),)]
+        ins = comp.in_type.from_buffer_copy(comp.in_bytes)
+        ins[0].data = x.data_ptr()
+        out = torch.empty(1, 4)
+        outs = comp.out_type.from_buffer_copy(comp.out_bytes)
+        outs[0].data = out.data_ptr()
+        run_only = _best_per_call(lambda: _lib.ib_session_run(
+            comp.handle, 1, comp.in_names, ins, 1, comp.out_names, outs))
+        assert torch.equal(out, tiny(x))
         native = _best_per_call(lambda: interposition._unpatched_call(tiny, x))
     overhead = per_call - run_only
-    print("    tiny Linear: interposed call %.1f us (session run %.1f us, overhead %.1f us); "
-          "PyTorch %.1f us" % (per_call * 1e6, run_only * 1e6, overhead * 1e6, native * 1e6))
+    print("    tiny Linear, CPU us per call: interposed %.1f = library run %.1f + overhead "
+          "%.1f; PyTorch alone %.1f" % (per_call * 1e6, run_only * 1e6, overhead * 1e6,
+                                         native * 1e6))
     assert ib_torch.stats(tiny)["compiled_calls"] >= 3
     strict = os.environ.get("INFERBOOSTER_STRICT_TIMING") == "1"
     assert overhead < (50e-6 if strict else 500e-6), overhead

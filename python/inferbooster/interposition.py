@@ -57,7 +57,7 @@ def _patch_torch(torch_module):
         try:
             if kwargs or self.training or not args or is_grad_enabled():
                 return original(self, *args, **kwargs)
-            return call(self, args, lambda: original(self, *args))
+            return call(self, args, original)
         finally:
             tls.depth = 0
 

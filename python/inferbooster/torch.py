@@ -178,19 +178,17 @@ def _thread_count():
 def _export(module, args):
     """torch.onnx.export of module on args; returns the serialized model."""
     buf = io.BytesIO()
-    with torch.inference_mode(False), torch.no_grad(), \
-            warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    # Gradients on while tracing: PyTorch's inference fast paths (the fused
+    # _transformer_encoder_layer_fwd of nn.TransformerEncoderLayer) have no ONNX export
+    # and are only taken with gradients off; the traced ops compute the same function.
+    with torch.inference_mode(False), torch.enable_grad(), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         # Inference tensors cannot enter the tracer outside inference mode; copies can.
         ex_args = tuple(a.clone() if a.is_inference() else a for a in args)
         torch.onnx.export(module, ex_args, buf, opset_version=OPSET,
                           input_names=["input_%d" % i for i in range(len(args))],
                           do_constant_folding=True)
-    for w in caught:
-        # A branch on a tensor's value is frozen into the trace: later inputs taking the
-        # other branch would get wrong results, so such modules stay in PyTorch.
-        if issubclass(w.category, torch.jit.TracerWarning) and "Python boolean" in str(w.message):
-            raise _Unsupported("its control flow depends on tensor values")
     return buf.getvalue()
 
 
@@ -244,10 +242,26 @@ def _user_stacklevel():
     return 1
 
 
-def _capture(module, state, sig, args, native_call):
+def _check(got_value, want_flat, where):
+    got = _flatten_list(got_value)
+    if len(got) != len(want_flat):
+        raise _Unsupported("%d outputs instead of %d%s" % (len(got), len(want_flat), where))
+    for i, (g, want) in enumerate(zip(got, want_flat)):
+        g = g.numpy()
+        w = want.detach().numpy()
+        if g.shape != w.shape or g.dtype != w.dtype:
+            raise _Unsupported("output %d is %s%s, PyTorch gives %s%s%s"
+                               % (i, g.dtype, g.shape, w.dtype, w.shape, where))
+        if not np.allclose(g, w, rtol=CHECK_RTOL, atol=CHECK_ATOL, equal_nan=True):
+            diff = np.max(np.abs(g.astype(np.float64) - w.astype(np.float64)))
+            raise _Unsupported("output %d differs from PyTorch's (max |diff| %.3g)%s"
+                               % (i, diff, where))
+
+
+def _capture(module, state, sig, args, native):
     """First call of a signature: run natively (the caller gets PyTorch's result), then
     export, load and check the compiled artifact against that result."""
-    result = native_call()
+    result = native(module, *args)
     if len(state.compiled) >= MAX_SIGNATURES:
         state.compiled[sig] = None
         _warn(module, state, "more than %d input signatures" % MAX_SIGNATURES)
@@ -270,16 +284,19 @@ def _capture(module, state, sig, args, native_call):
             raise _Unsupported("the exported graph has %d outputs for %d result tensors"
                                % (len(session.get_outputs()), len(flat)))
         compiled = _Compiled(session, spec, args, flat)
-        got = [g.numpy() for g in _flatten_list(compiled(args))]
-        for i, (g, want) in enumerate(zip(got, flat)):
-            w = want.detach().numpy()
-            if g.shape != w.shape or g.dtype != w.dtype:
-                raise _Unsupported("output %d is %s%s, PyTorch gives %s%s"
-                                   % (i, g.dtype, g.shape, w.dtype, w.shape))
-            if not np.allclose(g, w, rtol=CHECK_RTOL, atol=CHECK_ATOL, equal_nan=True):
-                diff = np.max(np.abs(g.astype(np.float64) - w.astype(np.float64)))
-                raise _Unsupported("output %d differs from PyTorch's (max |diff| %.3g)"
-                                   % (i, diff))
+        _check(compiled(args), flat, "")
+        # Tracing freezes the branch a value-dependent `if` took: a second input of the
+        # same signature with other values (floating inputs negated and reversed) must
+        # agree too. Inputs the module refuses natively skip this check.
+        other = tuple(-a.flip(-1) if a.is_floating_point() and a.dim() else
+                      (-a if a.is_floating_point() else a) for a in args)
+        try:
+            other_want = _flatten_list(native(module, *other))
+        except Exception:
+            other_want = None
+        if other_want is not None:
+            _check(compiled(other), other_want, " on other input values (value-dependent "
+                   "control flow?)")
     except (_Unsupported, InferBoosterError) as e:
         state.compiled[sig] = None
         _warn(module, state, str(e))
@@ -294,19 +311,20 @@ def _capture(module, state, sig, args, native_call):
     return result
 
 
-def call(module, args, native_call):
+def call(module, args, native):
     """Runs module(*args): compiled when this signature was captured, capturing it now
-    when it is new, natively otherwise. Never raises on InferBooster's behalf."""
+    when it is new, natively (native(module, *args)) otherwise. Never raises on
+    InferBooster's behalf."""
     state = _states.get(module)
     if state is None:
         state = _states.setdefault(module, _ModuleState(module))
     if state.disabled:
         state.native_calls += 1
-        return native_call()
+        return native(module, *args)
     sig = _signature(args)
     if sig is None:
         state.native_calls += 1
-        return native_call()
+        return native(module, *args)
     if _weights_version(state.weights) != state.version:
         # The weights changed since the capture: the artifacts hold the old ones.
         with state.lock:
@@ -317,23 +335,23 @@ def call(module, args, native_call):
                 state.disabled = True
                 _warn(module, state, "its weights keep changing")
                 state.native_calls += 1
-                return native_call()
+                return native(module, *args)
     compiled = state.compiled.get(sig, False)
     if compiled is False:
         with state.lock:
             if sig not in state.compiled:
-                return _capture(module, state, sig, args, native_call)
+                return _capture(module, state, sig, args, native)
             compiled = state.compiled[sig]
     if compiled is None:
         state.native_calls += 1
-        return native_call()
+        return native(module, *args)
     try:
         out = compiled(args)
     except Exception as e:
         state.compiled[sig] = None
         _warn(module, state, "the compiled run failed: %s" % e)
         state.native_calls += 1
-        return native_call()
+        return native(module, *args)
     state.compiled_calls += 1
     return out
 
@@ -354,6 +372,10 @@ def stats(module):
 
 
 # ---- The explicit form -------------------------------------------------------------------
+def _call_module(module, *args):
+    return module(*args)
+
+
 class OptimizedModule(torch.nn.Module):
     """Wraps a module: calls in inference (eval mode, no grad) with a captured signature
     run the compiled artifact; everything else runs the wrapped module. Its own
@@ -375,7 +397,7 @@ class OptimizedModule(torch.nn.Module):
             return module(*args, **kwargs)
         _tls.depth += 1
         try:
-            return call(module, args, lambda: module(*args))
+            return call(module, args, _call_module)
         finally:
             _tls.depth -= 1
 
