@@ -1,6 +1,10 @@
 /* Tests for the GEMM-family and transformer kernel templates (gemm, eltwise, softmax,
  * layernorm, attention): randomised shapes on every target level this machine runs,
  * each generated kernel checked against the reference ops. */
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include "codegen/toolchain.h"
 #include "kernel_harness.h"
 #include "test.h"
 
@@ -208,6 +212,250 @@ static int softmax_cases(ib_kh_batch *b) {
     return bad;
 }
 
+/* ---- Groups that are not a chain (decomposed layer norm, attention): built here ---- */
+
+/* The harness's record behind every value (tests/kernel_harness.c): its data. */
+typedef struct kh_val_view {
+    ib__value v;
+    ib_tensor t;
+    float *data;
+    int64_t count;
+} kh_val_view;
+
+#define MAX_GROUP_CASES 32
+typedef struct group_batch {
+    ib__target target;
+    ib__sb unit;
+    int32_t n;
+    ib__plan *plans[MAX_GROUP_CASES];
+    const ib__value *want[MAX_GROUP_CASES];
+    char label[MAX_GROUP_CASES][80];
+} group_batch;
+
+/* A kernel over `nodes` (anchor first) reading `ins` and writing `out`; false when the
+ * template refuses it or emission fails. */
+static bool group_add(group_batch *gb, const ib__kernel_template *t, int32_t n_nodes,
+                      const ib__node *const *nodes, int32_t n_in, ib__value *const *ins,
+                      const ib__value *out, const char *label) {
+    if (gb->n >= MAX_GROUP_CASES || !out) return false;
+    ib__plan *plan = NULL;
+    if (ib__plan_create(NULL, &gb->target, &plan)) return false;
+    ib__pkernel k;
+    memset(&k, 0, sizeof k);
+    const ib__node **nl = ib__arena_alloc(plan->arena, sizeof(*nl) * (size_t)n_nodes);
+    bool ok = nl != NULL;
+    for (int32_t i = 0; ok && i < n_nodes; i++) nl[i] = nodes[i];
+    k.nodes = nl;
+    k.n_nodes = n_nodes;
+    for (int32_t i = 0; ok && i <= n_in; i++) {
+        const ib__value *v = i < n_in ? ins[i] : out;
+        ib__pbuf pb;
+        memset(&pb, 0, sizeof pb);
+        pb.kind = i == n_in ? IB_BUF_OUTPUT : v->constant ? IB_BUF_WEIGHT : IB_BUF_INPUT;
+        pb.dtype = IB_DTYPE_FLOAT32;
+        pb.rank = v->rank;
+        memcpy(pb.dims, v->dims, sizeof pb.dims);
+        pb.value = v;
+        pb.alias_of = -1;
+        const kh_val_view *kv = (const kh_val_view *)v;
+        int32_t id;
+        if (pb.kind == IB_BUF_WEIGHT)
+            ok = !ib__plan_add_weight(plan, &pb, kv->data, (size_t)kv->count * 4, &id);
+        else
+            ok = !ib__plan_add_buf(plan, &pb, &id);
+        if (i < n_in) k.in[k.n_in++] = id;
+        else k.out[k.n_out++] = id;
+    }
+    snprintf(k.fn_name, sizeof k.fn_name, "grp%d", (int)gb->n);
+    int32_t kid;
+    ok = ok && !ib__plan_add_kernel(plan, &k, &kid);
+    ib__pkernel *kp = ok ? &plan->kernels[kid] : NULL;
+    ok = ok && t->supports(plan, kp);
+    if (ok) {
+        t->default_knobs(plan, kp, &kp->knobs);
+        ok = t->knobs_valid(plan, kp, &kp->knobs);
+    }
+    ok = ok && (!t->pack_weights || !t->pack_weights(plan, kp));
+    ok = ok && !t->emit(plan, kp, &gb->unit);
+    if (!ok) {
+        fprintf(stderr, "  [%s] %s: refused (%s)\n", gb->target.name, label, ib_last_error());
+        ib__plan_destroy(plan);
+        return false;
+    }
+    gb->plans[gb->n] = plan;
+    gb->want[gb->n] = out;
+    snprintf(gb->label[gb->n], sizeof gb->label[0], "%s", label);
+    gb->n++;
+    return true;
+}
+
+static void pf(void *pool, int64_t n, ib_kernel_range_fn fn, void *ctx) {
+    ib__parallel_for(pool, n, fn, ctx);
+}
+
+/* Compiles the unit, runs every case and compares; returns the failures. */
+static int group_run(group_batch *gb, double tol) {
+    int failed = 0;
+    ib__sb_printf(&gb->unit, "\n__attribute__((visibility(\"default\"))) int grp_entry(int i, "
+                             "const ib_kernel_abi *abi, void *const *args) {\n  switch (i) {\n");
+    for (int32_t i = 0; i < gb->n; i++)
+        ib__sb_printf(&gb->unit, "  case %d: return grp%d(abi, args);\n", (int)i, (int)i);
+    ib__sb_printf(&gb->unit, "  }\n  return -1;\n}\n");
+    char dir[] = "/tmp/ib_tg.XXXXXX", src[256], so[256];
+    if (!mkdtemp(dir)) return gb->n;
+    snprintf(src, sizeof src, "%s/u.c", dir);
+    snprintf(so, sizeof so, "%s/u.so", dir);
+    FILE *f = fopen(src, "w");
+    if (!f) return gb->n;
+    fwrite(gb->unit.data, 1, gb->unit.len, f);
+    fclose(f);
+    const char *srcs[1] = {src};
+    void *dl = NULL;
+    int (*entry)(int, const ib_kernel_abi *, void *const *) = NULL;
+    if (ib__toolchain_build_shared(&gb->target, 1, srcs, ib__toolchain_abi_include_dir(dir), so,
+                                   1)) {
+        fprintf(stderr, "  [%s] build failed: %s\n", gb->target.name, ib_last_error());
+        failed = gb->n;
+    } else if (!(dl = dlopen(so, RTLD_NOW | RTLD_LOCAL)) ||
+               !(*(void **)&entry = dlsym(dl, "grp_entry"))) {
+        failed = gb->n;
+    }
+    for (int32_t c = 0; entry && c < gb->n; c++) {
+        ib__plan *plan = gb->plans[c];
+        const ib__pkernel *k = &plan->kernels[0];
+        void *args[2 * IB_MAX_KERNEL_ARGS];
+        float *own[2 * IB_MAX_KERNEL_ARGS], *outp = NULL;
+        int32_t na = 0, no = 0;
+        for (int32_t i = 0; i < k->n_in + k->n_out; i++) {
+            const ib__pbuf *pb = &plan->bufs[i < k->n_in ? k->in[i] : k->out[i - k->n_in]];
+            if (pb->kind == IB_BUF_WEIGHT) {
+                args[na++] = plan->weights + pb->offset;
+                continue;
+            }
+            const kh_val_view *kv = (const kh_val_view *)pb->value;
+            float *p = ib__aligned_alloc((size_t)kv->count * 4 + 64);
+            for (int64_t e = 0; e < kv->count; e++)
+                p[e] = pb->kind == IB_BUF_INPUT ? kv->data[e] : NAN;
+            if (pb->kind == IB_BUF_OUTPUT) outp = p;
+            own[no++] = p;
+            args[na++] = p;
+        }
+        ib_kernel_abi abi = {IB_KERNEL_ABI_VERSION, ib__pool_size(g_pool), pf, g_pool, NULL, NULL};
+        int rc = entry(c, &abi, args);
+        const kh_val_view *w = (const kh_val_view *)gb->want[c];
+        double worst = rc ? INFINITY : 0;
+        for (int64_t e = 0; e < w->count; e++) {
+            double d = fabs((double)outp[e] - w->data[e]) / fmax(1.0, fabs(w->data[e]));
+            if (!(d <= worst)) worst = isnan(d) ? INFINITY : d;
+        }
+        if (!(worst <= tol)) {
+            fprintf(stderr, "  [%s] %s: max rel error %g\n", gb->target.name, gb->label[c], worst);
+            failed++;
+        }
+        for (int32_t i = 0; i < no; i++) ib__aligned_free(own[i]);
+    }
+    if (dl) dlclose(dl);
+    unlink(src);
+    unlink(so);
+    snprintf(src, sizeof src, "%s.log", so);
+    unlink(src);
+    rmdir(dir);
+    return failed;
+}
+
+static void group_free(group_batch *gb) {
+    for (int32_t i = 0; i < gb->n; i++) ib__plan_destroy(gb->plans[i]);
+    ib__sb_free(&gb->unit);
+}
+
+typedef int (*group_fn)(ib_kh_batch *b, group_batch *gb);
+
+/* Runs `fn`'s group cases for every runnable level (values come from the harness). */
+static void run_groups(const char *name, group_fn fn) {
+    for (size_t l = 0; l < sizeof g_levels / sizeof g_levels[0]; l++) {
+        ib_kh_batch *b = NULL;
+        ib_status st = ib_kh_batch_create(g_levels[l], g_pool, &b);
+        if (st == IB_ERR_UNSUPPORTED) {
+            printf("  %s [%s]: skipped (not runnable here)\n", name, g_levels[l]);
+            continue;
+        }
+        CHECK(st == IB_OK);
+        if (st) continue;
+        group_batch gb;
+        memset(&gb, 0, sizeof gb);
+        gb.target = *ib_kh_target(b);
+        ib__sb_init(&gb.unit);
+        ib__emit_prelude(&gb.unit, &gb.target);
+        int refused = fn(b, &gb);
+        int failed = group_run(&gb, 1e-4);
+        printf("  %s [%s]: %d refused, %d failed\n", name, g_levels[l], refused, failed);
+        CHECK_EQ_INT(refused, 0);
+        CHECK_EQ_INT(failed, 0);
+        group_free(&gb);
+        ib_kh_batch_destroy(b);
+    }
+}
+
+/* torch 1.13's LayerNorm at opset 13, optionally without the affine Mul/Add. */
+static int decomposed_ln(ib_kh_batch *b, group_batch *gb, int64_t rows, int64_t len,
+                         bool affine, int32_t rm_opset) {
+    ib__value *x = ib_kh_input(b, 3, (int64_t[]){1, rows, len});
+    ib__attr ax[] = {ib_kh_attr_ints("axes", 1, (int64_t[]){-1})};
+    ib__value *m = ib_kh_node(b, IB_OP_REDUCE_MEAN, rm_opset, 1, (ib__value *[]){x}, 1, ax);
+    ib__value *d = node2(b, IB_OP_SUB, x, m);
+    ib__value *two = ib_kh_const(b, 0, NULL, 2.0f, 2.0f);
+    ib__value *p = ib_kh_node(b, IB_OP_POW, 13, 2, (ib__value *[]){d, two}, 0, NULL);
+    ib__value *v = ib_kh_node(b, IB_OP_REDUCE_MEAN, rm_opset, 1, (ib__value *[]){p}, 1, ax);
+    ib__value *eps = ib_kh_const(b, 0, NULL, 1e-5f, 1e-5f);
+    ib__value *ve = node2(b, IB_OP_ADD, v, eps);
+    ib__value *sd = node1(b, IB_OP_SQRT, 13, ve);
+    ib__value *y = node2(b, IB_OP_DIV, d, sd);
+    ib__value *vals[9] = {m, d, p, v, ve, sd, y};
+    int32_t n = 7;
+    if (affine) {
+        ib__value *ga = ib_kh_const(b, 1, (int64_t[]){len}, 0.5f, 1.5f);
+        ib__value *be = ib_kh_const(b, 1, (int64_t[]){len}, -1, 1);
+        vals[n++] = y = node2(b, IB_OP_MUL, y, ga);
+        vals[n++] = y = node2(b, IB_OP_ADD, y, be);
+    }
+    const ib__node *nodes[9];
+    for (int32_t i = 0; i < n; i++) {
+        if (!vals[i]) return 1;
+        nodes[i] = vals[i]->producer;
+    }
+    char label[80];
+    snprintf(label, sizeof label, "decomposed layer norm [1,%lld,%lld]%s", (long long)rows,
+             (long long)len, affine ? " affine" : "");
+    return !group_add(gb, &ib__template_layernorm, n, nodes, 1, (ib__value *[]){x}, y, label);
+}
+
+static int layernorm_groups(ib_kh_batch *b, group_batch *gb) {
+    int bad = 0;
+    bad += decomposed_ln(b, gb, 9, 768, true, 13);
+    bad += decomposed_ln(b, gb, 5, 37, true, 13);
+    bad += decomposed_ln(b, gb, 3, 20, false, 11);
+    /* LayerNormalization-17 nodes: constant and run-time scale/bias, flattened axis */
+    const ib__kernel_template *T = &ib__template_layernorm;
+    ib__value *x = ib_kh_input(b, 3, (int64_t[]){2, 5, 37});
+    ib__value *sc = ib_kh_const(b, 1, (int64_t[]){37}, 0.5f, 1.5f);
+    ib__value *bi = ib_kh_const(b, 1, (int64_t[]){37}, -1, 1);
+    ib__value *y = ib_kh_node(b, IB_OP_LAYER_NORMALIZATION, 17, 3, (ib__value *[]){x, sc, bi}, 0,
+                              NULL);
+    bad += !group_add(gb, T, 1, (const ib__node *[]){y->producer}, 3, (ib__value *[]){x, sc, bi},
+                      y, "LayerNormalization const");
+    ib__value *sr = ib_kh_input(b, 1, (int64_t[]){37});
+    ib__value *y2 = ib_kh_node(b, IB_OP_LAYER_NORMALIZATION, 17, 2, (ib__value *[]){x, sr}, 0,
+                               NULL);
+    bad += !group_add(gb, T, 1, (const ib__node *[]){y2->producer}, 2, (ib__value *[]){x, sr}, y2,
+                      "LayerNormalization run-time scale, no bias");
+    ib__value *s2 = ib_kh_const(b, 2, (int64_t[]){5, 37}, 0.5f, 1.5f);
+    ib__attr at[] = {ib_kh_attr_int("axis", 1), ib_kh_attr_float("epsilon", 1e-3f)};
+    ib__value *y3 = ib_kh_node(b, IB_OP_LAYER_NORMALIZATION, 17, 2, (ib__value *[]){x, s2}, 2, at);
+    bad += !group_add(gb, T, 1, (const ib__node *[]){y3->producer}, 2, (ib__value *[]){x, s2}, y3,
+                      "LayerNormalization axis 1 eps 1e-3");
+    return bad;
+}
+
 typedef int (*case_fn)(ib_kh_batch *b);
 
 static void run_family(const char *name, case_fn fn) {
@@ -232,12 +480,14 @@ static void run_family(const char *name, case_fn fn) {
 TEST(gemm_family) { run_family("gemm", gemm_cases); }
 TEST(eltwise_family) { run_family("eltwise", eltwise_cases); }
 TEST(softmax_family) { run_family("softmax", softmax_cases); }
+TEST(layernorm_family) { run_groups("layernorm", layernorm_groups); }
 
 int main(void) {
     if (ib__pool_create(2, &g_pool)) return 1;
     RUN(gemm_family);
     RUN(eltwise_family);
     RUN(softmax_family);
+    RUN(layernorm_family);
     ib__pool_destroy(g_pool);
     TEST_SUMMARY();
 }
