@@ -178,6 +178,7 @@ static inline float exp_f32(float x) {
      * body per branch, and the loop is no longer if-converted */
     float xc = select_f32(x < -104.0f, -104.0f, x);
     xc = select_f32(xc > 88.8f, 88.8f, xc);
+    xc = select_f32(xc != xc, 0.0f, xc); /* NaN: computed on 0, replaced by x below */
     /* round to nearest integer: adding 1.5*2^23 pushes the fraction bits out */
     float k = xc * 1.44269504088896341f + 12582912.0f;
     k -= 12582912.0f;
