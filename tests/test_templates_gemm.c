@@ -301,7 +301,7 @@ static int group_run(group_batch *gb, double tol) {
     for (int32_t i = 0; i < gb->n; i++)
         ib__sb_printf(&gb->unit, "  case %d: return grp%d(abi, args);\n", (int)i, (int)i);
     ib__sb_printf(&gb->unit, "  }\n  return -1;\n}\n");
-    char dir[] = "/tmp/ib_tg.XXXXXX", src[256], so[256];
+    char dir[] = "/tmp/ib_tg.XXXXXX", src[300], so[256];
     if (!mkdtemp(dir)) return gb->n;
     snprintf(src, sizeof src, "%s/u.c", dir);
     snprintf(so, sizeof so, "%s/u.so", dir);
