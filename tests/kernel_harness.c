@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codegen/toolchain.h"
@@ -554,6 +555,31 @@ static bool run_case(ib_kh_batch *b, kh_case *c, int (*entry)(int32_t, const ib_
     if (rc != 0) {
         fprintf(stderr, "  [%s] %s: kernel returned %d\n", b->target.name, c->label, rc);
         ok = false;
+    }
+    /* IB_KH_BENCH=<ms>: time the kernel for about that long (for tuning by hand) */
+    const char *bench = getenv("IB_KH_BENCH");
+    if (ok && bench && atoi(bench) > 0) {
+        /* wall time, and process CPU time per thread: the second is what a shared,
+         * busy machine does not distort */
+        double budget = atoi(bench) * 1e-3, best = 1e30, best_cpu = 1e30, spent = 0;
+        int threads = ib__pool_size(b->pool) > 0 ? ib__pool_size(b->pool) : 1;
+        while (spent < budget) {
+            struct timespec t0, t1, c0, c1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+            entry(idx, &abi, args);
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+            double dc = (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec);
+            spent += dt;
+            if (dt < best) best = dt;
+            if (dc / threads < best_cpu) best_cpu = dc / threads;
+        }
+        double fl = k->tmpl->flops ? k->tmpl->flops(plan, k) : 0;
+        printf("  bench [%s] %s: %.3f ms, %.1f GFLOP/s; per-thread CPU %.3f ms, %.1f GFLOP/s\n",
+               b->target.name, c->label, best * 1e3, fl / best * 1e-9, best_cpu * 1e3,
+               fl / best_cpu * 1e-9);
     }
     const ib__pbuf *ob = &plan->bufs[c->out_buf];
     const kh_val *want = c->want;

@@ -18,6 +18,9 @@
  *   int failed = ib_kh_run(b, 1e-4);          (compiles once, runs and checks every kernel)
  *   ib_kh_batch_destroy(b);
  *
+ * Environment: IB_KH_KEEP=1 keeps the generated source (path printed); IB_KH_BENCH=<ms>
+ * times each passing kernel for about that long and prints ms and GFLOP/s.
+ *
  * Every value gets data as it is created: inputs and constants random, node outputs
  * from the reference op, so a case's expected output is known before any codegen. */
 #ifndef IB_TESTS_KERNEL_HARNESS_H

@@ -168,9 +168,41 @@ TEST(conv2d_nchwc_random) {
     }
 }
 
+static conv_desc random_depthwise(void) {
+    conv_desc d = random_conv(false);
+    d.c = d.m = d.group = rnd(2, 40);
+    if (d.kh == 1 && d.kw == 1) d.kh = d.kw = 3;
+    while ((d.kh - 1) * d.dh + 1 > d.h + d.pt + d.pb) d.h++;
+    while ((d.kw - 1) * d.dw + 1 > d.w + d.pl + d.pr) d.w++;
+    return d;
+}
+
+TEST(conv2d_depthwise_random) {
+    for (size_t ti = 0; ti < sizeof g_targets / sizeof g_targets[0]; ti++) {
+        ib_kh_batch *b = NULL;
+        ib_status st = ib_kh_batch_create(g_targets[ti], g_pool, &b);
+        if (st == IB_ERR_UNSUPPORTED) continue;
+        CHECK_EQ_INT(st, IB_OK);
+        if (st) continue;
+        int added = 0;
+        /* MobileNetV2-like: 3x3 pad 1, stride 1 and 2, Relu6 */
+        conv_desc m1 = {1, 96, 14, 14, 96, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 96, false, true, 3};
+        conv_desc m2 = {2, 24, 15, 16, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 24, true, false, 3};
+        add_conv(b, &ib__template_conv2d_depthwise_nchwc, &m1, &added);
+        add_conv(b, &ib__template_conv2d_depthwise_nchwc, &m2, &added);
+        for (int i = 0; i < 12; i++) {
+            conv_desc d = random_depthwise();
+            add_conv(b, &ib__template_conv2d_depthwise_nchwc, &d, &added);
+        }
+        CHECK_EQ_INT(ib_kh_run(b, 1e-4), 0);
+        ib_kh_batch_destroy(b);
+    }
+}
+
 int main(void) {
     if (ib__pool_create(2, &g_pool) != IB_OK) return 1;
     RUN(conv2d_nchwc_random);
+    RUN(conv2d_depthwise_random);
     ib__pool_destroy(g_pool);
     TEST_SUMMARY();
 }

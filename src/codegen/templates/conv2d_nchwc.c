@@ -268,16 +268,22 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
     const ib__target *t = &plan->target;
     int32_t B = g.B > 0 ? g.B : ib__target_vector_floats(t);
     int64_t OCB = (g.OC + B - 1) / B;
-    /* Cost model per tile and input channel: FMAs over two pipes, loads (ow broadcasts +
-     * oc weight vectors) over two ports, plus a fixed per-tile overhead; summed over the
-     * row's tiles and the output-channel groups (tails cost a full tile). */
+    /* Cost model, in cycles per input channel of a tile: FMAs over two pipes, loads (ow
+     * broadcasts + oc weight vectors) over two ports, and the FMA latency (4) that each
+     * accumulator's chain imposes when there are too few of them; summed over the row's
+     * tiles and the output-channel groups (tails cost a full tile), plus the per-tile
+     * cost of loading and storing the accumulators. */
+    int64_t ICB = (g.IC + B - 1) / B;
+    double steps = (double)(g.KH * g.KW * B) * (double)(ICB < 4 ? ICB : 4);
     double best = 1e300;
     int64_t bow = 1, boc = 1;
     for (int64_t oc = 1; oc <= 8 && oc <= OCB; oc++) {
         int32_t budget = acc_budget(t, B, oc);
         for (int64_t ow = 1; ow <= g.OW && ow * oc <= budget; ow++) {
             double fma = (double)(ow * oc) / 2.0, ld = (double)(ow + oc) / 2.0;
-            double per = (fma > ld ? fma : ld) + 0.5;
+            double per = fma > ld ? fma : ld;
+            if (per < 4.0) per = 4.0;
+            per += (double)(2 * ow * oc + 16) / steps;
             double tiles = (double)((g.OW + ow - 1) / ow) * (double)((OCB + oc - 1) / oc);
             double cost = tiles * per;
             if (cost < best * 0.999) {
@@ -294,11 +300,11 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
     int64_t wbytes = g.KH * g.KW * B * B * boc * (int64_t)sizeof(float);
     int64_t l1 = t->l1d_bytes > 0 ? t->l1d_bytes : 32768;
     int64_t icc = wbytes > 0 ? (l1 / 2) / wbytes : 1;
-    int64_t ICB = (g.IC + B - 1) / B;
     if (icc < 1) icc = 1;
     if (icc > ICB) icc = ICB;
     ib__knobs_set(knobs, "ic_block", icc);
-    ib__knobs_set(knobs, "ic_unroll", B);
+    /* 1: unrolling the in-block channel loop lets GCC interleave steps and spill */
+    ib__knobs_set(knobs, "ic_unroll", 1);
     ib__knobs_set(knobs, "parallel", 0);
 }
 
