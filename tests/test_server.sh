@@ -43,6 +43,10 @@ mkdir -p "$REPO/plain/3" "$REPO/broken/1"
 cp "$SRC/examples/model_repository/mlp/1/model.onnx" "$REPO/plain/3/model.onnx"
 cp "$SRC/examples/model_repository/mlp/1/model.onnx" "$REPO/broken/1/model.onnx"
 printf 'max_batch_size: 4\ninput [ { name: "nope" data_type: TYPE_FP32 dims: [ 16 ] } ]\n' >"$REPO/broken/config.pbtxt"
+# A queue of one request, held for a second while the batcher waits for company.
+mkdir -p "$REPO/slowq/1"
+cp "$SRC/examples/model_repository/mlp/1/model.onnx" "$REPO/slowq/1/model.onnx"
+printf 'max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 1000000 default_queue_policy { max_queue_size: 1 } }\n' >"$REPO/slowq/config.pbtxt"
 
 "$BIN" serve --model-repository "$REPO" --host 127.0.0.1 --http-port 0 --model-control-mode explicit \
     --load-model mlp --threads 1 --max-request-bytes 1048576 >"$TMP/log" 2>&1 &
@@ -115,6 +119,15 @@ expect_status load_broken 400 -X POST "$URL/v2/repository/models/broken/load"
 grep -q nope "$TMP/body" && ok || bad "broken load message: $(cat "$TMP/body")"
 expect_status load_missing 400 -X POST "$URL/v2/repository/models/missing/load"
 expect_status load_bad_name 400 -X POST "$URL/v2/repository/models/.hidden/load"
+# Back-pressure: the second request finds the queue full (503); the first still succeeds.
+expect_status load_slowq 200 -X POST "$URL/v2/repository/models/slowq/load"
+SLOWQ="{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,16],\"data\":$ROW}]}"
+curl -s -o "$TMP/first" -w '%{http_code}' --max-time 20 -X POST "$URL/v2/models/slowq/infer" -d "$SLOWQ" >"$TMP/first_code" &
+CURL_PID=$!
+sleep 0.3
+expect_status queue_full 503 -X POST "$URL/v2/models/slowq/infer" -d "$SLOWQ"
+wait "$CURL_PID"
+[ "$(cat "$TMP/first_code")" = 200 ] && ok || bad "queued request: $(cat "$TMP/first_code") $(cat "$TMP/first")"
 expect_status metrics 200 "$URL/metrics"
 grep -q '^nv_inference_request_success{model="mlp",version="1"}' "$TMP/body" && ok || bad "metrics: $(head -c 400 "$TMP/body")"
 

@@ -444,7 +444,8 @@ static enum MHD_Result route(conn_ctx *x, const char *url, const char *method) {
     memcpy(buf, url, ul + 1);
     char *seg[MAX_SEGMENTS];
     size_t n = 0;
-    for (char *p = strtok(buf, "/"); p; p = strtok(NULL, "/")) {
+    char *save = NULL; /* strtok_r: several HTTP threads route at once */
+    for (char *p = strtok_r(buf, "/", &save); p; p = strtok_r(NULL, "/", &save)) {
         if (n == MAX_SEGMENTS) return respond_error(x->conn, 404, "Not Found");
         seg[n++] = p;
     }

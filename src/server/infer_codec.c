@@ -409,7 +409,10 @@ int ib__infer_respond(const ib__infer_job *job, char **out, size_t *out_len, siz
         json_array_append_new(outs, jo);
     }
     json_object_set(root, "outputs", outs);
-    char *text = json_dumps(root, JSON_COMPACT);
+    /* Nine significant digits round-trip float32 and shorten responses; FP64 keeps 17. */
+    bool any_fp64 = false;
+    for (size_t o = 0; o < job->n_outputs; o++) any_fp64 |= job->outputs[o].dtype == IB_DTYPE_FLOAT64;
+    char *text = json_dumps(root, JSON_COMPACT | (any_fp64 ? 0 : JSON_REAL_PRECISION(9)));
     if (!text) {
         rc = fail(err, cap, 500, "out of memory encoding the response");
         goto done;
