@@ -456,6 +456,51 @@ static int layernorm_groups(ib_kh_batch *b, group_batch *gb) {
     return bad;
 }
 
+/* MatMul(Q, K^T) -> scale -> (Add mask) -> Softmax -> MatMul(., V). */
+static int attention_case(ib_kh_batch *b, group_batch *gb, int32_t rank, const int64_t *bd,
+                          int64_t S, int64_t S2, int64_t D, int64_t Dv, bool div, int32_t mrank,
+                          const int64_t *mdims) {
+    int64_t qd[IB_MAX_RANK], kd[IB_MAX_RANK], vd[IB_MAX_RANK];
+    for (int32_t d = 0; d < rank - 2; d++) qd[d] = kd[d] = vd[d] = bd[d];
+    qd[rank - 2] = S, qd[rank - 1] = D;
+    kd[rank - 2] = D, kd[rank - 1] = S2;
+    vd[rank - 2] = S2, vd[rank - 1] = Dv;
+    ib__value *q = ib_kh_input(b, rank, qd), *kt = ib_kh_input(b, rank, kd);
+    ib__value *v = ib_kh_input(b, rank, vd);
+    ib__value *sc = matmul(b, q, kt);
+    ib__value *c = ib_kh_const(b, 0, NULL, div ? 2.8284271f : 0.35f, div ? 2.8284272f : 0.3500001f);
+    ib__value *t = node2(b, div ? IB_OP_DIV : IB_OP_MUL, sc, c);
+    ib__value *vals[5] = {sc, t}, *ins[4] = {q, kt, v};
+    int32_t n = 2, n_in = 3;
+    if (mrank > 0) {
+        ib__value *m = ib_kh_input(b, mrank, mdims);
+        vals[n++] = t = node2(b, IB_OP_ADD, t, m);
+        ins[n_in++] = m;
+    }
+    vals[n++] = t = node1(b, IB_OP_SOFTMAX, 13, t);
+    vals[n++] = t = matmul(b, t, v);
+    const ib__node *nodes[5];
+    for (int32_t i = 0; i < n; i++) {
+        if (!vals[i]) return 1;
+        nodes[i] = vals[i]->producer;
+    }
+    char label[80];
+    snprintf(label, sizeof label, "attention rank %d S %lld S2 %lld D %lld Dv %lld%s", (int)rank,
+             (long long)S, (long long)S2, (long long)D, (long long)Dv, mrank ? " mask" : "");
+    return !group_add(gb, &ib__template_attention, n, nodes, n_in, ins, t, label);
+}
+
+static int attention_groups(ib_kh_batch *b, group_batch *gb) {
+    int bad = 0;
+    bad += attention_case(b, gb, 4, (int64_t[]){1, 2}, 9, 9, 8, 8, true, 4,
+                          (int64_t[]){1, 1, 1, 9});
+    bad += attention_case(b, gb, 4, (int64_t[]){2, 3}, 17, 17, 16, 20, false, 0, NULL);
+    bad += attention_case(b, gb, 4, (int64_t[]){1, 12}, 128, 128, 64, 64, true, 4,
+                          (int64_t[]){1, 1, 1, 128});
+    bad += attention_case(b, gb, 3, (int64_t[]){4}, 5, 7, 3, 33, true, 2, (int64_t[]){5, 7});
+    return bad;
+}
+
 typedef int (*case_fn)(ib_kh_batch *b);
 
 static void run_family(const char *name, case_fn fn) {
@@ -481,6 +526,7 @@ TEST(gemm_family) { run_family("gemm", gemm_cases); }
 TEST(eltwise_family) { run_family("eltwise", eltwise_cases); }
 TEST(softmax_family) { run_family("softmax", softmax_cases); }
 TEST(layernorm_family) { run_groups("layernorm", layernorm_groups); }
+TEST(attention_family) { run_groups("attention", attention_groups); }
 
 int main(void) {
     if (ib__pool_create(2, &g_pool)) return 1;
@@ -488,6 +534,7 @@ int main(void) {
     RUN(eltwise_family);
     RUN(softmax_family);
     RUN(layernorm_family);
+    RUN(attention_family);
     ib__pool_destroy(g_pool);
     TEST_SUMMARY();
 }
