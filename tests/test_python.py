@@ -70,6 +70,7 @@ def session_describes_inputs_outputs():
     assert md.producer_name == "inferbooster-make_example_model", md.producer_name
     assert md.graph_name == "mlp_example" and isinstance(md.custom_metadata_map, dict)
     assert "InferBoosterExecutionProvider" in inferbooster.get_available_providers()
+    assert s.executor in ("compiled", "reference"), s.executor
 
 
 def _read_pb(path):
@@ -566,6 +567,12 @@ def python_m_inferbooster_runs_a_script():
                            capture_output=True, text=True, timeout=120, env=os.environ)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "args ['--flag', '7'] name __main__ compiled 1" in r.stdout, r.stdout
+    r = subprocess.run([sys.executable, "-m", "inferbooster", "-m", "platform"],
+                       capture_output=True, text=True, timeout=120, env=os.environ)
+    assert r.returncode == 0 and "Linux" in r.stdout, (r.stdout, r.stderr[-2000:])
+    r = subprocess.run([sys.executable, "-m", "inferbooster"], capture_output=True, text=True,
+                       timeout=120, env=os.environ)
+    assert r.returncode == 2 and "usage" in r.stdout
 
 
 @test

@@ -149,3 +149,8 @@ try:
         "ib_model_get_metadata", ctypes.c_int, _c, _P(ModelMetadata))
 except AttributeError:  # an older library: metadata then comes back empty
     ib_model_get_metadata = None
+
+try:
+    ib_session_executor = _declare("ib_session_executor", ctypes.c_char_p, _c)
+except AttributeError:  # an older library
+    ib_session_executor = None

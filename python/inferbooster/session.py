@@ -347,6 +347,14 @@ class InferenceSession:
                              producer_version=s(md.producer_version),
                              ir_version=int(md.ir_version), opset=int(md.opset))
 
+    @property
+    def executor(self):
+        """How the library runs this model: "compiled" or "reference"."""
+        if _lib.ib_session_executor is None:
+            return "reference"
+        name = _lib.ib_session_executor(self._session)
+        return name.decode() if name else "unknown"
+
     def get_providers(self):
         return list(self._providers)
 
