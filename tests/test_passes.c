@@ -6,6 +6,7 @@
 #include "api/model_internal.h"
 #include "ir/shape_inference.h"
 #include "passes/compile_plan.h"
+#include "passes/passes_internal.h"
 #include "test.h"
 
 #define DATA "/usr/share/libonnx-testdata/data/"
@@ -260,6 +261,12 @@ static ib__node *node(ib__graph *g, const char *op, const char *ins, const char 
         a->name = name;
         a->kind = IB_ATTR_INT;
         a->i = va_arg(ap, int);
+        if (strcmp(name, "axes") == 0) { /* one-element list */
+            a->kind = IB_ATTR_INTS;
+            a->count = 1;
+            a->ints = ib__arena_alloc(g->arena, sizeof(int64_t));
+            a->ints[0] = a->i;
+        }
     }
     va_end(ap);
     return n;
@@ -418,7 +425,194 @@ TEST(memory_reuse) {
     ib__graph_destroy(g);
 }
 
+static float g_ones[64] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+static ib__value *scalar(ib__graph *g, const char *name, float f) {
+    return add_const(g, name, IB_DTYPE_FLOAT32, 0, NULL, &f);
+}
+
+/* Runs shapes and fusion only, returning the group that holds the node producing `v`. */
+static const ib__group *group_of(ib__lower *L, const char *value) {
+    const ib__value *v = ib__graph_find_value(L->graph, value);
+    if (!v || !v->producer || L->group[v->producer->index] < 0) return NULL;
+    return &L->groups[L->group[v->producer->index]];
+}
+
+static bool fuse(ib__lower *L, const ib__graph *g, bool disable) {
+    ib__target t;
+    ib__target_resolve("generic", &t);
+    ib__compile_options opt;
+    ib__compile_options_init(&opt);
+    opt.disable_fusion = disable;
+    if (ib__lower_init(L, g, &t, &opt) || ib__pass_shapes(L) || ib__pass_fusion(L)) {
+        fprintf(stderr, "  fusion: %s\n", ib_last_error());
+        ib__lower_free(L, true);
+        return false;
+    }
+    return true;
+}
+
+/* The full plan builds and is valid whatever the templates take. */
+static void plan_ok(const ib__graph *g) {
+    for (int fusion = 0; fusion < 2; fusion++) {
+        ib_status st;
+        ib__plan *p = plan_graph(g, 0, fusion, &st);
+        CHECK_EQ_INT(st, IB_OK);
+        if (p) dump_plan(p, "hand-made");
+        ib__plan_destroy(p);
+    }
+}
+
+TEST(fusion_conv_bn_epilogue) {
+    ib__graph *g = NULL;
+    ib__graph_create(NULL, &g);
+    add_input(g, "x", 4, (int64_t[]){1, 3, 8, 8});
+    add_const(g, "w", IB_DTYPE_FLOAT32, 4, (int64_t[]){4, 3, 3, 3}, g_w);
+    add_const(g, "w2", IB_DTYPE_FLOAT32, 4, (int64_t[]){4, 3, 3, 3}, g_w);
+    add_const(g, "s", IB_DTYPE_FLOAT32, 1, (int64_t[]){4}, g_ones);
+    add_const(g, "b", IB_DTYPE_FLOAT32, 1, (int64_t[]){4}, g_w);
+    add_const(g, "mu", IB_DTYPE_FLOAT32, 1, (int64_t[]){4}, g_w);
+    add_const(g, "var", IB_DTYPE_FLOAT32, 1, (int64_t[]){4}, g_ones);
+    add_const(g, "bias", IB_DTYPE_FLOAT32, 3, (int64_t[]){4, 1, 1}, g_w);
+    scalar(g, "two", 2.0f);
+    node(g, "Conv", "x,w", "c", NULL);
+    node(g, "BatchNormalization", "c,s,b,mu,var", "bn", NULL);
+    node(g, "Relu", "bn", "r", NULL);
+    node(g, "Conv", "x,w2", "c2", NULL);
+    node(g, "Add", "r,c2", "a", NULL);
+    node(g, "Add", "bias,a", "ab", NULL);
+    node(g, "Mul", "ab,two", "y", NULL);
+    g = finish(g, "y");
+    CHECK(g != NULL);
+    if (!g) return;
+    ib__lower L;
+    if (fuse(&L, g, false)) {
+        const ib__group *gr = group_of(&L, "y");
+        CHECK(gr != NULL);
+        if (gr) {
+            CHECK_EQ_INT(gr->kind, IB_GROUP_ANCHOR);
+            CHECK_EQ_INT(gr->n_main, 2);
+            CHECK_EQ_INT(gr->nodes[1]->op, IB_OP_BATCH_NORMALIZATION);
+            CHECK_EQ_INT(gr->n_epi, 4);
+            CHECK_EQ_INT(gr->epi[0].op, IB_OP_RELU);
+            CHECK_EQ_INT(gr->epi[1].operand_kind, IB_EPI_FULL);
+            CHECK_EQ_INT(gr->epi[2].operand_kind, IB_EPI_PER_CHANNEL);
+            CHECK(gr->epi[2].operand_first);
+            CHECK_EQ_INT(gr->epi[3].operand_kind, IB_EPI_SCALAR);
+            CHECK(strcmp(gr->out->name, "y") == 0);
+            CHECK(gr->channel_axis_1);
+        }
+        ib__lower_free(&L, true);
+    }
+    if (fuse(&L, g, true)) {
+        for (int32_t i = 0; i < L.n_groups; i++) CHECK_EQ_INT(L.groups[i].kind, IB_GROUP_SINGLE);
+        CHECK_EQ_INT(L.n_groups, 7);
+        ib__lower_free(&L, true);
+    }
+    plan_ok(g);
+    ib__graph_destroy(g);
+}
+
+/* The erf GELU after a MatMul, in two of the orders exporters write. */
+TEST(fusion_gelu) {
+    for (int form = 0; form < 2; form++) {
+        ib__graph *g = NULL;
+        ib__graph_create(NULL, &g);
+        add_input(g, "x", 2, (int64_t[]){2, 8});
+        add_const(g, "m", IB_DTYPE_FLOAT32, 2, (int64_t[]){8, 8}, g_w);
+        scalar(g, "sqrt2", 1.4142135f);
+        scalar(g, "one", 1.0f);
+        scalar(g, "half", 0.5f);
+        node(g, "MatMul", "x,m", "h", NULL);
+        node(g, "Div", "h,sqrt2", "d", NULL);
+        node(g, "Erf", "d", "e", NULL);
+        node(g, "Add", "e,one", "f", NULL);
+        if (form == 0) {
+            node(g, "Mul", "h,f", "gg", NULL);
+            node(g, "Mul", "gg,half", "y", NULL);
+        } else {
+            node(g, "Mul", "h,half", "hh", NULL);
+            node(g, "Mul", "hh,f", "y", NULL);
+        }
+        g = finish(g, "y");
+        CHECK(g != NULL);
+        if (!g) return;
+        ib__lower L;
+        if (fuse(&L, g, false)) {
+            const ib__group *gr = group_of(&L, "y");
+            CHECK(gr != NULL);
+            if (gr) {
+                CHECK_EQ_INT(gr->kind, IB_GROUP_ANCHOR);
+                CHECK_EQ_INT(gr->n_nodes, 6);
+                CHECK_EQ_INT(gr->n_epi, 1);
+                CHECK_EQ_INT(gr->epi[0].op, IB_OP_GELU);
+            }
+            ib__lower_free(&L, true);
+        }
+        plan_ok(g);
+        ib__graph_destroy(g);
+    }
+}
+
+TEST(fusion_layernorm_and_attention) {
+    ib__graph *g = NULL;
+    ib__graph_create(NULL, &g);
+    add_input(g, "q", 4, (int64_t[]){1, 2, 4, 8});
+    add_input(g, "kt", 4, (int64_t[]){1, 2, 8, 4});
+    add_input(g, "v", 4, (int64_t[]){1, 2, 4, 8});
+    add_input(g, "mask", 4, (int64_t[]){1, 1, 1, 4});
+    scalar(g, "scale", 2.0f);
+    scalar(g, "two", 2.0f);
+    scalar(g, "eps", 1e-5f);
+    add_const(g, "gamma", IB_DTYPE_FLOAT32, 1, (int64_t[]){8}, g_ones);
+    add_const(g, "beta", IB_DTYPE_FLOAT32, 1, (int64_t[]){8}, g_w);
+    node(g, "MatMul", "q,kt", "s", NULL);
+    node(g, "Div", "s,scale", "sd", NULL);
+    node(g, "Add", "sd,mask", "sm", NULL);
+    node(g, "Softmax", "sm", "p", "axis", -1, NULL);
+    node(g, "MatMul", "p,v", "att", NULL);
+    node(g, "ReduceMean", "att", "mean", "axes", -1, NULL);
+    node(g, "Sub", "att,mean", "dev", NULL);
+    node(g, "Pow", "dev,two", "sq", NULL);
+    node(g, "ReduceMean", "sq", "var", "axes", -1, NULL);
+    node(g, "Add", "var,eps", "ve", NULL);
+    node(g, "Sqrt", "ve", "sd2", NULL);
+    node(g, "Div", "dev,sd2", "nrm", NULL);
+    node(g, "Mul", "nrm,gamma", "sc", NULL);
+    node(g, "Add", "sc,beta", "y", NULL);
+    g = finish(g, "y");
+    CHECK(g != NULL);
+    if (!g) return;
+    ib__lower L;
+    if (fuse(&L, g, false)) {
+        const ib__group *at = group_of(&L, "att");
+        CHECK(at != NULL);
+        if (at) {
+            CHECK_EQ_INT(at->kind, IB_GROUP_ATTENTION);
+            CHECK_EQ_INT(at->n_nodes, 5);
+            CHECK_EQ_INT(at->n_in, 4);
+        }
+        const ib__group *ln = group_of(&L, "y");
+        CHECK(ln != NULL);
+        if (ln) {
+            CHECK_EQ_INT(ln->kind, IB_GROUP_LAYERNORM);
+            CHECK_EQ_INT(ln->n_nodes, 9);
+            CHECK_EQ_INT(ln->anchor->op, IB_OP_LAYER_NORMALIZATION);
+            CHECK_EQ_INT(ln->n_in, 3);
+            float eps = 0;
+            CHECK_EQ_INT(ib__attr_float(ln->anchor, "epsilon", 0, &eps), IB_OK);
+            CHECK_NEAR(eps, 1e-5, 1e-9);
+        }
+        ib__lower_free(&L, true);
+    }
+    plan_ok(g);
+    ib__graph_destroy(g);
+}
+
 int main(void) {
+    RUN(fusion_conv_bn_epilogue);
+    RUN(fusion_gelu);
+    RUN(fusion_layernorm_and_attention);
     RUN(io_copies_and_dead_code);
     RUN(shape_chain_folds_for_batch);
     RUN(data_dependent_shape_is_refused);

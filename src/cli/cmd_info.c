@@ -5,6 +5,7 @@
 #include "api/model_internal.h"
 #include "cli/cli.h"
 #include "ir/graph_stats.h"
+#include "passes/compile_plan.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -83,6 +84,19 @@ static int print_text(const info_ctx *c) {
                st->first_flops_unknown ? ib__node_label(st->first_flops_unknown) : "?",
                ib__cli_human(st->flops, "FLOPs", b, sizeof b));
     }
+    /* What the compiler would plan for this machine (a plan is cheap: nothing is built). */
+    ib__target tgt;
+    ib__plan *plan = NULL;
+    if (ib__target_resolve(NULL, &tgt) == IB_OK &&
+        ib__build_plan(ib__model_graph(c->model), &tgt, NULL, &plan) == IB_OK) {
+        int32_t fallback = 0;
+        for (int32_t k = 0; k < plan->n_kernels; k++) fallback += plan->kernels[k].tmpl == NULL;
+        printf("planned arena: %zu bytes (compiled for host %s: %d kernels, %d fallback)\n",
+               plan->arena_bytes, tgt.name, plan->n_kernels, fallback);
+    } else {
+        printf("planned arena: unknown (%s)\n", ib_last_error());
+    }
+    ib__plan_destroy(plan);
     return IB_EXIT_OK;
 }
 

@@ -569,9 +569,12 @@ static void build_group(ib__lower *L, const ib__node *node, ib__group *g) {
 void ib__group_rest(ib__lower *L, const ib__node *const *nodes, int32_t n, ib__group *out) {
     for (int32_t i = 0; i < n; i++) L->group[nodes[i]->index] = -2;
     L->claim_token = -2;
-    if (L->opt.disable_fusion || !is_eltwise_anchor(nodes[0]->op) ||
-        !build_eltwise(L, nodes[0], out))
-        ib__group_single(nodes[0], out);
+    bool built = false;
+    if (!L->opt.disable_fusion && is_anchor(nodes[0]->op))
+        built = build_anchor(L, nodes[0], out);
+    if (!built && !L->opt.disable_fusion && is_eltwise_anchor(nodes[0]->op))
+        built = build_eltwise(L, nodes[0], out);
+    if (!built) ib__group_single(nodes[0], out);
     L->claim_token = -1;
     for (int32_t i = 0; i < n; i++) L->group[nodes[i]->index] = 0;
 }

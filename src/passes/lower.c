@@ -355,48 +355,59 @@ static ib_status lower(ib__lower *L) {
     return ib__pass_memory_plan(L->plan);
 }
 
+ib_status ib__lower_init(ib__lower *L, const ib__graph *graph, const ib__target *target,
+                         const ib__compile_options *opt) {
+    memset(L, 0, sizeof *L);
+    if (!graph || !target)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "graph and target are required");
+    L->graph = graph;
+    if (opt)
+        L->opt = *opt;
+    else
+        ib__compile_options_init(&L->opt);
+    if (L->opt.batch < 0)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "batch must be >= 0, got %d", L->opt.batch);
+    IB_TRY(ib__plan_create(graph, target, &L->plan));
+    L->n_values = graph->n_values;
+    size_t nv = (size_t)graph->n_values + 1, nn = (size_t)graph->n_nodes + 1;
+    L->vals = ib__arena_alloc(L->plan->arena, nv * sizeof *L->vals);
+    L->buf = ib__malloc(nv * sizeof *L->buf);
+    L->live = ib__calloc(nn, 1);
+    L->n_reads = ib__calloc(nv, sizeof *L->n_reads);
+    L->group = ib__malloc(nn * sizeof *L->group);
+    if (!L->vals || !L->buf || !L->live || !L->n_reads || !L->group) {
+        ib__lower_free(L, true);
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory building a plan");
+    }
+    for (size_t i = 0; i < nv; i++) L->buf[i] = -1;
+    for (size_t i = 0; i < nn; i++) L->group[i] = -1;
+    return IB_OK;
+}
+
+void ib__lower_free(ib__lower *L, bool destroy_plan) {
+    ib__free(L->buf);
+    ib__free(L->live);
+    ib__free(L->n_reads);
+    ib__free(L->group);
+    ib__free(L->cons_start);
+    ib__free(L->cons);
+    ib__free(L->groups);
+    ib__free(L->plain_copy);
+    ib__free(L->nchwc_copy);
+    if (destroy_plan) ib__plan_destroy(L->plan);
+    memset(L, 0, sizeof *L);
+}
+
 ib_status ib__build_plan(const ib__graph *graph, const ib__target *target,
                          const ib__compile_options *opt, ib__plan **out) {
     if (!graph || !target || !out)
         return ib__error(IB_ERR_INVALID_ARGUMENT, "graph, target and out are required");
     ib__lower L;
-    memset(&L, 0, sizeof L);
-    L.graph = graph;
-    if (opt)
-        L.opt = *opt;
-    else
-        ib__compile_options_init(&L.opt);
-    if (L.opt.batch < 0)
-        return ib__error(IB_ERR_INVALID_ARGUMENT, "batch must be >= 0, got %d", L.opt.batch);
-    IB_TRY(ib__plan_create(graph, target, &L.plan));
-    L.n_values = graph->n_values;
-    size_t nv = (size_t)graph->n_values + 1, nn = (size_t)graph->n_nodes + 1;
-    L.vals = ib__arena_alloc(L.plan->arena, nv * sizeof *L.vals);
-    L.buf = ib__malloc(nv * sizeof *L.buf);
-    L.live = ib__calloc(nn, 1);
-    L.n_reads = ib__calloc(nv, sizeof *L.n_reads);
-    L.group = ib__malloc(nn * sizeof *L.group);
-    ib_status st = IB_OK;
-    if (!L.vals || !L.buf || !L.live || !L.n_reads || !L.group)
-        st = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory building a plan");
-    if (st == IB_OK) {
-        for (size_t i = 0; i < nv; i++) L.buf[i] = -1;
-        for (size_t i = 0; i < nn; i++) L.group[i] = -1;
-        st = lower(&L);
-    }
-    ib__free(L.buf);
-    ib__free(L.live);
-    ib__free(L.n_reads);
-    ib__free(L.group);
-    ib__free(L.cons_start);
-    ib__free(L.cons);
-    ib__free(L.groups);
-    ib__free(L.plain_copy);
-    ib__free(L.nchwc_copy);
-    if (st) {
-        ib__plan_destroy(L.plan);
-        return st;
-    }
-    *out = L.plan;
+    IB_TRY(ib__lower_init(&L, graph, target, opt));
+    ib_status st = lower(&L);
+    ib__plan *plan = L.plan;
+    ib__lower_free(&L, st != IB_OK);
+    if (st) return st;
+    *out = plan;
     return IB_OK;
 }

@@ -50,6 +50,11 @@ typedef struct ib__lower {
     int32_t *plain_copy, *nchwc_copy; /* converted buffer id, -1 when none yet */
 } ib__lower;
 
+/* lower.c: state for one plan (tests drive the passes one by one with it). */
+ib_status ib__lower_init(ib__lower *L, const ib__graph *graph, const ib__target *target,
+                         const ib__compile_options *opt);
+void ib__lower_free(ib__lower *L, bool destroy_plan);
+
 /* shapes.c: fills L->vals with concrete shapes for L->opt.batch, folding nodes whose
  * inputs became known (Shape of a now-static dim, ...). Marks structurally needed
  * nodes in L->live first, and leaves L->live = nodes that must run. */
@@ -62,7 +67,7 @@ bool ib__node_folded(const ib__lower *L, const ib__node *node);
 /* fusion.c: counts reads and consumers, then groups the live nodes (every node its own
  * group with disable_fusion). */
 ib_status ib__pass_fusion(ib__lower *L);
-/* Groups a prefix of `nodes` (a split group's epilogue nodes, in order) as an
+/* Groups nodes of `nodes` (a split group's nodes, in order) as an anchor or
  * element-wise chain starting at nodes[0]; *out covers at least nodes[0]. */
 void ib__group_rest(ib__lower *L, const ib__node *const *nodes, int32_t n, ib__group *out);
 /* A group of one node. */
