@@ -199,10 +199,116 @@ TEST(conv2d_depthwise_random) {
     }
 }
 
+/* A windowed or global pool on an NCHWc input, optionally followed by Relu. */
+static void add_pool(ib_kh_batch *b, ib__op_id op, int64_t n, int64_t c, int64_t h, int64_t w,
+                     int64_t k0, int64_t k1, int64_t s, int64_t d, int64_t pad, int64_t ceil_mode,
+                     int64_t cip, bool relu, ib__layout out_layout) {
+    int64_t xd[4] = {n, c, h, w};
+    ib__value *x = ib_kh_input(b, 4, xd);
+    int64_t ks[2] = {k0, k1}, st[2] = {s, s}, dl[2] = {d, d}, pads[4] = {pad, pad, pad > 0 ? pad - 1 : 0, pad};
+    ib__attr a[6];
+    int32_t na = 0;
+    bool global = op == IB_OP_GLOBAL_AVERAGE_POOL || op == IB_OP_GLOBAL_MAX_POOL;
+    if (!global) {
+        a[na++] = ib_kh_attr_ints("kernel_shape", 2, ks);
+        a[na++] = ib_kh_attr_ints("strides", 2, st);
+        a[na++] = ib_kh_attr_ints("pads", 4, pads);
+        a[na++] = ib_kh_attr_int("ceil_mode", ceil_mode);
+        if (op == IB_OP_MAX_POOL) a[na++] = ib_kh_attr_ints("dilations", 2, dl);
+        else a[na++] = ib_kh_attr_int("count_include_pad", cip);
+    }
+    ib__value *y = ib_kh_node(b, op, op == IB_OP_MAX_POOL ? 12 : 11, 1, &x, na, a);
+    CHECK(y != NULL);
+    if (!y) return;
+    int32_t nn = 1;
+    if (relu) {
+        y = ib_kh_node(b, IB_OP_RELU, 14, 1, &y, 0, NULL);
+        nn++;
+    }
+    ib_kh_spec sp;
+    memset(&sp, 0, sizeof sp);
+    sp.tmpl = &ib__template_pool2d;
+    sp.last = y;
+    sp.n_nodes = nn;
+    sp.in_layout = IB_LAYOUT_NCHWC;
+    sp.out_layout = out_layout;
+    char label[128];
+    snprintf(label, sizeof label, "%s n%lld c%lld %lldx%lld k%lldx%lld s%lld d%lld p%lld ceil%lld cip%lld%s",
+             ib__op_name(op), (long long)n, (long long)c, (long long)h, (long long)w, (long long)k0,
+             (long long)k1, (long long)s, (long long)d, (long long)pad, (long long)ceil_mode,
+             (long long)cip, out_layout == IB_LAYOUT_PLAIN ? " plain-out" : "");
+    CHECK(ib_kh_add(b, &sp, label) >= 0);
+}
+
+TEST(pool2d_random) {
+    for (size_t ti = 0; ti < sizeof g_targets / sizeof g_targets[0]; ti++) {
+        ib_kh_batch *b = NULL;
+        ib_status st = ib_kh_batch_create(g_targets[ti], g_pool, &b);
+        if (st == IB_ERR_UNSUPPORTED) continue;
+        CHECK_EQ_INT(st, IB_OK);
+        if (st) continue;
+        /* ResNet stem pool and head */
+        add_pool(b, IB_OP_MAX_POOL, 1, 64, 20, 20, 3, 3, 2, 1, 1, 0, 0, false, IB_LAYOUT_NCHWC);
+        add_pool(b, IB_OP_GLOBAL_AVERAGE_POOL, 2, 37, 7, 7, 0, 0, 0, 0, 0, 0, 0, false, IB_LAYOUT_PLAIN);
+        add_pool(b, IB_OP_GLOBAL_AVERAGE_POOL, 1, 20, 5, 3, 0, 0, 0, 0, 0, 0, 0, true, IB_LAYOUT_NCHWC);
+        add_pool(b, IB_OP_GLOBAL_MAX_POOL, 2, 9, 4, 6, 0, 0, 0, 0, 0, 0, 0, false, IB_LAYOUT_PLAIN);
+        add_pool(b, IB_OP_GLOBAL_MAX_POOL, 1, 17, 1, 1, 0, 0, 0, 0, 0, 0, 0, false, IB_LAYOUT_NCHWC);
+        for (int i = 0; i < 14; i++) {
+            ib__op_id op = rnd(0, 1) ? IB_OP_MAX_POOL : IB_OP_AVERAGE_POOL;
+            int64_t k0 = rnd(1, 4), k1 = rnd(1, 4), s = rnd(1, 3), d = op == IB_OP_MAX_POOL ? rnd(1, 2) : 1;
+            int64_t pad = rnd(0, k0 < k1 ? k0 - 1 : k1 - 1);
+            int64_t h = rnd((k0 - 1) * d + 1, 12), w = rnd((k1 - 1) * d + 1, 13);
+            add_pool(b, op, rnd(1, 2), rnd(1, 40), h, w, k0, k1, s, d, pad, rnd(0, 1), rnd(0, 1),
+                     rnd(0, 1), IB_LAYOUT_NCHWC);
+        }
+        CHECK_EQ_INT(ib_kh_run(b, 1e-4), 0);
+        ib_kh_batch_destroy(b);
+    }
+}
+
+TEST(layout_transform) {
+    for (size_t ti = 0; ti < sizeof g_targets / sizeof g_targets[0]; ti++) {
+        ib_kh_batch *b = NULL;
+        ib_status st = ib_kh_batch_create(g_targets[ti], g_pool, &b);
+        if (st == IB_ERR_UNSUPPORTED) continue;
+        CHECK_EQ_INT(st, IB_OK);
+        if (st) continue;
+        const ib__layout L[3][2] = {{IB_LAYOUT_PLAIN, IB_LAYOUT_NCHWC},
+                                    {IB_LAYOUT_NCHWC, IB_LAYOUT_PLAIN},
+                                    {IB_LAYOUT_NCHWC, IB_LAYOUT_PLAIN}};
+        for (int i = 0; i < 6; i++) {
+            int64_t xd[4] = {rnd(1, 2), rnd(1, 37), rnd(1, 9), rnd(1, 9)};
+            ib__value *x = ib_kh_input(b, 4, xd);
+            ib_kh_spec sp;
+            memset(&sp, 0, sizeof sp);
+            sp.tmpl = &ib__template_layout_transform;
+            sp.last = x;
+            sp.n_nodes = 0;
+            sp.in_layout = L[i % 3][0];
+            sp.out_layout = L[i % 3][1];
+            char label[64];
+            snprintf(label, sizeof label, "layout %d c%lld", i % 3, (long long)xd[1]);
+            CHECK(ib_kh_add(b, &sp, label) >= 0);
+        }
+        /* same layout on both sides is not a transform */
+        int64_t xd[4] = {1, 8, 2, 2};
+        ib_kh_spec same;
+        memset(&same, 0, sizeof same);
+        same.tmpl = &ib__template_layout_transform;
+        same.last = ib_kh_input(b, 4, xd);
+        same.in_layout = same.out_layout = IB_LAYOUT_NCHWC;
+        CHECK(!ib_kh_supported(b, &same));
+        CHECK_EQ_INT(ib_kh_run(b, 0.0), 0);
+        ib_kh_batch_destroy(b);
+    }
+}
+
 int main(void) {
     if (ib__pool_create(2, &g_pool) != IB_OK) return 1;
     RUN(conv2d_nchwc_random);
     RUN(conv2d_depthwise_random);
+    RUN(pool2d_random);
+    RUN(layout_transform);
     ib__pool_destroy(g_pool);
     TEST_SUMMARY();
 }
