@@ -220,6 +220,42 @@ TEST(key_inputs) {
     CHECK(!ib__cache_key_valid("../../../../etc/passwd"));
 }
 
+/* Remembered digests of big files: the same key as hashing, and any change to the file
+ * (which moves its ctime) is seen. */
+TEST(digest_memo) {
+    ib__cache *c = open_cache("memo", 10, 0);
+    if (!c) { CHECK(0); return; }
+    char model[128];
+    snprintf(model, sizeof model, "%s/big_model.onnx", g_root);
+    FILE *f = fopen(model, "wb");
+    if (!f) { CHECK(0); ib__cache_close(c); return; }
+    for (int i = 0; i < (3 << 20); i++) fputc(i & 0xff, f);
+    fclose(f);
+    sleep(3); /* files changed in the last 2 s are not remembered */
+    ib__cache_key_input plain = {model, NULL, 0, "x86_64", "avx2", "v", "", ""};
+    ib__cache_key_input memo = plain;
+    memo.digest_memo = c;
+    char k0[65], k1[65], k2[65];
+    CHECK_EQ_INT(ib__cache_key(&plain, k0), IB_OK);
+    CHECK_EQ_INT(ib__cache_key(&memo, k1), IB_OK); /* computes and remembers */
+    CHECK_EQ_INT(ib__cache_key(&memo, k2), IB_OK); /* from the memo */
+    CHECK(strcmp(k0, k1) == 0 && strcmp(k1, k2) == 0);
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/digests", ib__cache_dir(c));
+    struct stat st;
+    CHECK(stat(dir, &st) == 0);
+    int fd = open(model, O_WRONLY);
+    if (fd >= 0) {
+        CHECK(pwrite(fd, "Z", 1, 1000) == 1);
+        close(fd);
+    }
+    CHECK_EQ_INT(ib__cache_key(&memo, k2), IB_OK);
+    CHECK(strcmp(k1, k2) != 0);
+    CHECK_EQ_INT(ib__cache_key(&plain, k0), IB_OK);
+    CHECK(strcmp(k0, k2) == 0);
+    ib__cache_close(c);
+}
+
 TEST(pinned_survive) {
     ib__cache *c = open_cache("pins", 1, 0);
     if (!c) { CHECK(0); return; }
@@ -412,6 +448,7 @@ int main(void) {
     RUN(ties_fifo);
     RUN(byte_limit);
     RUN(key_inputs);
+    RUN(digest_memo);
     RUN(pinned_survive);
     RUN(corrupt_index_rebuilt);
     RUN(corrupt_entry);

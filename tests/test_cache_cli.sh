@@ -131,22 +131,33 @@ check "four processes, one model: one build, three hits" $?
 run "$CLI" cache verify && grep -q '^clean$' "$T/out"; check "verify clean after the concurrent inserts" $?
 
 # ---- kill -9 at random moments of inserts and evictions -----------------------------
-# Several models through a 3-entry cache: most puts build and evict; each is killed
-# after a random 0-40 ms, some mid-build (delays up to 30 ms), some mid-publish or
-# mid-eviction, some after they finished.
+# Several models through a 3-entry cache: most puts build and evict. Each is killed at a
+# random moment within its measured run time (so a slow sanitizer build is hit as often
+# mid-operation as a release build): some mid-build, some mid-publish or mid-eviction,
+# some after they finished.
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+t0=$(now_ms)
+for i in 1 2 3 4; do "$CLI" cache put "$M"_$((i + 4)).onnx --build-delay-ms 10 >/dev/null 2>&1; done
+span=$(( ($(now_ms) - t0) / 4 + 10 ))
 killed=0
+interrupted=0
 for ((k = 0; k < KILLS; k++)); do
     m="$M"_$((RANDOM % 8 + 1)).onnx
-    "$CLI" cache put "$m" --build-delay-ms $((RANDOM % 30)) >/dev/null 2>&1 &
+    ls -A "$INFERBOOSTER_CACHE_DIR/tmp" >"$T/tmp_before"
+    "$CLI" cache put "$m" --build-delay-ms $((RANDOM % 20)) >/dev/null 2>&1 &
     victim=$!
     # a second, unkilled process keeps the cache busy at the same time
     if ((k % 5 == 0)); then "$CLI" cache put "$M"_$((RANDOM % 8 + 1)).onnx >/dev/null 2>"$T/bg" & bg=$!; else bg=; fi
-    sleep "0.0$((RANDOM % 40 + 10))"
+    ms=$((RANDOM % span))
+    sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
     kill -9 "$victim" 2>/dev/null && killed=$((killed + 1))
     wait "$victim" 2>/dev/null
     if [ -n "$bg" ]; then wait "$bg" || { echo "    background put failed:"; cat "$T/bg"; }; fi
+    # evidence that kills land mid-operation: a new build or deletion left in tmp/
+    ls -A "$INFERBOOSTER_CACHE_DIR/tmp" >"$T/tmp_after"
+    [ -n "$(comm -13 "$T/tmp_before" "$T/tmp_after")" ] && interrupted=$((interrupted + 1))
 done
-echo "    $KILLS kill attempts, $killed processes killed while running"
+echo "    $KILLS kill attempts (window ${span} ms), $killed killed while running, $interrupted left a build or deletion behind"
 run "$CLI" cache verify; rc1=$?
 cp "$T/out" "$T/verify1"
 sed 's/^/    first verify: /' "$T/verify1" | head -2

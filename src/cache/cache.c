@@ -85,19 +85,19 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
 
 static int64_t now_seconds(void) { return (int64_t)time(NULL); }
 
-/* Splits a line at single spaces; returns the token count (at most max). */
+/* Splits a line at single spaces; returns the token count, max + 1 when there are more
+ * than max. */
 static int split_line(char *line, char **tok, int max) {
     int n = 0;
     char *p = line;
-    while (*p && n < max) {
+    for (;;) {
+        if (n == max) return max + 1;
         tok[n++] = p;
         char *sp = strchr(p, ' ');
-        if (!sp) break;
+        if (!sp) return n;
         *sp = '\0';
         p = sp + 1;
     }
-    if (*p && n == max && strchr(p, ' ')) return max + 1;
-    return n;
 }
 
 static bool parse_u64(const char *s, uint64_t *out) {
@@ -1143,6 +1143,12 @@ ib_status ib__cache_clear(ib__cache *c, uint64_t *n_removed, uint64_t *n_busy) {
         for (size_t i = 0; i < nv; i++) close(v[i].fd);
         ib__free(v);
     }
+    if (st == IB_OK) {
+        char *memo = ib__cache_path("%s/digests", c->dir);
+        if (memo) ib__cache_remove_tree(memo);
+        ib__free(memo);
+        ib__error_clear();
+    }
     global_unlock(c);
     index_free(&idx);
     if (st == IB_OK) {
@@ -1265,6 +1271,18 @@ ib_status ib__cache_verify(ib__cache *c, ib__cache_verify_report *out) {
         struct dirent *de;
         while ((de = readdir(d)) != NULL) {
             size_t len = strlen(de->d_name);
+            if (len == IB_CACHE_KEY_HEX + 6 && strcmp(de->d_name + IB_CACHE_KEY_HEX, ".build") == 0) {
+                /* Left by a builder killed before it could unlink it; a live builder
+                 * holds it, so the non-blocking lock fails and it stays. */
+                char *lp = ib__cache_path("%s/%s", c->locks_dir, de->d_name);
+                int bfd = -1;
+                if (lp && ib__cache_lock_file(lp, LOCK_EX | LOCK_NB, &bfd) == 0) {
+                    unlink(lp);
+                    close(bfd);
+                }
+                ib__free(lp);
+                continue;
+            }
             if (len != IB_CACHE_KEY_HEX + 4 || strcmp(de->d_name + IB_CACHE_KEY_HEX, ".pin") != 0)
                 continue;
             char key[IB_CACHE_KEY_HEX + 1];

@@ -10,6 +10,7 @@
  *   locks/<key>.pin      shared flock while an entry is in use (pinned): never evicted
  *   locks/<key>.build    exclusive flock while a process builds that key
  *   tmp/                 builds in progress and entries being deleted
+ *   digests/             remembered SHA-256 of big model files, by file identity
  * A process killed at any point leaves a cache that lookups read safely (an index
  * record whose directory is missing or damaged is a miss) and that ib__cache_verify
  * brings back to exact agreement between index and directories. */
@@ -76,6 +77,9 @@ typedef struct ib__cache_key_input {
     const char *compiler_version;         /* IB_VERSION_STRING plus codegen revision */
     const char *options;                  /* canonical compile options (precision, batch) */
     const char *tuning_digest;            /* digest of the tuning records used ("" none) */
+    /* When set, content digests of files >= 1 MiB are remembered in this cache by file
+     * identity (path, inode, size, mtime, ctime), so hits do not rehash big models. */
+    ib__cache *digest_memo;
 } ib__cache_key_input;
 
 /* The default directory: INFERBOOSTER_CACHE_DIR, else $XDG_CACHE_HOME/inferbooster,

@@ -3,9 +3,12 @@
  * sanitised labels ("name#create_time") entries are listed under. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -71,41 +74,79 @@ static bool put_string(EVP_MD_CTX *md, char tag, const char *s) {
     return put_field(md, tag, s, strlen(s));
 }
 
-static ib_status put_file(EVP_MD_CTX *md, char tag, const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ib__error(IB_ERR_IO, "cache key: cannot open '%s': %s", path, strerror(errno));
+/* Content digests of large files are remembered under <cache>/digests, keyed by the
+ * file's identity (real path, device, inode, size, mtime and ctime in ns), so a hit on
+ * an unchanged 100 MB model does not rehash it. Any write to the file moves its ctime;
+ * files changed in the last 2 s are not remembered (a write in the same clock tick
+ * could keep the times), as git does for its index. */
+#define MEMO_MIN_BYTES ((int64_t)1 << 20)
+
+static ib_status file_digest(const char *path, ib__cache *memo, char hex[IB_CACHE_KEY_HEX + 1]) {
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        return ib__error(IB_ERR_IO, "cache key: cannot open '%s': %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
+    if (stat(real, &st) != 0 || !S_ISREG(st.st_mode))
         return ib__error(IB_ERR_IO, "cache key: '%s' is not a regular file", path);
-    }
-    enum { CHUNK = 1 << 20 };
-    unsigned char *buf = ib__malloc(CHUNK);
-    if (!buf) {
-        close(fd);
-        return ib__error(IB_ERR_OUT_OF_MEMORY, "cache key: out of memory");
-    }
-    ib_status st_out = IB_OK;
-    uint64_t declared = (uint64_t)st.st_size, total = 0;
-    if (!put_header(md, tag, declared))
-        st_out = ib__error(IB_ERR_INTERNAL, "cache key: SHA-256 update failed");
-    while (st_out == IB_OK) {
-        ssize_t r = read(fd, buf, CHUNK);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            st_out = ib__error(IB_ERR_IO, "cache key: cannot read '%s': %s", path, strerror(errno));
-            break;
+    char *identity = NULL, *memo_dir = NULL, *memo_path = NULL;
+    char id_hex[IB_CACHE_KEY_HEX + 1];
+    bool use_memo = memo && st.st_size >= MEMO_MIN_BYTES &&
+                    (int64_t)time(NULL) - (int64_t)st.st_ctim.tv_sec > 2;
+    if (use_memo) {
+        identity = ib__cache_path("%s\n%llu %llu %lld %lld.%09ld %lld.%09ld\n", real,
+                                  (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                                  (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                                  st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec,
+                                  st.st_ctim.tv_nsec);
+        memo_dir = ib__cache_path("%s/digests", ib__cache_dir(memo));
+        if (identity && memo_dir && ib__cache_sha256_hex(identity, strlen(identity), id_hex) == IB_OK)
+            memo_path = ib__cache_path("%s/%s", memo_dir, id_hex);
+        use_memo = memo_path != NULL;
+        if (use_memo) {
+            char *buf = NULL;
+            size_t n = 0;
+            size_t id_len = strlen(identity);
+            if (ib__cache_read_file(memo_path, 2 * PATH_MAX, &buf, &n, NULL) == IB_OK &&
+                n == id_len + IB_CACHE_KEY_HEX + 1 && memcmp(buf, identity, id_len) == 0 &&
+                buf[n - 1] == '\n') {
+                buf[n - 1] = '\0';
+                if (ib__cache_key_valid(buf + id_len)) {
+                    memcpy(hex, buf + id_len, IB_CACHE_KEY_HEX + 1);
+                    ib__free(buf);
+                    ib__free(identity);
+                    ib__free(memo_dir);
+                    ib__free(memo_path);
+                    return IB_OK;
+                }
+            }
+            ib__free(buf);
+            ib__error_clear();
         }
-        if (r == 0) break;
-        total += (uint64_t)r;
-        if (total > declared || !EVP_DigestUpdate(md, buf, (size_t)r))
-            st_out = ib__error(IB_ERR_IO, "cache key: '%s' changed while it was read", path);
     }
-    if (st_out == IB_OK && total != declared)
-        st_out = ib__error(IB_ERR_IO, "cache key: '%s' changed while it was read", path);
-    ib__free(buf);
-    close(fd);
-    return st_out;
+    uint64_t size = 0;
+    ib_status status = ib__cache_sha256_file(real, hex, &size);
+    if (status == IB_OK && size != (uint64_t)st.st_size) use_memo = false; /* changed meanwhile */
+    if (status == IB_OK && use_memo && ib__cache_mkdir(memo_dir, 0700) == IB_OK) {
+        char *text = ib__cache_path("%s%s\n", identity, hex);
+        char tmp_name[IB_CACHE_KEY_HEX + 32];
+        snprintf(tmp_name, sizeof tmp_name, "%s.%ld.tmp", id_hex, (long)getpid());
+        /* Best effort: a memo that cannot be written only costs a rehash next time. */
+        if (text) ib__cache_write_atomic(memo_dir, id_hex, tmp_name, text, strlen(text));
+        ib__free(text);
+        ib__error_clear();
+    }
+    ib__free(identity);
+    ib__free(memo_dir);
+    ib__free(memo_path);
+    return status;
+}
+
+static ib_status put_file(EVP_MD_CTX *md, char tag, const char *path, ib__cache *memo) {
+    char hex[IB_CACHE_KEY_HEX + 1];
+    IB_TRY(file_digest(path, memo, hex));
+    if (!put_field(md, tag, hex, IB_CACHE_KEY_HEX))
+        return ib__error(IB_ERR_INTERNAL, "cache key: SHA-256 update failed");
+    return IB_OK;
 }
 
 ib_status ib__cache_key(const ib__cache_key_input *in, char out[IB_CACHE_KEY_HEX + 1]) {
@@ -119,14 +160,14 @@ ib_status ib__cache_key(const ib__cache_key_input *in, char out[IB_CACHE_KEY_HEX
         return ib__error(IB_ERR_OUT_OF_MEMORY, "cache key: cannot start SHA-256");
     }
     ib_status st = IB_OK;
-    if (!put_string(md, 'V', "inferbooster-cache-key-1")) st = IB_ERR_INTERNAL;
-    if (st == IB_OK) st = put_file(md, 'M', in->model_path);
+    if (!put_string(md, 'V', "inferbooster-cache-key-2")) st = IB_ERR_INTERNAL;
+    if (st == IB_OK) st = put_file(md, 'M', in->model_path, in->digest_memo);
     for (size_t i = 0; st == IB_OK && i < in->n_data_paths; i++) {
         if (!in->data_paths[i]) {
             st = ib__error(IB_ERR_INVALID_ARGUMENT, "cache key: data path %zu is NULL", i);
             break;
         }
-        st = put_file(md, 'D', in->data_paths[i]);
+        st = put_file(md, 'D', in->data_paths[i], in->digest_memo);
     }
     if (st == IB_OK &&
         !(put_string(md, 'T', in->target_name) && put_string(md, 'F', in->target_features) &&

@@ -274,6 +274,7 @@ static int cmd_put_get(ib__cache *cache, bool put, const char *model, const char
         .compiler_version = "inferbooster " IB_VERSION_STRING " cache-put-test",
         .options = options,
         .tuning_digest = "",
+        .digest_memo = cache,
     };
     char key[IB_CACHE_KEY_HEX + 1];
     ib_status st = ib__cache_key(&in, key);
