@@ -261,6 +261,29 @@ print("batching: %d requests (%d items) ran in %d executions" % (succ, items, ex
 check("durations", after["nv_inference_request_duration_us"] > before["nv_inference_request_duration_us"] and
       after["nv_inference_queue_duration_us"] >= before["nv_inference_queue_duration_us"])
 check("pending gauge zero", after["nv_inference_pending_request_count"] == 0)
+# Mutated requests (JSON and binary): every one gets an answer, 200 or 4xx, never a crash.
+random.seed(11)
+base = json.dumps({"id": "m", "inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 16], "data": x.tolist()}]}).encode()
+bin_hdr = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 16], "parameters": {"binary_data_size": x.nbytes}}]}).encode()
+tokens = [b"[", b"]", b"{", b"}", b",", b"\"", b"-1", b"1e999", b"null", b"true", b"\"FP16\"", b"\"BYTES\"", b"99999999999999999999", b"\\u0000"]
+odd = []
+for i in range(300):
+    binary = i % 3 == 0
+    b = bytearray(bin_hdr + x.tobytes() if binary else base)
+    for _ in range(random.randint(1, 4)):
+        at = random.randrange(len(b))
+        r = random.random()
+        if r < 0.4: b[at] = random.randrange(256)
+        elif r < 0.7: b[at:at] = random.choice(tokens)
+        else: del b[at:at + random.randint(1, 8)]
+    hdrs = {"Inference-Header-Content-Length": str(len(bin_hdr))} if binary else {}
+    try:
+        st, _, body = post("/v2/models/mlp/infer", bytes(b), hdrs)
+    except Exception as e:
+        odd.append("%d: %r" % (i, e)); break
+    if st not in (200, 400): odd.append("%d: status %d %s" % (i, st, body[:100]))
+check("mutated requests answered 200/400", not odd, odd[:3])
+check("alive after mutations", post("/v2/models/mlp/infer", base)[0] == 200)
 print("PY %d %d" % (passed, failed))
 PYEOF
 grep -v '^PY ' "$TMP/py.out"
