@@ -575,6 +575,79 @@ def python_m_inferbooster_runs_a_script():
     assert r.returncode == 2 and "usage" in r.stdout
 
 
+class _Server:
+    """`inferbooster serve` on a temporary repository holding the mlp example."""
+
+    def __enter__(self):
+        cli = os.environ.get("INFERBOOSTER_CLI") or os.path.join(
+            os.path.dirname(os.environ.get("INFERBOOSTER_LIB", "")), "inferbooster")
+        if not os.access(cli, os.X_OK):
+            raise AssertionError("no inferbooster CLI at %r (set INFERBOOSTER_CLI)" % cli)
+        self.dir = tempfile.TemporaryDirectory()
+        os.makedirs(os.path.join(self.dir.name, "mlp", "1"))
+        with open(os.path.join(MLP, "model.onnx"), "rb") as f, \
+                open(os.path.join(self.dir.name, "mlp", "1", "model.onnx"), "wb") as g:
+            g.write(f.read())
+        self.log = open(os.path.join(self.dir.name, "serve.log"), "w+")
+        self.proc = subprocess.Popen([cli, "serve", "--model-repository", self.dir.name,
+                                      "--http-port", "0", "--model-control-mode", "explicit",
+                                      "--load-model", "mlp", "--threads", "1"],
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
+        import re
+        import time
+
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            self.log.seek(0)
+            m = re.search(r"listening on (http://[0-9.]+:[0-9]+)", self.log.read())
+            if m:
+                self.url = m.group(1)
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.__exit__()
+        raise AssertionError("the server did not start")
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        self.dir.cleanup()
+        return False
+
+
+@test
+def remote_session_against_server():
+    x = np.load(os.path.join(MLP, "input.npy"))
+    want = np.load(os.path.join(MLP, "expected_probabilities.npy"))
+    with _Server() as srv:
+        s = inferbooster.InferenceSession("mlp", server=srv.url)
+        assert isinstance(s, inferbooster.InferenceSession) and s.executor == "remote"
+        (i,) = s.get_inputs()
+        assert (i.name, i.type, i.shape[1]) == ("input", "tensor(float)", 16), i
+        (got,) = s.run(None, {"input": x})
+        assert np.allclose(got, want, rtol=1e-5, atol=1e-6)
+        (got,) = s.run(["probabilities"], {"input": x[:1].tolist()})
+        assert np.allclose(got, want[:1], rtol=1e-5, atol=1e-6)
+        expect_raises(inferbooster.InvalidArgument, lambda: s.run(None, {"nope": x}), "nope")
+        expect_raises(inferbooster.NoSuchFile,
+                      lambda: inferbooster.InferenceSession("absent", server=srv.url), "absent")
+        # A model given by path is uploaded through the repository extension, when the
+        # server accepts uploads; otherwise the error says so.
+        try:
+            up = inferbooster.InferenceSession(os.path.join(MLP, "model.onnx"), server=srv.url)
+        except inferbooster.InferBoosterError as e:
+            assert "uploading" in str(e), e
+        else:
+            assert np.allclose(up.run(None, {"input": x})[0], want, rtol=1e-5, atol=1e-6)
+
+
 @test
 def pip_install_offline():
     """pip install ./python works without a network and bundles the library."""

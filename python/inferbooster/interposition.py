@@ -12,6 +12,7 @@ import warnings
 _lock = threading.Lock()
 _installed = {"torch": False, "onnxruntime": False}
 _wanted = set()
+_server = None  # interpose(server=...): where sessions and captured modules run
 
 
 class _Depth(threading.local):
@@ -42,6 +43,7 @@ def _patch_torch(torch_module):
 
     from . import torch as ib_torch
 
+    ib_torch.SERVER = _server
     module_cls = torch.nn.Module
     original = module_cls.__call__
     if getattr(original, "_inferbooster_original", None) is not None:
@@ -113,7 +115,7 @@ def _make_ort_factory(original):
                     provider_options=None, **kwargs):
             if _ort_wants_cpu(providers):
                 try:
-                    return IBSession(path_or_bytes, sess_options, providers)
+                    return IBSession(path_or_bytes, sess_options, providers, server=_server)
                 except (InferBoosterError, OSError) as e:
                     warnings.warn("inferbooster: onnxruntime runs this model: %s" % e,
                                   stacklevel=2)
@@ -197,10 +199,14 @@ def _apply(name, module):
 
 
 def install(torch=True, onnxruntime=True, server=None):
-    """Interposes the selected frameworks (now if imported, else when imported).
-    Returns the names interposed so far."""
-    if server is not None:
-        raise NotImplementedError("inferbooster: remote mode (server=) is not available yet")
+    """Interposes the selected frameworks (now if imported, else when imported); with
+    server="http://host:port" their models run on that InferBooster server. Returns the
+    names interposed so far."""
+    global _server
+    _server = server
+    engine = sys.modules.get("inferbooster.torch")
+    if engine is not None:
+        engine.SERVER = server
     for name, on in (("torch", torch), ("onnxruntime", onnxruntime)):
         if not on:
             continue
@@ -215,11 +221,16 @@ def install(torch=True, onnxruntime=True, server=None):
 
 def uninstall():
     """Restores the original torch.nn.Module.__call__ and onnxruntime.InferenceSession."""
+    global _server
     with _lock:
         _unpatch_torch()
         _unpatch_onnxruntime()
         _wanted.clear()
         for n in _installed:
             _installed[n] = False
+        _server = None
+        mod = sys.modules.get("inferbooster.torch")
+        if mod is not None:
+            mod.SERVER = None
         if _finder in sys.meta_path:
             sys.meta_path.remove(_finder)

@@ -249,7 +249,17 @@ class InferenceSession:
     path_or_bytes: a model file path (str / os.PathLike) or the serialized model bytes.
     sess_options: SessionOptions (or ONNX Runtime's; intra_op_num_threads is read).
     providers: accepted for compatibility; InferBooster runs every model itself.
+    server: "http://host:port" of an `inferbooster serve` server to run the model on
+    (model_name= names a model already in its repository).
     """
+
+    def __new__(cls, *args, server=None, **kwargs):
+        # server="http://host:port" gives the remote session (inferbooster.remote).
+        if server is not None and cls is InferenceSession:
+            from .remote import RemoteSession
+
+            return super().__new__(RemoteSession)
+        return super().__new__(cls)
 
     def __init__(self, path_or_bytes, sess_options=None, providers=None,
                  provider_options=None, **kwargs):

@@ -26,6 +26,8 @@ MAX_RECAPTURES = 4  # re-exports after the weights changed, before giving the mo
 # (np.allclose); tracing bakes in value-dependent control flow, which this catches.
 CHECK_RTOL = 1e-3
 CHECK_ATOL = 1e-4
+# "http://host:port": captured modules run on that InferBooster server (interpose(server=)).
+SERVER = None
 
 
 class FallbackWarning(UserWarning):
@@ -143,6 +145,20 @@ class _Compiled:
         if self.single:
             return results[0]
         return _rebuild(self.spec, iter(results))
+
+
+class _RemoteCompiled:
+    """A captured signature run by an InferBooster server (interpose(server=...))."""
+
+    __slots__ = ("session", "spec")
+
+    def __init__(self, session, spec):
+        self.session = session
+        self.spec = spec
+
+    def __call__(self, args):
+        outs = self.session._run_positional([a.detach().numpy() for a in args])
+        return _rebuild(self.spec, iter([torch.from_numpy(o) for o in outs]))
 
 
 def _signature(args):
@@ -276,14 +292,17 @@ def _capture(module, state, sig, args, native):
         onnx_bytes = _export(module, args)
         opts = SessionOptions()
         opts.intra_op_num_threads = _thread_count()
-        session = InferenceSession(onnx_bytes, opts)
+        session = InferenceSession(onnx_bytes, opts, server=SERVER)
         if len(session.get_inputs()) != len(args):
             raise _Unsupported("the exported graph has %d inputs for %d arguments"
                                % (len(session.get_inputs()), len(args)))
         if len(session.get_outputs()) != len(flat):
             raise _Unsupported("the exported graph has %d outputs for %d result tensors"
                                % (len(session.get_outputs()), len(flat)))
-        compiled = _Compiled(session, spec, args, flat)
+        if SERVER is None:
+            compiled = _Compiled(session, spec, args, flat)
+        else:
+            compiled = _RemoteCompiled(session, spec)
         _check(compiled(args), flat, "")
         # Tracing freezes the branch a value-dependent `if` took: a second input of the
         # same signature with other values (floating inputs negated and reversed) must
