@@ -234,9 +234,10 @@ typedef struct group_batch {
 
 /* A kernel over `nodes` (anchor first) reading `ins` and writing `out`; false when the
  * template refuses it or emission fails. */
-static bool group_add(group_batch *gb, const ib__kernel_template *t, int32_t n_nodes,
-                      const ib__node *const *nodes, int32_t n_in, ib__value *const *ins,
-                      const ib__value *out, const char *label) {
+static bool group_add_epi(group_batch *gb, const ib__kernel_template *t, int32_t n_nodes,
+                          const ib__node *const *nodes, int32_t n_in, ib__value *const *ins,
+                          const ib__value *out, int32_t n_epi, const ib__epilogue_step *epi,
+                          ib__value *const *epi_vals, const char *label) {
     if (gb->n >= MAX_GROUP_CASES || !out) return false;
     ib__plan *plan = NULL;
     if (ib__plan_create(NULL, &gb->target, &plan)) return false;
@@ -247,8 +248,16 @@ static bool group_add(group_batch *gb, const ib__kernel_template *t, int32_t n_n
     for (int32_t i = 0; ok && i < n_nodes; i++) nl[i] = nodes[i];
     k.nodes = nl;
     k.n_nodes = n_nodes;
-    for (int32_t i = 0; ok && i <= n_in; i++) {
-        const ib__value *v = i < n_in ? ins[i] : out;
+    for (int32_t i = 0; ok && i <= n_in + n_epi; i++) {
+        if (i > n_in) {
+            k.epi[k.n_epi] = epi[i - n_in - 1];
+            k.epi[k.n_epi].operand_buf = -1;
+            if (!epi_vals[i - n_in - 1]) {
+                k.n_epi++;
+                continue;
+            }
+        }
+        const ib__value *v = i < n_in ? ins[i] : i == n_in ? out : epi_vals[i - n_in - 1];
         ib__pbuf pb;
         memset(&pb, 0, sizeof pb);
         pb.kind = i == n_in ? IB_BUF_OUTPUT : v->constant ? IB_BUF_WEIGHT : IB_BUF_INPUT;
@@ -264,7 +273,8 @@ static bool group_add(group_batch *gb, const ib__kernel_template *t, int32_t n_n
         else
             ok = !ib__plan_add_buf(plan, &pb, &id);
         if (i < n_in) k.in[k.n_in++] = id;
-        else k.out[k.n_out++] = id;
+        else if (i == n_in) k.out[k.n_out++] = id;
+        else k.epi[k.n_epi++].operand_buf = id;
     }
     snprintf(k.fn_name, sizeof k.fn_name, "grp%d", (int)gb->n);
     int32_t kid;
@@ -287,6 +297,12 @@ static bool group_add(group_batch *gb, const ib__kernel_template *t, int32_t n_n
     snprintf(gb->label[gb->n], sizeof gb->label[0], "%s", label);
     gb->n++;
     return true;
+}
+
+static bool group_add(group_batch *gb, const ib__kernel_template *t, int32_t n_nodes,
+                      const ib__node *const *nodes, int32_t n_in, ib__value *const *ins,
+                      const ib__value *out, const char *label) {
+    return group_add_epi(gb, t, n_nodes, nodes, n_in, ins, out, 0, NULL, NULL, label);
 }
 
 static void pf(void *pool, int64_t n, ib_kernel_range_fn fn, void *ctx) {
@@ -326,8 +342,15 @@ static int group_run(group_batch *gb, double tol, bool run) {
         void *args[2 * IB_MAX_KERNEL_ARGS];
         float *own[2 * IB_MAX_KERNEL_ARGS], *outp = NULL;
         int32_t na = 0, no = 0;
-        for (int32_t i = 0; i < k->n_in + k->n_out; i++) {
-            const ib__pbuf *pb = &plan->bufs[i < k->n_in ? k->in[i] : k->out[i - k->n_in]];
+        for (int32_t i = 0; i < k->n_in + k->n_out + k->n_epi; i++) {
+            int32_t id = i < k->n_in                ? k->in[i]
+                         : i < k->n_in + k->n_out ? k->out[i - k->n_in]
+                                                  : k->epi[i - k->n_in - k->n_out].operand_buf;
+            if (id < 0) {
+                args[na++] = NULL;
+                continue;
+            }
+            const ib__pbuf *pb = &plan->bufs[id];
             if (pb->kind == IB_BUF_WEIGHT) {
                 args[na++] = plan->weights + pb->offset;
                 continue;
@@ -431,6 +454,34 @@ static int gemm_groups(ib_kh_batch *b, group_batch *gb) {
     ib__value *y = ib_kh_node(b, IB_OP_GEMM, 13, 3, (ib__value *[]){a, w, c}, 4, at);
     bad += !group_add(gb, T, 1, (const ib__node *[]){y->producer}, 3, (ib__value *[]){a, w, c}, y,
                       "gemm tA tB alpha beta bias [N]");
+    /* BERT's linear layer: MatMul, Add of a per-column bias, then GELU or a residual */
+    {
+        ib__value *x = ib_kh_input(b, 3, (int64_t[]){1, 19, 40});
+        ib__value *wl = ib_kh_const(b, 2, (int64_t[]){40, 70}, -1, 1);
+        ib__value *bias = ib_kh_const(b, 1, (int64_t[]){70}, -1, 1);
+        ib__value *res = ib_kh_input(b, 3, (int64_t[]){1, 19, 70});
+        ib__value *mm = matmul(b, x, wl);
+        ib__value *ab = node2(b, IB_OP_ADD, mm, bias);
+        ib__value *ge = node1(b, IB_OP_GELU, 20, ab);
+        ib__value *rs = node2(b, IB_OP_ADD, ab, res);
+        ib__value *re = node1(b, IB_OP_RELU, 14, rs);
+        ib__epilogue_step e1[2] = {{.kind = IB_EPI_BINARY, .op = IB_OP_ADD,
+                                    .operand_kind = IB_EPI_PER_CHANNEL},
+                                   {.kind = IB_EPI_UNARY, .op = IB_OP_GELU}};
+        bad += !group_add_epi(gb, T, 3, (const ib__node *[]){mm->producer, ab->producer,
+                                                            ge->producer},
+                              2, (ib__value *[]){x, wl}, ge, 2, e1, (ib__value *[]){bias, NULL},
+                              "matmul + bias [N] + gelu");
+        ib__epilogue_step e2[3] = {{.kind = IB_EPI_BINARY, .op = IB_OP_ADD,
+                                    .operand_kind = IB_EPI_PER_CHANNEL},
+                                   {.kind = IB_EPI_BINARY, .op = IB_OP_ADD,
+                                    .operand_kind = IB_EPI_FULL},
+                                   {.kind = IB_EPI_UNARY, .op = IB_OP_RELU}};
+        bad += !group_add_epi(gb, T, 4, (const ib__node *[]){mm->producer, ab->producer,
+                                                            rs->producer, re->producer},
+                              2, (ib__value *[]){x, wl}, re, 3, e2,
+                              (ib__value *[]){bias, res, NULL}, "matmul + bias + residual + relu");
+    }
     ib__value *a4 = ib_kh_input(b, 4, (int64_t[]){2, 3, 7, 9});
     ib__value *w4 = ib_kh_const(b, 3, (int64_t[]){3, 9, 35}, -1, 1);
     ib__value *y4 = matmul(b, a4, w4);
