@@ -308,7 +308,7 @@ SERVER_PID=
 # ---- Usage errors and control mode none ----
 "$BIN" serve >/dev/null 2>&1; [ $? = 2 ] && ok || bad "serve without --model-repository should exit 2"
 "$BIN" serve --model-repository "$TMP/nosuch" >/dev/null 2>&1; [ $? != 0 ] && ok || bad "missing repository accepted"
-"$BIN" serve --model-repository "$REPO" --model-control-mode poll >/dev/null 2>&1; [ $? = 2 ] && ok || bad "poll mode accepted"
+"$BIN" serve --model-repository "$REPO" --model-control-mode sometimes >/dev/null 2>&1; [ $? = 2 ] && ok || bad "bad control mode accepted"
 rm -rf "$REPO/broken"
 "$BIN" serve --model-repository "$REPO" --http-port 0 --threads 1 >"$TMP/log2" 2>&1 &
 SERVER_PID=$!
@@ -323,6 +323,49 @@ if [ -n "$PORT" ]; then
     expect_status none_mode_load 503 -X POST "http://127.0.0.1:$PORT/v2/repository/models/plain/load"
 else
     bad "server in control mode none did not start: $(cat "$TMP/log2")"
+fi
+
+kill -TERM "$SERVER_PID" 2>/dev/null
+wait "$SERVER_PID" 2>/dev/null
+SERVER_PID=
+
+# ---- Control mode poll: a model directory added is loaded, one removed is unloaded ----
+PREPO=$TMP/poll
+mkdir -p "$PREPO"
+cp -r "$SRC/examples/model_repository/mlp" "$PREPO/mlp"
+"$BIN" serve --model-repository "$PREPO" --http-port 0 --threads 1 --model-control-mode poll \
+    --repository-poll-secs 1 >"$TMP/log3" 2>&1 &
+SERVER_PID=$!
+PORT=
+for _ in $(seq 100); do
+    PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$TMP/log3")
+    [ -n "$PORT" ] && break
+    sleep 0.1
+done
+# wait_status NAME CODE URL: polls up to 30 s for the status.
+wait_status() {
+    local got=
+    for _ in $(seq 150); do
+        got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$3")
+        [ "$got" = "$2" ] && break
+        sleep 0.2
+    done
+    [ "$got" = "$2" ] && ok || bad "$1: status $got, expected $2 ($(tail -3 "$TMP/log3"))"
+}
+if [ -n "$PORT" ]; then
+    expect_status poll_mode_load 503 -X POST "http://127.0.0.1:$PORT/v2/repository/models/mlp/load"
+    mkdir -p "$PREPO/added/2"
+    cp "$SRC/examples/model_repository/mlp/1/model.onnx" "$PREPO/added/2/model.onnx"
+    wait_status poll_added_ready 200 "http://127.0.0.1:$PORT/v2/models/added/versions/2/ready"
+    mkdir -p "$PREPO/added/5"
+    cp "$SRC/examples/model_repository/mlp/1/model.onnx" "$PREPO/added/5/model.onnx"
+    wait_status poll_new_version_ready 200 "http://127.0.0.1:$PORT/v2/models/added/versions/5/ready"
+    expect_status poll_old_version_gone 400 "http://127.0.0.1:$PORT/v2/models/added/versions/2/ready"
+    rm -rf "$PREPO/added"
+    wait_status poll_removed_unready 400 "http://127.0.0.1:$PORT/v2/models/added/ready"
+    expect_status poll_mlp_still_ready 200 "http://127.0.0.1:$PORT/v2/models/mlp/ready"
+else
+    bad "server in control mode poll did not start: $(cat "$TMP/log3")"
 fi
 
 echo "$PASS passed, $FAIL failed"

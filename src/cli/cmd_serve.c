@@ -22,7 +22,8 @@ static void on_signal(int sig) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: inferbooster serve --model-repository DIR [--host 127.0.0.1] [--http-port 8000]\n"
-            "                          [--model-control-mode none|explicit] [--load-model NAME]...\n"
+            "                          [--model-control-mode none|explicit|poll] [--load-model NAME]...\n"
+            "                          [--repository-poll-secs N]\n"
             "                          [--threads N] [--http-threads N] [--max-request-bytes N]\n"
             "                          [--reference]\n"
             "\n"
@@ -33,6 +34,8 @@ static void usage(FILE *f) {
             "\n"
             "  --model-control-mode none      load every model at start; no load/unload (default)\n"
             "  --model-control-mode explicit  load only --load-model models; load/unload over HTTP\n"
+            "  --model-control-mode poll      load every model, then reload those whose files change\n"
+            "                                 and unload removed ones every --repository-poll-secs (15)\n"
             "  --http-port 0                  any free port (printed on stderr)\n"
             "  --threads N                    threads per model session (0: all usable CPUs)\n"
             "  --http-threads N               HTTP worker threads (default 4)\n"
@@ -44,7 +47,7 @@ int ib__cmd_serve(int argc, char **argv) {
     const char *repo_dir = NULL, *host = "127.0.0.1", *mode = "none";
     const char *load[MAX_LOAD_MODELS];
     size_t n_load = 0;
-    long long port = 8000, threads = 0, http_threads = 4, max_body = 64ll << 20;
+    long long port = 8000, threads = 0, http_threads = 4, max_body = 64ll << 20, poll_secs = 15;
     bool reference = false;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -72,6 +75,8 @@ int ib__cmd_serve(int argc, char **argv) {
             if (r < 0) return IB_EXIT_USAGE;
             if (n_load == MAX_LOAD_MODELS) return ib__cli_usage_error("more than %d --load-model", MAX_LOAD_MODELS);
             load[n_load++] = v;
+        } else if ((r = ib__cli_option(argc, argv, &i, "--repository-poll-secs", &v)) != 0) {
+            if (r < 0 || !ib__cli_parse_int(v, 1, 86400, "--repository-poll-secs", &poll_secs)) return IB_EXIT_USAGE;
         } else if ((r = ib__cli_option(argc, argv, &i, "--threads", &v)) != 0) {
             if (r < 0 || !ib__cli_parse_int(v, 0, 1024, "--threads", &threads)) return IB_EXIT_USAGE;
         } else if ((r = ib__cli_option(argc, argv, &i, "--http-threads", &v)) != 0) {
@@ -91,10 +96,9 @@ int ib__cmd_serve(int argc, char **argv) {
     ib__control_mode control;
     if (strcmp(mode, "none") == 0) control = IB__CONTROL_NONE;
     else if (strcmp(mode, "explicit") == 0) control = IB__CONTROL_EXPLICIT;
-    else if (strcmp(mode, "poll") == 0)
-        return ib__cli_usage_error("serve: --model-control-mode poll is not implemented yet (use none or explicit)");
-    else return ib__cli_usage_error("serve: --model-control-mode must be none or explicit, not '%s'", mode);
-    if (control == IB__CONTROL_NONE && n_load)
+    else if (strcmp(mode, "poll") == 0) control = IB__CONTROL_POLL;
+    else return ib__cli_usage_error("serve: --model-control-mode must be none, explicit or poll, not '%s'", mode);
+    if (control != IB__CONTROL_EXPLICIT && n_load)
         return ib__cli_usage_error("serve: --load-model needs --model-control-mode explicit");
 
     ib__repo_options ro = {(int)threads, reference};
@@ -102,7 +106,7 @@ int ib__cmd_serve(int argc, char **argv) {
     ib_status st = ib__repo_create(repo_dir, &ro, &repo);
     if (st != IB_OK) return ib__cli_fail(st, "serve");
     int failed = 0;
-    if (control == IB__CONTROL_NONE) {
+    if (control != IB__CONTROL_EXPLICIT) {
         failed = ib__repo_load_all(repo);
     } else {
         for (size_t k = 0; k < n_load; k++)
@@ -136,9 +140,13 @@ int ib__cmd_serve(int argc, char **argv) {
     fprintf(stderr, "inferbooster serve: listening on http://%s:%d (model control mode %s)\n", host,
             ib__server_port(srv), mode);
     fflush(stderr);
+    long long ticks = 0;
     while (!g_stop) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
+        /* Polling runs here, between signal checks; a load in progress delays shutdown
+         * only by that load. */
+        if (control == IB__CONTROL_POLL && ++ticks % (poll_secs * 20) == 0) ib__repo_poll(repo);
     }
     fprintf(stderr, "inferbooster serve: stopping\n");
     ib__server_stop(srv, 5000);

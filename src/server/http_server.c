@@ -259,8 +259,8 @@ static enum MHD_Result repository_index(conn_ctx *x) {
 static enum MHD_Result repository_control(conn_ctx *x, const char *name, bool load) {
     if (x->srv->opts.control_mode != IB__CONTROL_EXPLICIT)
         return respond_error(x->conn, 503,
-                             "model control mode is 'none': start the server with --model-control-mode explicit to %s models",
-                             load ? "load" : "unload");
+                             "model control mode is '%s': start the server with --model-control-mode explicit to %s models",
+                             x->srv->opts.control_mode == IB__CONTROL_POLL ? "poll" : "none", load ? "load" : "unload");
     if (!ib__repo_name_valid(name)) return respond_error(x->conn, 400, "'%.128s' is not a valid model name", name);
     ib_status st = load ? ib__repo_load(x->srv->repo, name) : ib__repo_unload(x->srv->repo, name);
     if (st != IB_OK) {

@@ -10,7 +10,7 @@
 #include "inferbooster/inferbooster.h"
 #include "server/repository.h"
 
-typedef enum { IB__CONTROL_NONE, IB__CONTROL_EXPLICIT } ib__control_mode;
+typedef enum { IB__CONTROL_NONE, IB__CONTROL_EXPLICIT, IB__CONTROL_POLL } ib__control_mode;
 
 typedef struct ib__server_options {
     const char *host; /* IPv4 or IPv6 literal */

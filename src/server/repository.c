@@ -23,6 +23,7 @@ typedef struct model_entry {
     const char *state; /* static strings */
     char reason[512];
     ib__served_model *versions; /* newest first */
+    uint64_t fingerprint;        /* of the files the last load attempt read (poll mode) */
     struct model_entry *next;
 } model_entry;
 
@@ -190,6 +191,44 @@ static ib_status list_versions(const char *dir, const ib__model_config *cfg, int
     return IB_OK;
 }
 
+static uint64_t fnv_mix(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t stat_mix(uint64_t h, const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return fnv_mix(h, "-", 1);
+    int64_t v[4] = {(int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec, (int64_t)st.st_mtim.tv_nsec, (int64_t)st.st_ino};
+    return fnv_mix(h, v, sizeof v);
+}
+
+/* What poll mode compares: config.pbtxt and each version's model.onnx (size, mtime,
+ * inode), in version order. 0 when the directory is gone. */
+static uint64_t model_fingerprint(const char *root, const char *name) {
+    char dir[4096], path[4200];
+    if (snprintf(dir, sizeof dir, "%s/%s", root, name) >= (int)sizeof dir) return 0;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int64_t vs[IB__CONFIG_MAX_VERSIONS * 4];
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (n < sizeof vs / sizeof vs[0] && parse_version(de->d_name, &vs[n])) n++;
+    closedir(d);
+    qsort(vs, n, sizeof vs[0], cmp_desc);
+    uint64_t h = 1469598103934665603ull;
+    snprintf(path, sizeof path, "%s/config.pbtxt", dir);
+    h = stat_mix(h, path);
+    for (size_t i = 0; i < n; i++) {
+        h = fnv_mix(h, &vs[i], sizeof vs[i]);
+        snprintf(path, sizeof path, "%s/%lld/model.onnx", dir, (long long)vs[i]);
+        h = stat_mix(h, path);
+    }
+    return h ? h : 1;
+}
+
 static ib_status load_version(ib__repository *r, const char *name, const ib__model_config *base, int64_t version,
                               ib__served_model **out) {
     char path[4096];
@@ -305,9 +344,11 @@ ib_status ib__repo_load(ib__repository *r, const char *name) {
         return ib__error(IB_ERR_OUT_OF_MEMORY, "repository: out of memory");
     }
     ib__served_model *fresh = NULL;
+    uint64_t fingerprint = model_fingerprint(r->root, name);
     ib_status st = build_versions(r, name, &fresh);
     ib__served_model *old = NULL;
     pthread_mutex_lock(&r->lock);
+    e->fingerprint = fingerprint;
     if (st == IB_OK) {
         retire_locked(e->versions, &old);
         e->versions = fresh;
@@ -433,4 +474,44 @@ size_t ib__repo_versions(ib__repository *r, const char *name, int64_t *out, size
     for (ib__served_model *m = e ? e->versions : NULL; m && n < cap; m = m->next) out[n++] = m->version;
     pthread_mutex_unlock(&r->lock);
     return n;
+}
+
+int ib__repo_poll(ib__repository *r) {
+    int changes = 0;
+    DIR *d = opendir(r->root);
+    if (d) {
+        struct dirent *de;
+        size_t n = 0;
+        while ((de = readdir(d)) != NULL && n++ < MAX_MODELS) {
+            if (!ib__repo_name_valid(de->d_name)) continue;
+            char name[IB__CONFIG_NAME_MAX];
+            memcpy(name, de->d_name, strlen(de->d_name) + 1); /* valid names are shorter */
+            uint64_t fp = model_fingerprint(r->root, name);
+            if (!fp) continue;
+            pthread_mutex_lock(&r->lock);
+            model_entry *e = find_entry(r, name);
+            bool changed = !e || e->fingerprint != fp;
+            pthread_mutex_unlock(&r->lock);
+            if (!changed) continue;
+            changes++;
+            if (ib__repo_load(r, name) != IB_OK)
+                fprintf(stderr, "inferbooster serve: poll: failed to load '%s': %s\n", name, ib_last_error());
+            else
+                fprintf(stderr, "inferbooster serve: poll: loaded '%s'\n", name);
+        }
+        closedir(d);
+    }
+    /* Models whose directory went away are unloaded. */
+    for (;;) {
+        char gone[IB__CONFIG_NAME_MAX] = "";
+        pthread_mutex_lock(&r->lock);
+        for (model_entry *e = r->entries; e && !gone[0]; e = e->next)
+            if (e->versions && model_fingerprint(r->root, e->name) == 0) snprintf(gone, sizeof gone, "%s", e->name);
+        pthread_mutex_unlock(&r->lock);
+        if (!gone[0]) break;
+        ib__repo_unload(r, gone);
+        fprintf(stderr, "inferbooster serve: poll: unloaded '%s' (directory removed)\n", gone);
+        changes++;
+    }
+    return changes;
 }

@@ -41,6 +41,9 @@ ib_status ib__repo_unload(ib__repository *repo, const char *name);
 /* Loads every model directory; returns how many failed (reasons recorded, printed). */
 int ib__repo_load_all(ib__repository *repo);
 bool ib__repo_name_valid(const char *name);
+/* Poll mode: (re)loads each model whose config.pbtxt or version files changed since its
+ * last load attempt, and unloads those whose directory is gone. Returns the changes. */
+int ib__repo_poll(ib__repository *repo);
 
 /* A live version (version <= 0: the latest) with a reference held, or NULL when the
  * model or version is unknown or not loaded. Pair with ib__repo_release. */
