@@ -38,7 +38,8 @@ struct ib_kh_batch {
     int32_t n_cases;
     kh_case cases[KH_MAX_CASES];
     ib__sb unit;
-    int32_t n_units; /* compiled so far, for unique file names */
+    int32_t n_units;   /* compiled so far, for unique file names */
+    bool compile_only; /* the host cannot run the target's code: build, do not run */
 };
 
 static void *keep(ib_kh_batch *b, void *p) {
@@ -59,10 +60,11 @@ static float frand(ib_kh_batch *b) {
     return (float)((double)(b->rng >> 40) / (double)(1ull << 24));
 }
 
-ib_status ib_kh_batch_create(const char *target_name, ib__pool *pool, ib_kh_batch **out) {
+ib_status ib_kh_batch_create_ex(const char *target_name, ib__pool *pool, bool allow_compile_only,
+                                ib_kh_batch **out) {
     ib__target t;
     IB_TRY(ib__target_resolve(target_name, &t));
-    if (!t.is_host) {
+    if (!t.is_host && !allow_compile_only) {
         ib__error_clear();
         return IB_ERR_UNSUPPORTED;
     }
@@ -71,10 +73,15 @@ ib_status ib_kh_batch_create(const char *target_name, ib__pool *pool, ib_kh_batc
     b->target = t;
     b->pool = pool;
     b->rng = 0x9E3779B97F4A7C15ull;
+    b->compile_only = !t.is_host;
     ib__sb_init(&b->unit);
     ib__emit_prelude(&b->unit, &t);
     *out = b;
     return IB_OK;
+}
+
+ib_status ib_kh_batch_create(const char *target_name, ib__pool *pool, ib_kh_batch **out) {
+    return ib_kh_batch_create_ex(target_name, pool, false, out);
 }
 
 static void clear_cases(ib_kh_batch *b) {
@@ -661,6 +668,11 @@ int32_t ib_kh_run(ib_kh_batch *b, double tol) {
         fprintf(stderr, "  [%s] build failed: %s\n", b->target.name, ib_last_error());
         if (getenv("IB_KH_KEEP")) fprintf(stderr, "  source kept: %s\n", src);
         failed = n;
+        goto done;
+    }
+    if (b->compile_only) {
+        printf("  [%s] %d kernels compiled, not run (this machine cannot execute them)\n",
+               b->target.name, (int)n);
         goto done;
     }
     dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);

@@ -36,6 +36,10 @@ typedef struct ib_kh_batch ib_kh_batch;
 /* A batch of kernels compiled together for one target. IB_ERR_UNSUPPORTED (and no
  * message) when code for the target cannot run on this machine: the caller skips. */
 ib_status ib_kh_batch_create(const char *target_name, ib__pool *pool, ib_kh_batch **out);
+/* Same, but a target the host cannot run gives a compile-only batch: ib_kh_run builds
+ * its kernels (catching code that does not compile for that ISA) and runs none. */
+ib_status ib_kh_batch_create_ex(const char *target_name, ib__pool *pool, bool allow_compile_only,
+                                ib_kh_batch **out);
 void ib_kh_batch_destroy(ib_kh_batch *b);
 const ib__target *ib_kh_target(const ib_kh_batch *b);
 /* Floats per target vector: the default NCHWc block. */

@@ -13,7 +13,7 @@
 static bool supports(const ib__plan *plan, const ib__pkernel *k) {
     ib__conv_geom g;
     if (!ib__conv_nchwc_supports_common(plan, k, &g)) return false;
-    return g.group == g.IC && g.OC == g.IC && g.group > 1;
+    return g.group == g.IC && g.OC == g.IC && g.group > 1 && g.Bi == g.B;
 }
 
 static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {

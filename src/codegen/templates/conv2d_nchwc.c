@@ -55,7 +55,8 @@ ib_status ib__conv_geom_get(const ib__plan *plan, const ib__pkernel *k, ib__conv
     g->KW = w->dims[3];
     g->OH = y->dims[2];
     g->OW = y->dims[3];
-    g->B = x->block;
+    g->B = y->block;
+    g->Bi = x->layout == IB_LAYOUT_NCHWC ? x->block : 1;
     IB_TRY(ib__attr_int(n, "group", 1, &g->group));
     int64_t s[2] = {1, 1}, d[2] = {1, 1}, ks[2] = {-1, -1};
     IB_TRY(read_pair(n, "strides", 1, s));
@@ -130,9 +131,13 @@ bool ib__conv_nchwc_supports_common(const ib__plan *plan, const ib__pkernel *k,
     }
     const ib__pbuf *x = buf_of(plan, k->in[0]), *w = buf_of(plan, k->in[1]),
                    *y = buf_of(plan, k->out[0]);
-    int32_t B = x->block;
-    if (x->layout != IB_LAYOUT_NCHWC || y->layout != IB_LAYOUT_NCHWC || y->block != B ||
-        (B != 4 && B != 8 && B != 16) || B * 32 > plan->target.vector_bits)
+    int32_t B = y->block;
+    if (y->layout != IB_LAYOUT_NCHWC || (B != 4 && B != 8 && B != 16) ||
+        B * 32 > plan->target.vector_bits)
+        return false;
+    /* input: NCHWc with the output's block, or plain NCHW (Bi = 1: a stem conv with 3
+     * input channels should not pay for a block of zeros) */
+    if (!(x->layout == IB_LAYOUT_NCHWC && x->block == B) && x->layout != IB_LAYOUT_PLAIN)
         return false;
     if (x->dtype != IB_DTYPE_FLOAT32 || y->dtype != IB_DTYPE_FLOAT32) return false;
     if (w->layout != IB_LAYOUT_PACKED &&
@@ -273,8 +278,9 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
      * accumulator's chain imposes when there are too few of them; summed over the row's
      * tiles and the output-channel groups (tails cost a full tile), plus the per-tile
      * cost of loading and storing the accumulators. */
-    int64_t ICB = (g.IC + B - 1) / B;
-    double steps = (double)(g.KH * g.KW * B) * (double)(ICB < 4 ? ICB : 4);
+    const int32_t Bi = g.Bi > 0 ? g.Bi : B;
+    int64_t ICB = (g.IC + Bi - 1) / Bi;
+    double steps = (double)(g.KH * g.KW * Bi) * (double)(ICB < 4 ? ICB : 4);
     double best = 1e300;
     int64_t bow = 1, boc = 1;
     for (int64_t oc = 1; oc <= 8 && oc <= OCB; oc++) {
@@ -282,7 +288,7 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
         for (int64_t ow = 1; ow <= g.OW && ow * oc <= budget; ow++) {
             double fma = (double)(ow * oc) / 2.0, ld = (double)(ow + oc) / 2.0;
             double per = fma > ld ? fma : ld;
-            if (per < 4.0) per = 4.0;
+            if (per < 5.0) per = 5.0; /* 8 chains only just cover the latency */
             per += (double)(2 * ow * oc + 16) / steps;
             double tiles = (double)((g.OW + ow - 1) / ow) * (double)((OCB + oc - 1) / oc);
             double cost = tiles * per;
@@ -297,7 +303,7 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
     ib__knobs_set(knobs, "oc_block", boc);
     /* ic_block: input-channel blocks per chunk so the chunk's weights for one oc group
      * fill about half of L1. */
-    int64_t wbytes = g.KH * g.KW * B * B * boc * (int64_t)sizeof(float);
+    int64_t wbytes = g.KH * g.KW * Bi * B * boc * (int64_t)sizeof(float);
     int64_t l1 = t->l1d_bytes > 0 ? t->l1d_bytes : 32768;
     int64_t icc = wbytes > 0 ? (l1 / 2) / wbytes : 1;
     if (icc < 1) icc = 1;
@@ -322,7 +328,7 @@ bool ib__conv_nchwc_knobs_valid(const ib__plan *plan, const ib__pkernel *k,
     int64_t OCB = (g.OC + B - 1) / B;
     if (ow < 1 || ow > 64 || ow > g.OW || oc < 1 || oc > 16 || oc > OCB) return false;
     if (ow * oc > 64) return false; /* beyond this the code only spills */
-    if (icc < 1 || un < 1 || un > B || (par != 0 && par != 1)) return false;
+    if (icc < 1 || un < 1 || un > 16 || (par != 0 && par != 1)) return false;
     return true;
 }
 
@@ -333,9 +339,9 @@ ib_status ib__conv_nchwc_pack_weights(ib__plan *plan, ib__pkernel *k) {
     IB_TRY(ib__conv_geom_get(plan, k, &g));
     const ib__pbuf *wb = buf_of(plan, k->in[1]);
     if (wb->layout == IB_LAYOUT_PACKED) return IB_OK;
-    int32_t B = g.B;
-    int64_t OCB = (g.OC + B - 1) / B, ICB = (g.IC + B - 1) / B, KK = g.KH * g.KW;
-    int64_t total = OCB * ICB * KK * B * B;
+    const int32_t B = g.B, Bi = g.Bi;
+    int64_t OCB = (g.OC + B - 1) / B, ICB = (g.IC + Bi - 1) / Bi, KK = g.KH * g.KW;
+    int64_t total = OCB * ICB * KK * Bi * B;
     float *pw = ib__calloc((size_t)total, sizeof(float));
     float *bias = ib__calloc((size_t)(OCB * B), sizeof(float));
     float *scale = ib__malloc((size_t)g.OC * sizeof(float));
@@ -351,7 +357,7 @@ ib_status ib__conv_nchwc_pack_weights(ib__plan *plan, ib__pkernel *k) {
     for (int64_t o = 0; o < g.OC; o++)
         for (int64_t i = 0; i < g.IC; i++)
             for (int64_t kk = 0; kk < KK; kk++) {
-                int64_t dst = (((o / B) * ICB + i / B) * KK + kk) * B * B + (i % B) * B + o % B;
+                int64_t dst = (((o / B) * ICB + i / Bi) * KK + kk) * Bi * B + (i % Bi) * B + o % B;
                 pw[dst] = w[(o * g.IC + i) * KK + kk] * scale[o];
             }
     const float *b0 = NULL;
@@ -393,7 +399,7 @@ typedef struct emit_ctx {
     const ib__pkernel *k;
     ib__sb *sb;
     ib__conv_geom g;
-    int32_t B;
+    int32_t B, Bi;
     int64_t ICB, OCB, WSTR, OSTR, owb, ocb, icc, unroll;
     const char *fn;
 } emit_ctx;
@@ -403,7 +409,7 @@ typedef struct emit_ctx {
 static ib_status emit_micro(emit_ctx *c, const char *name, int64_t nj, int64_t no, int64_t ow0) {
     ib__sb *sb = c->sb;
     const ib__conv_geom *g = &c->g;
-    const int32_t B = c->B;
+    const int32_t B = c->B, Bi = c->Bi;
     ib__sb_line(sb, "static inline __attribute__((always_inline)) void %s(const float *restrict xn, "
                     "const float *restrict wg, const float *restrict bias, float *restrict yt, "
                     "void *const *args, int64_t yoff, int64_t ocb0, int64_t oh, int64_t ow0, "
@@ -435,12 +441,12 @@ static ib_status emit_micro(emit_ctx *c, const char *name, int64_t nj, int64_t n
     ib__sb_line(sb, "if ((uint64_t)ih >= (uint64_t)%lld) continue;", (long long)g->IH);
     if (ow0 < 0)
         ib__sb_line(sb, "const float *xr = xn + ((icb * %lld + ih) * %lld + ow0 * %lld - %lld) * %d;",
-                    (long long)g->IH, (long long)g->IW, (long long)g->SW, (long long)g->PL, B);
+                    (long long)g->IH, (long long)g->IW, (long long)g->SW, (long long)g->PL, Bi);
     else
         ib__sb_line(sb, "const float *xr = xn + (icb * %lld + ih) * %lld * %d;", (long long)g->IH,
-                    (long long)g->IW, B);
+                    (long long)g->IW, Bi);
     ib__sb_line(sb, "const float *wk = wg + (icb * %lld + kh) * %lld;", (long long)g->KH,
-                (long long)(g->KW * B * B));
+                (long long)(g->KW * Bi * B));
     for (int64_t kw = 0; kw < g->KW; kw++) {
         /* which pixels of the tile read inside the row for this tap */
         bool any = false;
@@ -456,15 +462,15 @@ static ib_status emit_micro(emit_ctx *c, const char *name, int64_t nj, int64_t n
         }
         if (!any) continue;
         ib__sb_line(sb, "#pragma GCC unroll %lld", (long long)c->unroll);
-        ib__sb_line(sb, "for (int i = 0; i < %d; i++) {", B);
+        ib__sb_line(sb, "for (int i = 0; i < %d; i++) {", Bi);
         sb->indent += 4;
         for (int64_t o = 0; o < no; o++)
             ib__sb_line(sb, "const ibv%df w%lld = ib_load%d(wk + %lld + i * %d);", B, (long long)o, B,
-                        (long long)(o * c->WSTR + kw * B * B), B);
+                        (long long)(o * c->WSTR + kw * Bi * B), B);
         for (int64_t j = 0; j < nj; j++) {
             if (!valid[j]) continue;
-            int64_t off = ow0 < 0 ? (kw * g->DW + j * g->SW) * B
-                                  : (ow0 * g->SW - g->PL + kw * g->DW + j * g->SW) * B;
+            int64_t off = ow0 < 0 ? (kw * g->DW + j * g->SW) * Bi
+                                  : (ow0 * g->SW - g->PL + kw * g->DW + j * g->SW) * Bi;
             ib__sb_line(sb, "{ const ibv%df xv = ib_splat%d(xr[%lld + i]);", B, B, (long long)off);
             for (int64_t o = 0; o < no; o++)
                 ib__sb_line(sb, "  c%lld_%lld = ib_fma%d(xv, w%lld, c%lld_%lld);", (long long)j,
@@ -538,7 +544,7 @@ static ib_status emit_row(emit_ctx *c, int64_t no) {
                     "int64_t ocb0, int64_t oh) {",
                 fn, (long long)no);
     sb->indent += 4;
-    ib__sb_line(sb, "const float *xn = x + n * %lld;", (long long)(c->ICB * g->IH * g->IW * c->B));
+    ib__sb_line(sb, "const float *xn = x + n * %lld;", (long long)(c->ICB * g->IH * g->IW * c->Bi));
     ib__sb_line(sb, "const float *wg = w + ocb0 * %lld;", (long long)c->WSTR);
     ib__sb_line(sb, "const int64_t ybase = ((n * %lld + ocb0) * %lld + oh) * %lld;",
                 (long long)c->OCB, (long long)g->OH, (long long)(g->OW * c->B));
@@ -583,15 +589,16 @@ ib_status ib__conv_nchwc_emit(const ib__plan *plan, const ib__pkernel *k, ib__sb
     c.k = k;
     c.sb = sb;
     c.B = g->B;
+    c.Bi = g->Bi;
     c.fn = k->fn_name;
-    c.ICB = (g->IC + c.B - 1) / c.B;
+    c.ICB = (g->IC + c.Bi - 1) / c.Bi;
     c.OCB = (g->OC + c.B - 1) / c.B;
-    c.WSTR = c.ICB * g->KH * g->KW * c.B * c.B;
+    c.WSTR = c.ICB * g->KH * g->KW * c.Bi * c.B;
     c.OSTR = g->OH * g->OW * c.B;
     c.owb = ib__knobs_get(&k->knobs, "ow_block", 1);
     c.ocb = ib__knobs_get(&k->knobs, "oc_block", 1);
     c.icc = ib__knobs_get(&k->knobs, "ic_block", 1);
-    c.unroll = ib__knobs_get(&k->knobs, "ic_unroll", c.B);
+    c.unroll = ib__knobs_get(&k->knobs, "ic_unroll", 1);
     if (c.icc > c.ICB) c.icc = c.ICB;
     int64_t par = ib__knobs_get(&k->knobs, "parallel", 0);
     /* edge tiles are emitted one function each: refuse pathological padding */
@@ -606,12 +613,12 @@ ib_status ib__conv_nchwc_emit(const ib__plan *plan, const ib__pkernel *k, ib__sb
     const char *fn = k->fn_name;
     int64_t tail = c.OCB % c.ocb;
     ib__sb_line(sb, "/* %s: conv %lldx%lldx%lldx%lld -> %lldx%lldx%lldx%lld, kernel %lldx%lld, "
-                    "stride %lldx%lld, dilation %lldx%lld, pads %lld,%lld; NCHW%dc; "
+                    "stride %lldx%lld, dilation %lldx%lld, pads %lld,%lld; in NCHW%dc, out NCHW%dc; "
                     "ow_block %lld oc_block %lld ic_block %lld */",
                 fn, (long long)g->N, (long long)g->IC, (long long)g->IH, (long long)g->IW,
                 (long long)g->N, (long long)g->OC, (long long)g->OH, (long long)g->OW,
                 (long long)g->KH, (long long)g->KW, (long long)g->SH, (long long)g->SW,
-                (long long)g->DH, (long long)g->DW, (long long)g->PT, (long long)g->PL, c.B,
+                (long long)g->DH, (long long)g->DW, (long long)g->PT, (long long)g->PL, c.Bi, c.B,
                 (long long)c.owb, (long long)c.ocb, (long long)c.icc);
     IB_TRY(emit_row(&c, c.ocb));
     if (tail) IB_TRY(emit_row(&c, tail));

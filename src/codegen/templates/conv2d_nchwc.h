@@ -9,7 +9,8 @@
 
 typedef struct ib__conv_geom {
     int64_t N, IC, IH, IW, OC, OH, OW, KH, KW, SH, SW, DH, DW, PT, PL, group;
-    int32_t B; /* NCHWc block of input and output */
+    int32_t B;  /* NCHWc block of the output */
+    int32_t Bi; /* channel block of the input: B, or 1 for plain NCHW */
 } ib__conv_geom;
 
 /* Geometry of 2-D Conv kernel k (anchor nodes[0]) from its attributes and the shapes
