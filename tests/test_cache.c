@@ -3,6 +3,8 @@
  * rebuilt, a corrupt entry dropped by verify and rebuilt by the next insert, failed
  * builds leaving nothing, hostile labels. */
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,7 +178,7 @@ TEST(key_inputs) {
     write_file(model, "model bytes");
     write_file(data, "weights");
     const char *datas[] = {data};
-    ib__cache_key_input in = {model, datas, 1, "x86_64", "avx2,fma", "0.1.0", "batch=1", ""};
+    ib__cache_key_input in = {model, datas, 1, "x86_64", "avx2,fma", "0.1.0", "batch=1", "", NULL};
     char base[65], again[65], k[65];
     CHECK_EQ_INT(ib__cache_key(&in, base), IB_OK);
     CHECK_EQ_INT(ib__cache_key(&in, again), IB_OK);
@@ -232,7 +234,7 @@ TEST(digest_memo) {
     for (int i = 0; i < (3 << 20); i++) fputc(i & 0xff, f);
     fclose(f);
     sleep(3); /* files changed in the last 2 s are not remembered */
-    ib__cache_key_input plain = {model, NULL, 0, "x86_64", "avx2", "v", "", ""};
+    ib__cache_key_input plain = {model, NULL, 0, "x86_64", "avx2", "v", "", "", NULL};
     ib__cache_key_input memo = plain;
     memo.digest_memo = c;
     char k0[65], k1[65], k2[65];
@@ -436,6 +438,56 @@ TEST(hostile_labels) {
     ib__cache_close(c);
 }
 
+/* Threads of one process, through one handle and through two: one build per key. */
+static atomic_int g_builds;
+
+static ib_status build_slow(void *ctx, const char *dir) {
+    (void)ctx;
+    atomic_fetch_add(&g_builds, 1);
+    usleep(100 * 1000);
+    build_ctx b = {64, 3, 0, false};
+    return build_blob(&b, dir);
+}
+
+typedef struct thread_arg {
+    ib__cache *cache;
+    ib_status status;
+    bool got_entry;
+} thread_arg;
+
+static void *insert_thread(void *p) {
+    thread_arg *a = p;
+    char key[65];
+    fake_key(42, key);
+    ib__cache_entry *e = NULL;
+    a->status = ib__cache_insert(a->cache, key, "threads", "t", build_slow, NULL, &e, NULL);
+    a->got_entry = e != NULL;
+    ib__cache_release(e);
+    return NULL;
+}
+
+TEST(threads_one_build) {
+    ib__cache *c1 = open_cache("threads", 10, 0);
+    ib__cache *c2 = open_cache("threads", 10, 0);
+    if (!c1 || !c2) { CHECK(0); ib__cache_close(c1); ib__cache_close(c2); return; }
+    pthread_t t[4];
+    thread_arg args[4];
+    atomic_store(&g_builds, 0);
+    for (int i = 0; i < 4; i++) {
+        args[i] = (thread_arg){i % 2 ? c2 : c1, IB_ERR_INTERNAL, false};
+        pthread_create(&t[i], NULL, insert_thread, &args[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_EQ_INT(args[i].status, IB_OK);
+        CHECK(args[i].got_entry);
+    }
+    CHECK_EQ_INT(atomic_load(&g_builds), 1);
+    CHECK_EQ_INT(n_entries(c1), 1);
+    ib__cache_close(c1);
+    ib__cache_close(c2);
+}
+
 int main(void) {
     snprintf(g_root, sizeof g_root, "/tmp/ib_test_cache.XXXXXX");
     if (!mkdtemp(g_root)) {
@@ -454,6 +506,7 @@ int main(void) {
     RUN(corrupt_entry);
     RUN(failed_build_leaves_nothing);
     RUN(hostile_labels);
+    RUN(threads_one_build);
     ib__cache_remove_tree(g_root);
     TEST_SUMMARY();
 }
