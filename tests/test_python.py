@@ -258,6 +258,33 @@ def torch_interpose_cnn_and_mlp():
 
 
 @test
+def torch_threads_share_a_captured_module():
+    import torch
+
+    from inferbooster import torch as ib_torch
+
+    _, mlp = _torch_models()
+    x = torch.randn(4, 16)
+    want = _native(mlp, x)
+    bad = []
+
+    def worker():
+        with torch.no_grad():  # grad mode is per thread
+            for _ in range(30):
+                if not torch.allclose(mlp(x), want, atol=1e-5):
+                    bad.append(1)
+
+    with _Interposed():
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    st = ib_torch.stats(mlp)
+    assert not bad and st["captures"] == 1 and st["compiled_calls"] == 4 * 30 - 1, st
+
+
+@test
 def torch_grad_training_and_signatures():
     import torch
 
@@ -483,6 +510,17 @@ def onnxruntime_interposed():
     from onnx import TensorProto, helper
 
     fake = types.ModuleType("onnxruntime")
+    capi = types.ModuleType("onnxruntime.capi")
+    state = types.ModuleType("onnxruntime.capi.onnxruntime_pybind11_state")
+
+    class OrtInvalidArgument(Exception):  # as onnxruntime's pybind11 module defines it
+        pass
+
+    state.InvalidArgument = OrtInvalidArgument
+    capi.onnxruntime_pybind11_state = state
+    fake.capi = capi
+    fake_modules = {"onnxruntime": fake, "onnxruntime.capi": capi,
+                    "onnxruntime.capi.onnxruntime_pybind11_state": state}
 
     class OrtSession:  # the original class, as onnxruntime would define it
         created = []
@@ -492,8 +530,8 @@ def onnxruntime_interposed():
             OrtSession.created.append(path_or_bytes)
 
     fake.InferenceSession = OrtSession
-    saved = sys.modules.get("onnxruntime")
-    sys.modules["onnxruntime"] = fake
+    saved = {k: sys.modules.get(k) for k in fake_modules}
+    sys.modules.update(fake_modules)
     try:
         inferbooster.interpose(torch=False)
         import onnxruntime as ort
@@ -505,6 +543,8 @@ def onnxruntime_interposed():
         assert isinstance(s, ort.InferenceSession)
         x = np.load(os.path.join(MLP, "input.npy"))
         assert s.run(None, {"input": x})[0].shape == (2, 4)
+        # code written against onnxruntime catches its own exception types
+        expect_raises(OrtInvalidArgument, lambda: s.run(None, {"nope": x}), "nope")
         # a model InferBooster cannot run goes to the original, with a warning
         node = helper.make_node("Frobnicate", ["x"], ["y"], domain="com.example")
         graph = helper.make_graph([node], "g",
@@ -529,10 +569,11 @@ def onnxruntime_interposed():
         del onnx
     finally:
         interposition.uninstall()
-        if saved is None:
-            sys.modules.pop("onnxruntime", None)
-        else:
-            sys.modules["onnxruntime"] = saved
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
 
 
 @test

@@ -90,6 +90,11 @@ class _SessionFactoryMeta(type):
 
         return isinstance(obj, (IBSession, cls._original))
 
+    def __subclasscheck__(cls, sub):
+        from .session import InferenceSession as IBSession
+
+        return issubclass(sub, (IBSession, cls._original))
+
 
 def _ort_wants_cpu(providers):
     if not providers:
@@ -101,9 +106,39 @@ def _ort_wants_cpu(providers):
     return True
 
 
+def _ort_error_classes():
+    """onnxruntime's exception classes by name, so code that catches them keeps working
+    with InferBooster's sessions; {} when they cannot be found."""
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as state
+    except Exception:
+        return {}
+    return {name: getattr(state, name) for name in
+            ("Fail", "InvalidArgument", "NoSuchFile", "InvalidGraph", "InvalidProtobuf",
+             "NotImplemented", "RuntimeException")
+            if isinstance(getattr(state, name, None), type)}
+
+
 def _make_ort_factory(original):
     from .session import InferBoosterError
-    from .session import InferenceSession as IBSession
+    from .session import InferenceSession as BaseSession
+
+    ort_errors = _ort_error_classes()
+
+    def translated(e):
+        cls = ort_errors.get(type(e).__name__)
+        return cls(str(e)) if cls is not None else e
+
+    class IBSession(BaseSession):
+        """InferBooster's session raising onnxruntime's exception types."""
+
+        def run(self, output_names, input_feed, run_options=None):
+            try:
+                return BaseSession.run(self, output_names, input_feed, run_options)
+            except InferBoosterError as e:
+                raise translated(e) from e
+
+    IBSession.__name__ = IBSession.__qualname__ = "InferenceSession"
 
     class InferenceSession(metaclass=_SessionFactoryMeta):
         """onnxruntime.InferenceSession, interposed: InferBooster runs the models it
@@ -115,7 +150,10 @@ def _make_ort_factory(original):
                     provider_options=None, **kwargs):
             if _ort_wants_cpu(providers):
                 try:
-                    return IBSession(path_or_bytes, sess_options, providers, server=_server)
+                    if _server is not None:
+                        return BaseSession(path_or_bytes, sess_options, providers,
+                                           server=_server)
+                    return IBSession(path_or_bytes, sess_options, providers)
                 except (InferBoosterError, OSError) as e:
                     warnings.warn("inferbooster: onnxruntime runs this model: %s" % e,
                                   stacklevel=2)
