@@ -13,6 +13,9 @@
  *   Fallback kernels read and write PLAIN buffers. A graph output that is a model
  *   input, a constant, or listed twice is written by a fallback copy kernel whose node
  *   is a synthetic Identity.
+ * - A layout_transform kernel (tmpl == &ib__template_layout_transform) has no nodes
+ *   (n_nodes == 0, nodes == NULL): it copies in[0] to out[0], the same logical tensor in
+ *   another layout. Every other kernel has nodes[0].
  * - pbuf->value points at the plan's specialised copy of the graph value (same name and
  *   index as the graph's, concrete dims, `constant` set when the data is known, possibly
  *   computed at plan time): templates must read shapes from buffers or these copies,

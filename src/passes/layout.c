@@ -103,32 +103,15 @@ static ib_status view_in(ib__lower *L, attempt *a, int32_t b, ib__layout lay, in
     return IB_OK;
 }
 
+/* A layout_transform kernel has no nodes: in[0] and out[0] hold the same logical tensor. */
 static ib_status transform_kernel(ib__lower *L, int32_t src, int32_t dst, ib__pkernel *k) {
-    ib__plan *plan = L->plan;
-    ib__node *n = ib__arena_alloc(plan->arena, sizeof *n);
-    ib__value **io = ib__arena_alloc(plan->arena, 2 * sizeof *io);
-    const ib__node **nodes = ib__arena_alloc(plan->arena, sizeof *nodes);
-    if (!n || !io || !nodes) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
-    io[0] = io[1] = (ib__value *)plan->bufs[src].value;
-    n->name = "layout_transform";
-    n->op_type = "Identity";
-    n->domain = "";
-    n->op = IB_OP_IDENTITY;
-    n->opset = L->graph->opset;
-    n->n_inputs = n->n_outputs = 1;
-    n->inputs = &io[0];
-    n->outputs = &io[1];
-    n->index = -1;
-    nodes[0] = n;
     memset(k, 0, sizeof *k);
     k->tmpl = &ib__template_layout_transform;
-    k->n_nodes = 1;
-    k->nodes = nodes;
     k->n_in = 1;
     k->in[0] = src;
     k->n_out = 1;
     k->out[0] = dst;
-    snprintf(k->fn_name, sizeof k->fn_name, "k%d_layout_transform", plan->n_kernels);
+    snprintf(k->fn_name, sizeof k->fn_name, "k%d_layout_transform", L->plan->n_kernels);
     return IB_OK;
 }
 

@@ -352,6 +352,7 @@ static ib_status lower(ib__lower *L) {
     ib__free(last);
     IB_TRY(st);
     IB_TRY(add_output_copies(L));
+    IB_TRY(ib__pass_compact_weights(L->plan));
     return ib__pass_memory_plan(L->plan);
 }
 

@@ -121,3 +121,48 @@ ib_status ib__pass_memory_plan(ib__plan *plan) {
     ib__free(live);
     return IB_OK;
 }
+
+ib_status ib__pass_compact_weights(ib__plan *plan) {
+    /* Weights that packing replaced are read by no kernel: drop their bytes. */
+    uint8_t *used = ib__calloc((size_t)plan->n_bufs + 1, 1);
+    if (!used) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory compacting weights");
+    int32_t args[3 * IB_MAX_KERNEL_ARGS + IB_MAX_EPILOGUE];
+    for (int32_t k = 0; k < plan->n_kernels; k++) {
+        int32_t n = ib__kernel_args(&plan->kernels[k], args, (int32_t)(sizeof args / sizeof *args));
+        for (int32_t a = 0; a < n; a++)
+            if (args[a] >= 0 && args[a] < plan->n_bufs) used[args[a]] = 1;
+    }
+    size_t total = 0;
+    for (int32_t b = 0; b < plan->n_bufs; b++)
+        if (plan->bufs[b].kind == IB_BUF_WEIGHT && used[b])
+            total = ((total + 63) & ~(size_t)63) + plan->bufs[b].nbytes;
+    if (total == plan->weights_bytes) {
+        ib__free(used);
+        return IB_OK;
+    }
+    unsigned char *blob = ib__aligned_alloc(total ? total : 1);
+    if (!blob) {
+        ib__free(used);
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory compacting weights");
+    }
+    memset(blob, 0, total ? total : 1);
+    size_t at = 0;
+    for (int32_t b = 0; b < plan->n_bufs; b++) {
+        ib__pbuf *pb = &plan->bufs[b];
+        if (pb->kind != IB_BUF_WEIGHT) continue;
+        if (!used[b]) { /* kept as an entry (ids stay stable), holding nothing */
+            pb->offset = 0;
+            pb->nbytes = 0;
+            continue;
+        }
+        at = (at + 63) & ~(size_t)63;
+        if (pb->nbytes) memcpy(blob + at, plan->weights + pb->offset, pb->nbytes);
+        pb->offset = (int64_t)at;
+        at += pb->nbytes;
+    }
+    ib__aligned_free(plan->weights);
+    plan->weights = blob;
+    plan->weights_bytes = total;
+    ib__free(used);
+    return IB_OK;
+}

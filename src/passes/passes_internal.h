@@ -91,6 +91,9 @@ ib_status ib__layout_plain_input(ib__lower *L, int32_t b, int32_t *out_id);
 /* memory_plan.c: first_use/last_use of every buffer from the kernels' arguments, then
  * arena offsets for TEMP buffers (alias groups share one lifetime), arena_bytes. */
 ib_status ib__pass_memory_plan(ib__plan *plan);
+/* Drops weights no kernel reads (the originals of packed weights) from the blob; their
+ * buffers stay, with nbytes 0. */
+ib_status ib__pass_compact_weights(ib__plan *plan);
 /* The arguments of kernel k in ABI order (in, out, epilogue operands); returns count. */
 int32_t ib__kernel_args(const ib__pkernel *k, int32_t *args, int32_t cap);
 
