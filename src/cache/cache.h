@@ -94,7 +94,8 @@ const char *ib__cache_dir(const ib__cache *cache);
 /* SHA-256 over a tagged, length-prefixed serialisation of every field, so that no two
  * different inputs hash the same byte stream. out: 64 lowercase hex digits + NUL. */
 ib_status ib__cache_key(const ib__cache_key_input *in, char out[IB_CACHE_KEY_HEX + 1]);
-/* "basename#ctime" of a model file, sanitised to [A-Za-z0-9._+-] (never a path). */
+/* "basename#create_time" of a model file (birth time, else ctime, in seconds),
+ * sanitised to [A-Za-z0-9._+,:=-] (never a path). */
 ib_status ib__cache_model_label(const char *model_path, char out[IB_CACHE_LABEL_MAX]);
 /* Replaces characters outside [A-Za-z0-9._+,:=#-] with '_' and truncates. */
 void ib__cache_sanitize(const char *in, char *out, size_t cap);
@@ -104,7 +105,10 @@ void ib__cache_sanitize(const char *in, char *out, size_t cap);
 ib_status ib__cache_lookup(ib__cache *cache, const char *key, ib__cache_entry **out);
 
 /* Writes an artifact into `dir` (an empty directory inside the cache); plain files only,
- * names without '/' or whitespace and not starting with ".ib-". */
+ * names without '/' or whitespace and not starting with ".ib-". A compiler that builds
+ * beside its output and renames into place may rmdir `dir` and rename its finished
+ * directory to that path (its scratch, named after `dir`, stays inside the cache and is
+ * cleaned by verify if the process dies). */
 typedef ib_status (*ib__cache_build_fn)(void *ctx, const char *dir);
 
 /* Looks key up; on a miss builds it with build_fn (only one process builds a key at a

@@ -39,11 +39,17 @@ void ib__cache_sanitize(const char *in, char *out, size_t cap) {
     out[j] = '\0';
 }
 
+/* "Create time": the file's birth time where the filesystem records it (statx), else
+ * its ctime. */
 ib_status ib__cache_model_label(const char *model_path, char out[IB_CACHE_LABEL_MAX]) {
     struct stat st;
     if (!model_path || stat(model_path, &st) != 0)
         return ib__error(IB_ERR_IO, "cache: cannot stat model '%s': %s",
                          model_path ? model_path : "(null)", strerror(errno));
+    long long when = (long long)st.st_ctime;
+    struct statx stx;
+    if (statx(AT_FDCWD, model_path, 0, STATX_BTIME, &stx) == 0 && (stx.stx_mask & STATX_BTIME))
+        when = (long long)stx.stx_btime.tv_sec;
     const char *base = strrchr(model_path, '/');
     base = base ? base + 1 : model_path;
     char name[IB_CACHE_LABEL_MAX - 24];
@@ -52,7 +58,7 @@ ib_status ib__cache_model_label(const char *model_path, char out[IB_CACHE_LABEL_
     for (char *p = name; *p; p++)
         if (*p == '#') *p = '_';
     if (!name[0] || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) strcpy(name, "model");
-    snprintf(out, IB_CACHE_LABEL_MAX, "%s#%lld", name, (long long)st.st_ctime);
+    snprintf(out, IB_CACHE_LABEL_MAX, "%s#%lld", name, when);
     return IB_OK;
 }
 
