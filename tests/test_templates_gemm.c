@@ -502,7 +502,7 @@ static int softmax_groups(ib_kh_batch *b, group_batch *gb) {
 
 /* torch 1.13's LayerNorm at opset 13, optionally without the affine Mul/Add. */
 static int decomposed_ln(ib_kh_batch *b, group_batch *gb, int64_t rows, int64_t len,
-                         bool affine, int32_t rm_opset) {
+                         bool affine, int32_t rm_opset, bool synthetic) {
     ib__value *x = ib_kh_input(b, 3, (int64_t[]){1, rows, len});
     ib__attr ax[] = {ib_kh_attr_ints("axes", 1, (int64_t[]){-1})};
     ib__value *m = ib_kh_node(b, IB_OP_REDUCE_MEAN, rm_opset, 1, (ib__value *[]){x}, 1, ax);
@@ -522,22 +522,33 @@ static int decomposed_ln(ib_kh_batch *b, group_batch *gb, int64_t rows, int64_t 
         vals[n++] = y = node2(b, IB_OP_MUL, y, ga);
         vals[n++] = y = node2(b, IB_OP_ADD, y, be);
     }
-    const ib__node *nodes[9];
+    const ib__node *nodes[10];
     for (int32_t i = 0; i < n; i++) {
         if (!vals[i]) return 1;
-        nodes[i] = vals[i]->producer;
+        nodes[i + synthetic] = vals[i]->producer;
     }
     char label[80];
-    snprintf(label, sizeof label, "decomposed layer norm [1,%lld,%lld]%s", (long long)rows,
-             (long long)len, affine ? " affine" : "");
-    return !group_add(gb, &ib__template_layernorm, n, nodes, 1, (ib__value *[]){x}, y, label);
+    snprintf(label, sizeof label, "decomposed layer norm [1,%lld,%lld]%s%s", (long long)rows,
+             (long long)len, affine ? " affine" : "", synthetic ? " (LayerNormalization first)" : "");
+    if (!synthetic)
+        return !group_add(gb, &ib__template_layernorm, n, nodes, 1, (ib__value *[]){x}, y, label);
+    /* the fusion pass's form: a LayerNormalization(x, gamma, beta) stands first */
+    ib__value *ga = vals[7]->producer->inputs[1], *be = vals[8]->producer->inputs[1];
+    ib__attr at[] = {ib_kh_attr_float("epsilon", 1e-5f)};
+    ib__value *ln = ib_kh_node(b, IB_OP_LAYER_NORMALIZATION, 17, 3, (ib__value *[]){x, ga, be}, 1,
+                               at);
+    if (!ln) return 1;
+    nodes[0] = ln->producer;
+    return !group_add(gb, &ib__template_layernorm, n + 1, nodes, 3, (ib__value *[]){x, ga, be}, ln,
+                      label);
 }
 
 static int layernorm_groups(ib_kh_batch *b, group_batch *gb) {
     int bad = 0;
-    bad += decomposed_ln(b, gb, 9, 768, true, 13);
-    bad += decomposed_ln(b, gb, 5, 37, true, 13);
-    bad += decomposed_ln(b, gb, 3, 20, false, 11);
+    bad += decomposed_ln(b, gb, 9, 768, true, 13, false);
+    bad += decomposed_ln(b, gb, 5, 37, true, 13, false);
+    bad += decomposed_ln(b, gb, 3, 20, false, 11, false);
+    bad += decomposed_ln(b, gb, 7, 96, true, 13, true);
     /* LayerNormalization-17 nodes: constant and run-time scale/bias, flattened axis */
     const ib__kernel_template *T = &ib__template_layernorm;
     ib__value *x = ib_kh_input(b, 3, (int64_t[]){2, 5, 37});

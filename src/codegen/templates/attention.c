@@ -39,14 +39,20 @@ static bool const_scalar(const ib__value *v, float *out) {
     return true;
 }
 
-/* The kernel argument holding value v, or -1. */
+/* The kernel argument holding value v, or -1. The passes give buffers specialised
+ * copies of the graph's values (same index and name), so those match too. */
 static int32_t arg_of(const ib__plan *plan, const ib__pkernel *k, const ib__value *v) {
-    for (int32_t i = 0; i < k->n_in; i++) {
-        if (k->in[i] < 0 || k->in[i] >= plan->n_bufs) continue;
-        const ib__pbuf *b = &plan->bufs[k->in[i]];
-        if (b->value == v && b->dtype == IB_DTYPE_FLOAT32 && b->layout == IB_LAYOUT_PLAIN)
-            return i;
-    }
+    if (!v) return -1;
+    for (int pass = 0; pass < 2; pass++)
+        for (int32_t i = 0; i < k->n_in; i++) {
+            if (k->in[i] < 0 || k->in[i] >= plan->n_bufs) continue;
+            const ib__pbuf *b = &plan->bufs[k->in[i]];
+            if (b->dtype != IB_DTYPE_FLOAT32 || b->layout != IB_LAYOUT_PLAIN || !b->value)
+                continue;
+            if (pass == 0 ? b->value == v
+                          : b->value->index == v->index && b->value->name == v->name && v->name)
+                return i;
+        }
     return -1;
 }
 
