@@ -692,10 +692,17 @@ def remote_session_against_server():
 @test
 def pip_install_offline():
     """pip install ./python works without a network and bundles the library."""
+    import shutil
+
     with tempfile.TemporaryDirectory() as d:
         target = os.path.join(d, "site")
+        # pip builds in the source folder: a copy keeps the checkout clean
+        src = os.path.join(d, "src")
+        shutil.copytree(os.path.join(ROOT, "python"), src,
+                        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__",
+                                                      "*.so"))
         r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps",
-                            "--quiet", "--target", target, os.path.join(ROOT, "python")],
+                            "--quiet", "--target", target, src],
                            capture_output=True, text=True, timeout=300, env=os.environ)
         if r.returncode != 0 and "No module named pip" in r.stderr:
             print("    skipped: pip is not installed")

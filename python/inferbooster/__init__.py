@@ -21,6 +21,12 @@ from .session import (  # noqa: F401
 )
 
 __version__ = "0.1.0"
+__all__ = [
+    "Fail", "InferBoosterError", "InferenceSession", "InvalidArgument", "InvalidGraph",
+    "InvalidProtobuf", "ModelMetadata", "NodeArg", "NoSuchFile", "NotImplemented",
+    "RunOptions", "RuntimeException", "SessionOptions", "get_available_providers",
+    "get_device", "interpose",
+]
 
 
 def interpose(torch=True, onnxruntime=True, **options):

@@ -46,6 +46,9 @@ class RuntimeException(InferBoosterError):
     pass
 
 
+_Unsupported = NotImplemented  # ONNX Runtime's name shadows the builtin; raise the alias
+
+
 _STATUS_CLASS = {
     _lib.IB_ERR_INVALID_ARGUMENT: InvalidArgument,
     _lib.IB_ERR_INVALID_MODEL: InvalidGraph,
@@ -231,7 +234,7 @@ def _to_numpy(tensor):
     shape = tuple(tensor.shape[:tensor.rank])
     if np_dtype is None:
         _lib.ib_tensor_release(ctypes.byref(tensor))
-        raise NotImplemented(
+        raise _Unsupported(
             "[InferBooster] IB_ERR_UNSUPPORTED: output of type %s has no NumPy equivalent"
             % _type_string(tensor.dtype), "IB_ERR_UNSUPPORTED")
     if not tensor.data or tensor.nbytes == 0:
