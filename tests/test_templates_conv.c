@@ -83,8 +83,8 @@ static ib__value *build_conv(ib_kh_batch *b, const conv_desc *d, int32_t *n_node
     return y;
 }
 
-static void add_conv(ib_kh_batch *b, const ib__kernel_template *t, const conv_desc *d,
-                     int *added) {
+static void add_conv_knobs(ib_kh_batch *b, const ib__kernel_template *t, const conv_desc *d,
+                           int *added, int32_t n_knobs, const char *const *kn, const int64_t *kv) {
     int32_t nn = 0;
     ib__value *y = build_conv(b, d, &nn);
     CHECK(y != NULL);
@@ -96,6 +96,11 @@ static void add_conv(ib_kh_batch *b, const ib__kernel_template *t, const conv_de
     s.n_nodes = nn;
     s.in_layout = s.out_layout = IB_LAYOUT_NCHWC;
     if (d->plain_in) s.in_layout = IB_LAYOUT_PLAIN;
+    s.n_knobs = n_knobs;
+    for (int32_t i = 0; i < n_knobs; i++) {
+        s.knob_name[i] = kn[i];
+        s.knob_value[i] = kv[i];
+    }
     char label[96];
     snprintf(label, sizeof label, "%s n%lld c%lld %lldx%lld m%lld k%lldx%lld s%lld d%lld p%lld g%lld e%d%s",
              t->name, (long long)d->n, (long long)d->c, (long long)d->h, (long long)d->w,
@@ -104,6 +109,11 @@ static void add_conv(ib_kh_batch *b, const ib__kernel_template *t, const conv_de
     int32_t idx = ib_kh_add(b, &s, label);
     CHECK(idx >= 0);
     (*added)++;
+}
+
+static void add_conv(ib_kh_batch *b, const ib__kernel_template *t, const conv_desc *d,
+                     int *added) {
+    add_conv_knobs(b, t, d, added, 0, NULL, NULL);
 }
 
 static conv_desc random_conv(bool pointwise) {
@@ -169,6 +179,18 @@ TEST(conv2d_nchwc_random) {
             if (d.kh == 1 && d.kw == 1) d.kh = 2;
             while ((d.kh - 1) * d.dh + 1 > d.h + d.pt + d.pb) d.h++;
             add_conv(b, &ib__template_conv2d_nchwc, &d, &added);
+        }
+        /* schedules other than the defaults: the tuner's search space must stay correct */
+        const char *kn[5] = {"ow_block", "oc_block", "ic_block", "ic_unroll", "parallel"};
+        const int64_t kv[4][5] = {{3, 2, 1, 4, 1}, {5, 1, 2, 2, 0}, {1, 3, 1, 1, 1}, {4, 2, 3, 8, 1}};
+        for (int i = 0; i < 4; i++) {
+            conv_desc d = random_conv(false);
+            d.c = rnd(9, 40);
+            d.m = rnd(33, 56); /* at least 3 channel blocks of 16 */
+            d.w = rnd(9, 17);
+            d.sw = d.dw = 1; /* output at least 5 wide: every ow_block above is valid */
+            while ((d.kh - 1) * d.dh + 1 > d.h + d.pt + d.pb) d.h++;
+            add_conv_knobs(b, &ib__template_conv2d_nchwc, &d, &added, 5, kn, kv[i]);
         }
         int32_t failed = ib_kh_run(b, 1e-4);
         CHECK_EQ_INT(failed, 0);

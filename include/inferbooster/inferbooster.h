@@ -141,8 +141,11 @@ typedef struct ib_session ib_session;
 
 typedef struct ib_session_options {
     int32_t num_threads;   /* 0: the CPUs this process may use */
-    const char *target;    /* NULL or "host" */
-    int32_t use_reference; /* 1: run the reference executor */
+    const char *target;    /* NULL or "host", or a target this CPU runs: "x86-64-v4",
+                              "x86-64-v3", "generic" */
+    int32_t use_reference; /* 1: run the reference executor; 0 (default): compile, except
+                              models too small to repay the C compiler's time, which run on
+                              the reference executor; -1: compile every model */
 } ib_session_options;
 
 void ib_session_options_init(ib_session_options *options);
@@ -151,6 +154,24 @@ void ib_session_options_init(ib_session_options *options);
 ib_status ib_session_create(const ib_model *model, const ib_session_options *options,
                             ib_session **out_session);
 void ib_session_destroy(ib_session *session);
+
+/* Creates a session from an artifact directory written by `inferbooster compile`
+ * (model.so, weights.bin, meta.json, and model.onnx when some nodes run the reference
+ * op). options->target is ignored: the artifact was compiled for one. A broken or
+ * mismatched artifact gives a status and a message, never a crash. */
+ib_status ib_session_create_from_artifact(const char *dir, const ib_session_options *options,
+                                          ib_session **out_session);
+
+/* "compiled" (generated kernels, or the compiled plan's steps) or "reference" (the
+ * model's shapes depend on data, or use_reference was set). */
+const char *ib_session_executor(const ib_session *session);
+
+/* The session's inputs and outputs (for artifact sessions, which may have no model). */
+size_t ib_session_input_count(const ib_session *session);
+size_t ib_session_output_count(const ib_session *session);
+ib_status ib_session_input_info(const ib_session *session, size_t index, ib_value_info *out_info);
+ib_status ib_session_output_info(const ib_session *session, size_t index,
+                                 ib_value_info *out_info);
 
 /* Runs the model. Inputs are matched by name. For each requested output, a caller
  * buffer (outputs[i].data != NULL) receives the result if its dtype and size match;

@@ -1,16 +1,21 @@
-/* Sessions and the reference executor: runs a graph node by node in topological order,
- * inferring each node's output shapes from the actual inputs, and frees each
- * intermediate after its last use. Per-run state lives on the run, so many threads may
- * run one session at once. */
+/* Sessions and the reference executor. A session runs the compiled path by default
+ * (api/compiled.c: kernel plans interpreted or compiled into a module); the reference
+ * executor runs a graph node by node in topological order, inferring each node's output
+ * shapes from the actual inputs, and frees each intermediate after its last use. Per-run
+ * state lives on the run, so many threads may run one session at once. */
+#include <stdio.h>
 #include <string.h>
 
+#include "api/compiled.h"
 #include "api/model_internal.h"
 #include "ir/shape_inference.h"
 #include "ops/ops.h"
 
 struct ib_session {
-    const ib_model *model;
+    const ib_model *model;  /* NULL for an artifact session without model.onnx */
+    ib_model *owned_model;  /* an artifact's model.onnx */
     ib__pool *pool;
+    ib__compiled *compiled; /* NULL: the reference executor runs */
 };
 
 /* The tensors of one graph while it runs; `outer` links to the enclosing graph's. */
@@ -26,7 +31,21 @@ typedef struct run_env {
 void ib_session_options_init(ib_session_options *options) {
     if (!options) return;
     memset(options, 0, sizeof *options);
-    options->use_reference = 1;
+    options->use_reference = 0;
+}
+
+/* Resolves the session's target; unknown names are unsupported targets. */
+static ib_status session_target(const ib_session_options *options, ib__target *t) {
+    ib_status st = ib__target_resolve(options->target, t);
+    if (st == IB_ERR_INVALID_ARGUMENT) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ib_last_error());
+        return ib__error(IB_ERR_UNSUPPORTED, "%s", msg);
+    }
+    IB_TRY(st);
+    if (!t->is_host)
+        return ib__error(IB_ERR_UNSUPPORTED, "target '%s' cannot run on this CPU", t->name);
+    return IB_OK;
 }
 
 ib_status ib_session_create(const ib_model *model, const ib_session_options *options,
@@ -38,9 +57,8 @@ ib_status ib_session_create(const ib_model *model, const ib_session_options *opt
         ib_session_options_init(&defaults);
         options = &defaults;
     }
-    if (options->target && strcmp(options->target, "host") != 0)
-        return ib__error(IB_ERR_UNSUPPORTED, "target '%s' is not supported (only 'host')",
-                         options->target);
+    ib__target target;
+    IB_TRY(session_target(options, &target));
     if (options->num_threads < 0)
         return ib__error(IB_ERR_INVALID_ARGUMENT, "num_threads must be >= 0, got %d",
                          options->num_threads);
@@ -50,8 +68,65 @@ ib_status ib_session_create(const ib_model *model, const ib_session_options *opt
     s->model = model;
     int threads = options->num_threads ? options->num_threads : ib__usable_cpus();
     ib_status st = ib__pool_create(threads, &s->pool);
+    if (st == IB_OK && options->use_reference <= 0) {
+        bool reference = false;
+        st = ib__compiled_create(model, &target, options->use_reference < 0, &s->compiled,
+                                 &reference);
+    }
     if (st) {
-        ib__free(s);
+        ib_session_destroy(s);
+        return st;
+    }
+    *out_session = s;
+    return IB_OK;
+}
+
+ib_status ib_session_create_from_artifact(const char *dir, const ib_session_options *options,
+                                          ib_session **out_session) {
+    if (!dir || !out_session)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "artifact directory and out_session are required");
+    ib_session_options defaults;
+    if (!options) {
+        ib_session_options_init(&defaults);
+        options = &defaults;
+    }
+    if (options->num_threads < 0)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "num_threads must be >= 0, got %d",
+                         options->num_threads);
+    ib_session *s = ib__calloc(1, sizeof *s);
+    if (!s) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+    ib__rt_model *rt = NULL;
+    ib_status st = ib__rt_open_artifact(dir, &rt);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    bool need_model =
+        st == IB_OK && (ib__rt_fallback_count(rt) > 0 || options->use_reference > 0);
+    if (need_model) {
+        st = ib_model_load_file(path, &s->owned_model);
+        if (st) ib__error_prefix(st, "artifact '%s' needs its model.onnx: ", dir);
+        else s->model = s->owned_model;
+    }
+    if (st == IB_OK && need_model) st = ib__check_supported(s->model->graph);
+    if (st == IB_OK && ib__rt_fallback_count(rt) > 0) { /* the fallback steps' nodes */
+        ib__target target;
+        ib__compile_options opt;
+        ib__compile_options_init(&opt);
+        opt.batch = (int32_t)ib__rt_batch(rt);
+        ib__plan *plan = NULL;
+        st = ib__target_resolve(ib__rt_target_name(rt), &target);
+        if (st == IB_OK) st = ib__build_plan(s->model->graph, &target, &opt, &plan);
+        if (st == IB_OK) st = ib__rt_attach_plan(rt, plan);
+        if (st) ib__error_prefix(st, "artifact '%s': ", dir);
+    }
+    int threads = options->num_threads ? options->num_threads : ib__usable_cpus();
+    if (st == IB_OK) st = ib__pool_create(threads, &s->pool);
+    if (st == IB_OK && options->use_reference <= 0) {
+        st = ib__compiled_from_rt(rt, &s->compiled);
+        rt = NULL;
+    }
+    ib__rt_destroy(rt);
+    if (st) {
+        ib_session_destroy(s);
         return st;
     }
     *out_session = s;
@@ -60,8 +135,59 @@ ib_status ib_session_create(const ib_model *model, const ib_session_options *opt
 
 void ib_session_destroy(ib_session *session) {
     if (!session) return;
+    ib__compiled_destroy(session->compiled);
     ib__pool_destroy(session->pool);
+    ib_model_destroy(session->owned_model);
     ib__free(session);
+}
+
+const char *ib_session_executor(const ib_session *session) {
+    if (!session) return "none";
+    return session->compiled ? ib__compiled_executor(session->compiled) : "reference";
+}
+
+static void describe_entry(const ib__rt_io_entry *e, ib_value_info *info) {
+    memset(info, 0, sizeof *info);
+    info->name = e->name;
+    info->dtype = (ib_dtype)e->dtype;
+    info->rank = e->rank;
+    for (int32_t d = 0; d < e->rank; d++) info->shape[d] = e->dims[d];
+}
+
+size_t ib_session_input_count(const ib_session *session) {
+    if (!session) return 0;
+    const ib__rt_model *rt = ib__compiled_fixed(session->compiled);
+    if (!rt && session->model) return ib_model_input_count(session->model);
+    return rt ? (size_t)ib__rt_input_count(rt) : 0;
+}
+
+size_t ib_session_output_count(const ib_session *session) {
+    if (!session) return 0;
+    const ib__rt_model *rt = ib__compiled_fixed(session->compiled);
+    if (!rt && session->model) return ib_model_output_count(session->model);
+    return rt ? (size_t)ib__rt_output_count(rt) : 0;
+}
+
+ib_status ib_session_input_info(const ib_session *session, size_t index, ib_value_info *out_info) {
+    if (!session || !out_info) return ib__error(IB_ERR_INVALID_ARGUMENT, "session and info required");
+    /* A fixed executable knows the concrete shapes (an artifact's batch). */
+    const ib__rt_model *rt = ib__compiled_fixed(session->compiled);
+    if (!rt && session->model) return ib_model_input_info(session->model, index, out_info);
+    if (!rt || index >= (size_t)ib__rt_input_count(rt))
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "input index %zu out of range", index);
+    describe_entry(ib__rt_input(rt, (int32_t)index), out_info);
+    return IB_OK;
+}
+
+ib_status ib_session_output_info(const ib_session *session, size_t index, ib_value_info *out_info) {
+    if (!session || !out_info) return ib__error(IB_ERR_INVALID_ARGUMENT, "session and info required");
+    /* A fixed executable knows the concrete shapes (an artifact's batch). */
+    const ib__rt_model *rt = ib__compiled_fixed(session->compiled);
+    if (!rt && session->model) return ib_model_output_info(session->model, index, out_info);
+    if (!rt || index >= (size_t)ib__rt_output_count(rt))
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "output index %zu out of range", index);
+    describe_entry(ib__rt_output(rt, (int32_t)index), out_info);
+    return IB_OK;
 }
 
 static void env_free(run_env *e) {
@@ -342,12 +468,34 @@ static ib_status deliver_output(const ib__value *v, ib_tensor *src, ib_tensor *d
     return IB_OK;
 }
 
+static ib_status reference_run(ib_session *session, size_t n_inputs,
+                               const char *const *input_names, const ib_tensor *inputs,
+                               size_t n_outputs, const char *const *output_names,
+                               ib_tensor *outputs);
+
 ib_status ib_session_run(ib_session *session, size_t n_inputs, const char *const *input_names,
                          const ib_tensor *inputs, size_t n_outputs,
                          const char *const *output_names, ib_tensor *outputs) {
     if (!session || (n_inputs && (!input_names || !inputs)) || (n_outputs && !outputs))
         return ib__error(IB_ERR_INVALID_ARGUMENT, "session, names and tensors are required");
     ib__error_clear();
+    if (session->compiled) {
+        bool use_reference = false;
+        ib_status st = ib__compiled_run(session->compiled, session->pool, n_inputs, input_names,
+                                        inputs, n_outputs, output_names, outputs, &use_reference);
+        if (!use_reference) return st;
+    }
+    if (!session->model)
+        return ib__error(IB_ERR_UNSUPPORTED, "this artifact session has no model to run the "
+                         "reference executor on");
+    return reference_run(session, n_inputs, input_names, inputs, n_outputs, output_names,
+                         outputs);
+}
+
+static ib_status reference_run(ib_session *session, size_t n_inputs,
+                               const char *const *input_names, const ib_tensor *inputs,
+                               size_t n_outputs, const char *const *output_names,
+                               ib_tensor *outputs) {
     const ib_model *m = session->model;
     const ib__graph *g = m->graph;
     if (!output_names && n_outputs != (size_t)g->n_outputs)

@@ -18,6 +18,11 @@ int ib__cmd_info(int argc, char **argv);
 int ib__cmd_run(int argc, char **argv);
 int ib__cmd_conformance(int argc, char **argv);
 int ib__cmd_hw(int argc, char **argv);
+int ib__cmd_compile(int argc, char **argv);
+int ib__cmd_bench(int argc, char **argv);
+
+/* True when `path` is a directory holding model.so (an artifact from `compile`). */
+bool ib__cli_is_artifact(const char *path);
 int ib__cmd_serve(int argc, char **argv);
 int ib__cmd_cache(int argc, char **argv);
 

@@ -40,7 +40,10 @@ static void usage(FILE *f) {
             "  --timeout S             seconds per case (default 60)\n"
             "  --filter GLOB           only cases whose name matches GLOB (repeatable)\n"
             "  --threads N             threads per session (default 1)\n"
-            "  --reference             run the reference executor\n"
+            "  --path P                executor: 'auto' (default: the session default, which\n"
+            "                          compiles models except tiny ones with generated kernels),\n"
+            "                          'compiled' (compile every model), 'reference'\n"
+            "  --reference             same as --path reference\n"
             "  --list-passing FILE     write the names of passing cases, sorted\n"
             "  --expect-passing FILE   exit 1 if a case listed in FILE does not pass\n"
             "\n"
@@ -79,6 +82,7 @@ typedef struct conf_options {
     int timeout_s;
     int threads;
     bool reference;
+    bool compile_all; /* --path compiled */
     const char *list_passing;
     const char *expect_passing;
 } conf_options;
@@ -441,6 +445,7 @@ static void run_case(const test_case *c, const conf_options *o, case_result *r) 
     ib_session_options_init(&opts);
     opts.num_threads = o->threads;
     if (o->reference) opts.use_reference = 1;
+    else if (o->compile_all) opts.use_reference = -1;
     s = ib_session_create(model, &opts, &sess);
     if (s != IB_OK) {
         set_result(r, status_for(s), "%s", ib_last_error());
@@ -775,6 +780,15 @@ static int parse_args(int argc, char **argv, conf_options *o) {
             o->json = true;
         } else if (strcmp(argv[i], "--reference") == 0) {
             o->reference = true;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--path", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            o->reference = false;
+            o->compile_all = false;
+            if (strcmp(v, "compiled") == 0) o->compile_all = true;
+            else if (strcmp(v, "reference") == 0) o->reference = true;
+            else if (strcmp(v, "auto") != 0)
+                return ib__cli_usage_error("--path must be auto, compiled or reference, not '%s'",
+                                           v);
         } else if ((m = ib__cli_option(argc, argv, &i, "-j", &v)) != 0 ||
                    (m = ib__cli_option(argc, argv, &i, "--jobs", &v)) != 0) {
             if (m < 0 || !ib__cli_parse_int(v, 1, 256, "-j", &x)) return IB_EXIT_USAGE;

@@ -13,7 +13,10 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: inferbooster run MODEL.onnx [options]\n"
+            "usage: inferbooster run MODEL.onnx|ARTIFACT_DIR [options]\n"
+            "\n"
+            "Runs the compiled model (an artifact directory from 'inferbooster compile' is\n"
+            "loaded as is).\n"
             "\n"
             "  --input NAME=FILE.npy  feed input NAME from a .npy file (repeatable); its dtype\n"
             "                         must match the model's, and its shape too, except that\n"
@@ -24,6 +27,7 @@ static void usage(FILE *f) {
             "  --output-dir DIR       write each output to DIR/NAME.npy (DIR is created)\n"
             "  --threads N            threads for the session (default: usable CPUs)\n"
             "  --reference            run the reference executor\n"
+            "  --compile              compile even a model too small to gain from it\n"
             "  --repeat N             run N times and print the median run time\n"
             "\n"
             "Inputs not given get random data from a SplitMix64 generator seeded by --seed and\n"
@@ -48,6 +52,7 @@ typedef struct run_options {
     int32_t n_dims;
     const char *output_dir;
     bool reference;
+    bool compile_all;
     int threads;
     uint64_t seed;
     int repeat;
@@ -128,6 +133,8 @@ static int parse_args(int argc, char **argv, run_options *o) {
             o->repeat = (int)x;
         } else if (strcmp(argv[i], "--reference") == 0) {
             o->reference = true;
+        } else if (strcmp(argv[i], "--compile") == 0) {
+            o->compile_all = true;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             ib__cli_usage_error("run: unknown option '%s'", argv[i]);
             usage(stderr);
@@ -336,7 +343,7 @@ static int compare_doubles(const void *a, const void *b) {
 /* ---- Main ------------------------------------------------------------------------ */
 
 typedef struct run_state {
-    ib_model *model;
+    ib_model *model; /* NULL when running an artifact */
     ib_session *session;
     size_t n_in, n_out;
     ib_tensor *inputs;
@@ -363,13 +370,18 @@ static void free_state(run_state *st) {
     ib_model_destroy(st->model);
 }
 
+static ib_status input_info(const run_state *st, size_t i, ib_value_info *info) {
+    return st->model ? ib_model_input_info(st->model, i, info)
+                     : ib_session_input_info(st->session, i, info);
+}
+
 static int prepare_inputs(run_options *o, run_state *st) {
-    const ib__graph *g = ib__model_graph(st->model);
+    const ib__graph *g = st->model ? ib__model_graph(st->model) : NULL;
     for (int32_t k = 0; k < o->n_inputs; k++) {
         bool found = false;
         for (size_t i = 0; i < st->n_in && !found; i++) {
             ib_value_info info;
-            found = ib_model_input_info(st->model, i, &info) == IB_OK &&
+            found = input_info(st, i, &info) == IB_OK &&
                     strcmp(info.name, o->inputs[k].name) == 0;
         }
         if (!found)
@@ -378,7 +390,7 @@ static int prepare_inputs(run_options *o, run_state *st) {
     }
     for (size_t i = 0; i < st->n_in; i++) {
         ib_value_info info;
-        ib_status s = ib_model_input_info(st->model, i, &info);
+        ib_status s = input_info(st, i, &info);
         if (s != IB_OK) return ib__cli_fail(s, "describing input %zu", i);
         st->input_names[i] = info.name;
         const char *file = NULL;
@@ -408,13 +420,20 @@ static int prepare_inputs(run_options *o, run_state *st) {
     return IB_EXIT_OK;
 }
 
-static int execute(run_options *o, run_state *st) {
+static int create_session(run_options *o, run_state *st) {
     ib_session_options opts;
     ib_session_options_init(&opts);
     opts.num_threads = o->threads;
     if (o->reference) opts.use_reference = 1;
-    ib_status s = ib_session_create(st->model, &opts, &st->session);
+    else if (o->compile_all) opts.use_reference = -1;
+    ib_status s = st->model ? ib_session_create(st->model, &opts, &st->session)
+                            : ib_session_create_from_artifact(o->model_path, &opts, &st->session);
     if (s != IB_OK) return ib__cli_fail(s, "cannot create a session for '%s'", o->model_path);
+    return IB_EXIT_OK;
+}
+
+static int execute(run_options *o, run_state *st) {
+    ib_status s;
     int runs = o->repeat > 0 ? o->repeat : 1;
     for (int r = 0; r < runs; r++) {
         release_outputs(st);
@@ -425,6 +444,7 @@ static int execute(run_options *o, run_state *st) {
         if (s != IB_OK) return ib__cli_fail(s, "running '%s'", o->model_path);
     }
     for (size_t i = 0; i < st->n_out; i++) print_output(st->output_names[i], &st->outputs[i]);
+    printf("executor: %s\n", ib_session_executor(st->session));
     if (o->repeat > 0) {
         qsort(st->times, (size_t)runs, sizeof *st->times, compare_doubles);
         double median = runs % 2 ? st->times[runs / 2]
@@ -445,14 +465,26 @@ int ib__cmd_run(int argc, char **argv) {
     }
     run_state st;
     memset(&st, 0, sizeof st);
-    ib_status s = ib_model_load_file(o.model_path, &st.model);
-    if (s != IB_OK) {
-        rc = ib__cli_fail(s, "cannot load model '%s'", o.model_path);
-        free_options(&o);
-        return rc;
+    ib_status s = IB_OK;
+    if (ib__cli_is_artifact(o.model_path)) {
+        rc = create_session(&o, &st);
+        if (rc != IB_EXIT_OK) {
+            free_state(&st);
+            free_options(&o);
+            return rc;
+        }
+        st.n_in = ib_session_input_count(st.session);
+        st.n_out = ib_session_output_count(st.session);
+    } else {
+        s = ib_model_load_file(o.model_path, &st.model);
+        if (s != IB_OK) {
+            rc = ib__cli_fail(s, "cannot load model '%s'", o.model_path);
+            free_options(&o);
+            return rc;
+        }
+        st.n_in = ib_model_input_count(st.model);
+        st.n_out = ib_model_output_count(st.model);
     }
-    st.n_in = ib_model_input_count(st.model);
-    st.n_out = ib_model_output_count(st.model);
     int runs = o.repeat > 0 ? o.repeat : 1;
     st.inputs = ib__calloc(st.n_in + 1, sizeof *st.inputs);
     st.input_names = ib__calloc(st.n_in + 1, sizeof *st.input_names);
@@ -466,10 +498,12 @@ int ib__cmd_run(int argc, char **argv) {
         rc = IB_EXIT_OK;
         for (size_t i = 0; i < st.n_out && rc == IB_EXIT_OK; i++) {
             ib_value_info info;
-            s = ib_model_output_info(st.model, i, &info);
+            s = st.model ? ib_model_output_info(st.model, i, &info)
+                         : ib_session_output_info(st.session, i, &info);
             if (s != IB_OK) rc = ib__cli_fail(s, "describing output %zu", i);
             else st.output_names[i] = info.name;
         }
+        if (rc == IB_EXIT_OK && !st.session) rc = create_session(&o, &st);
         if (rc == IB_EXIT_OK) rc = prepare_inputs(&o, &st);
         if (rc == IB_EXIT_OK) rc = execute(&o, &st);
     }

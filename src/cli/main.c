@@ -12,6 +12,8 @@ static const struct {
     {"info", ib__cmd_info, "describe a model: inputs, outputs, opsets, ops, parameters, FLOPs"},
     {"run", ib__cmd_run, "run a model on .npy or random inputs and print output checksums"},
     {"conformance", ib__cmd_conformance, "run the ONNX backend test cases and compare outputs"},
+    {"compile", ib__cmd_compile, "compile a model into an artifact (native code, weights, metadata)"},
+    {"bench", ib__cmd_bench, "measure latency, throughput and peak memory of a model or artifact"},
     {"hw", ib__cmd_hw, "show the host's CPU and GPU as InferBooster sees them"},
     {"serve", ib__cmd_serve, "serve a model repository over the Open Inference Protocol (HTTP)"},
     {"cache", ib__cmd_cache, "list, inspect, evict, clear and verify the compiled-model cache"},

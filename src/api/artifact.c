@@ -1,0 +1,194 @@
+/* Writes compiled-model artifacts: plan -> generated module, weights blob, metadata (and
+ * the model file for fallback steps), built in a temporary directory beside the target
+ * and renamed into place, each file fsynced, so a reader never sees half an artifact. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/compiled.h"
+#include "codegen/codegen.h"
+#include "ir/shape_inference.h"
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static ib_status write_all_fsync(const char *path, const void *data, size_t n) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return ib__error(IB_ERR_IO, "cannot create '%s': %s", path, strerror(errno));
+    const unsigned char *p = data;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, p + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            return ib__error(IB_ERR_IO, "cannot write '%s': %s", path, strerror(e));
+        }
+        done += (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0)
+        return ib__error(IB_ERR_IO, "cannot sync '%s': %s", path, strerror(errno));
+    return IB_OK;
+}
+
+static ib_status copy_file_fsync(const char *from, const char *to) {
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0) return ib__error(IB_ERR_IO, "cannot read '%s': %s", from, strerror(errno));
+    int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        close(in);
+        return ib__error(IB_ERR_IO, "cannot create '%s': %s", to, strerror(errno));
+    }
+    char buf[1 << 16];
+    ib_status st = IB_OK;
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            st = ib__error(IB_ERR_IO, "cannot read '%s': %s", from, strerror(errno));
+            break;
+        }
+        if (r == 0) break;
+        for (ssize_t done = 0; done < r;) {
+            ssize_t w = write(out, buf + done, (size_t)(r - done));
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                st = ib__error(IB_ERR_IO, "cannot write '%s': %s", to, strerror(errno));
+                break;
+            }
+            done += w;
+        }
+        if (st) break;
+    }
+    if (st == IB_OK && fsync(out) != 0)
+        st = ib__error(IB_ERR_IO, "cannot sync '%s': %s", to, strerror(errno));
+    close(in);
+    close(out);
+    return st;
+}
+
+static void fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/* The directory holding `path` ("." when it has no slash). */
+static void parent_dir(const char *path, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s", path);
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (!slash) snprintf(buf, cap, ".");
+    else if (slash == buf) buf[1] = '\0';
+    else *slash = '\0';
+}
+
+/* An existing out_dir may be replaced only when it is an artifact or empty. */
+static ib_status check_replaceable(const char *dir, bool *exists) {
+    struct stat sb;
+    *exists = false;
+    if (lstat(dir, &sb) != 0) return IB_OK;
+    *exists = true;
+    if (!S_ISDIR(sb.st_mode))
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "'%s' exists and is not a directory", dir);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/meta.json", dir);
+    if (access(path, F_OK) == 0) return IB_OK;
+    if (rmdir(dir) == 0) { /* it was empty */
+        *exists = false;
+        return IB_OK;
+    }
+    return ib__error(IB_ERR_INVALID_ARGUMENT,
+                     "'%s' exists and is not an InferBooster artifact: not replacing it", dir);
+}
+
+ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
+                               const char *target_name, int32_t batch, const char *out_dir,
+                               bool keep_source, ib__compile_report *report) {
+    if (!model || !out_dir || !out_dir[0])
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "model and output directory required");
+    if (batch < 0) return ib__error(IB_ERR_INVALID_ARGUMENT, "batch must be >= 0, got %d", batch);
+    double t0 = now_ms();
+    ib__target target;
+    IB_TRY(ib__target_resolve(target_name, &target));
+    IB_TRY(ib__check_supported(model->graph));
+    bool exists = false;
+    IB_TRY(check_replaceable(out_dir, &exists));
+    ib__compile_options opt;
+    ib__compile_options_init(&opt);
+    opt.batch = batch;
+    ib__plan *plan = NULL;
+    ib_status st = ib__build_plan(model->graph, &target, &opt, &plan);
+    if (st) return ib__error_prefix(st, "cannot compile: ");
+    char parent[4096], tmp[4200], path[4300];
+    parent_dir(out_dir, parent, sizeof parent);
+    int len = snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", out_dir);
+    if (len < 0 || (size_t)len >= sizeof tmp) st = ib__error(IB_ERR_INVALID_ARGUMENT, "path too long");
+    if (st == IB_OK && !mkdtemp(tmp))
+        st = ib__error(IB_ERR_IO, "cannot create a directory next to '%s': %s", out_dir,
+                       strerror(errno));
+    bool made = st == IB_OK;
+    if (made) chmod(tmp, 0755);
+    if (st == IB_OK) st = ib__codegen_build(plan, tmp, keep_source);
+    if (st == IB_OK) {
+        snprintf(path, sizeof path, "%s/weights.bin", tmp);
+        st = write_all_fsync(path, plan->weights, plan->weights_bytes);
+    }
+    if (st == IB_OK) {
+        ib__sb meta;
+        ib__sb_init(&meta);
+        st = ib__codegen_meta_json(plan, &meta);
+        snprintf(path, sizeof path, "%s/meta.json", tmp);
+        if (st == IB_OK) st = write_all_fsync(path, meta.data, meta.len);
+        ib__sb_free(&meta);
+    }
+    int32_t fallback = ib__codegen_fallback_count(plan);
+    if (st == IB_OK && fallback > 0) {
+        if (!model_path)
+            st = ib__error(IB_ERR_INVALID_ARGUMENT, "the plan has %d reference steps: the model "
+                           "file is needed in the artifact", fallback);
+        snprintf(path, sizeof path, "%s/model.onnx", tmp);
+        if (st == IB_OK) st = copy_file_fsync(model_path, path);
+    }
+    if (st == IB_OK) {
+        fsync_dir(tmp);
+        if (exists) {
+            /* Swap the directories in one step, then remove the old artifact. */
+            if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_dir, RENAME_EXCHANGE) != 0)
+                st = ib__error(IB_ERR_IO, "cannot replace '%s': %s", out_dir, strerror(errno));
+        } else if (rename(tmp, out_dir) != 0) {
+            st = ib__error(IB_ERR_IO, "cannot rename into '%s': %s", out_dir, strerror(errno));
+        } else {
+            made = false;
+        }
+        fsync_dir(parent);
+    }
+    if (made) ib__remove_compiler_dir(tmp); /* the failed build, or the replaced artifact */
+    if (st == IB_OK && report) {
+        memset(report, 0, sizeof *report);
+        snprintf(report->target, sizeof report->target, "%s", target.name);
+        report->batch = ib__codegen_plan_batch(plan);
+        report->kernels = plan->n_kernels;
+        report->fallback = fallback;
+        for (int32_t k = 0; k < plan->n_kernels; k++)
+            if (plan->kernels[k].n_nodes > 1) report->fused++;
+        report->arena_bytes = plan->arena_bytes;
+        report->weights_bytes = plan->weights_bytes;
+        report->has_model_copy = fallback > 0;
+        report->compile_ms = now_ms() - t0;
+    }
+    ib__plan_destroy(plan);
+    return st;
+}

@@ -1,0 +1,303 @@
+/* Compiled sessions: build the kernel plan of a model for each batch size it runs with,
+ * interpret plans made only of fallback steps, generate and dlopen a module for plans
+ * with template kernels (in a private scratch directory), and dispatch runs. */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/compiled.h"
+#include "codegen/codegen.h"
+
+enum { MAX_VARIANTS = 32 };
+
+/* Below this much work per run (FLOPs of generated kernels plus bytes of activations),
+ * running the reference ops costs less than starting the C compiler (~0.3 s) would
+ * save in hundreds of runs. */
+#define SMALL_PLAN_WORK 2e6
+
+typedef struct variant {
+    int64_t batch;
+    ib__rt_model *rt; /* NULL: this batch runs on the reference executor */
+} variant;
+
+struct ib__compiled {
+    const ib__graph *graph;
+    ib__target target;
+    ib__rt_model *fixed; /* static model or artifact */
+    bool dynamic;
+    bool compile_all;
+    pthread_mutex_t mu;
+    variant variants[MAX_VARIANTS];
+    int32_t n_variants;
+    char *scratch;       /* mkdtemp directory for generated modules, created on need */
+    bool last_reference; /* the last build fell back to the reference executor */
+};
+
+/* ---- Scratch directories ------------------------------------------------------------ */
+
+static bool compiler_file_name(const char *n) {
+    size_t len = strlen(n);
+    static const char *const exact[] = {"model.so", "weights.bin", "meta.json", "model.onnx",
+                                        "model_main.c", "model.so.log", "kernel_abi.h"};
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
+        if (strcmp(n, exact[i]) == 0) return true;
+    if (strncmp(n, "unit_", 5) == 0 && len > 2 && strcmp(n + len - 2, ".c") == 0) return true;
+    if (strncmp(n, "model.so.", 9) == 0 && len > 2 && strcmp(n + len - 2, ".o") == 0) return true;
+    return false;
+}
+
+static bool compiler_dir_name(const char *n) {
+    if (strcmp(n, "include") == 0 || strcmp(n, "inferbooster") == 0) return true;
+    if (n[0] != 'b' || !n[1]) return false; /* per-batch scratch: b<digits> */
+    for (const char *p = n + 1; *p; p++)
+        if (*p < '0' || *p > '9') return false;
+    return true;
+}
+
+static void remove_dir_depth(const char *dir, int depth) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4200];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        int len = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (len < 0 || (size_t)len >= sizeof path) continue;
+        struct stat st;
+        if (lstat(path, &st) != 0) continue;
+        if (S_ISDIR(st.st_mode)) {
+            if (depth < 3 && compiler_dir_name(e->d_name)) remove_dir_depth(path, depth + 1);
+        } else if (S_ISREG(st.st_mode) && compiler_file_name(e->d_name)) {
+            unlink(path);
+        }
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+void ib__remove_compiler_dir(const char *dir) {
+    if (dir && dir[0]) remove_dir_depth(dir, 0);
+}
+
+static ib_status ensure_scratch(ib__compiled *c) {
+    if (c->scratch) return IB_OK;
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !tmp[0]) tmp = "/tmp";
+    size_t len = strlen(tmp) + 32;
+    char *path = ib__malloc(len);
+    if (!path) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
+    snprintf(path, len, "%s/inferbooster-XXXXXX", tmp);
+    if (!mkdtemp(path)) {
+        ib__free(path);
+        return ib__error(IB_ERR_IO, "cannot create a scratch directory under '%s'", tmp);
+    }
+    c->scratch = path;
+    return IB_OK;
+}
+
+/* ---- Building --------------------------------------------------------------------------- */
+
+static bool model_is_dynamic(const ib_model *m) {
+    for (int32_t i = 0; i < m->n_inputs; i++) {
+        const ib__value *v = m->inputs[i];
+        if (v->rank >= 1 && v->dims[0] < 0) return true;
+    }
+    return false;
+}
+
+static double plan_work(const ib__plan *plan) {
+    double work = 0;
+    for (int32_t k = 0; k < plan->n_kernels; k++) {
+        const ib__pkernel *pk = &plan->kernels[k];
+        if (pk->tmpl && pk->tmpl->flops) work += pk->tmpl->flops(plan, pk);
+    }
+    for (int32_t b = 0; b < plan->n_bufs; b++)
+        if (plan->bufs[b].kind != IB_BUF_WEIGHT) work += (double)plan->bufs[b].nbytes;
+    return work;
+}
+
+/* Builds the executable model for one batch (0: as the model says). *rt NULL with IB_OK:
+ * the plan cannot be built (shapes depend on data): use the reference executor. */
+static ib_status build_variant(ib__compiled *c, int64_t batch, ib__rt_model **rt) {
+    *rt = NULL;
+    ib__compile_options opt;
+    ib__compile_options_init(&opt);
+    opt.batch = (int32_t)batch;
+    ib__plan *plan = NULL;
+    ib_status st = ib__build_plan(c->graph, &c->target, &opt, &plan);
+    if (st == IB_ERR_UNSUPPORTED) {
+        ib__error_clear();
+        return IB_OK;
+    }
+    IB_TRY(st);
+    bool needs_module = ib__codegen_fallback_count(plan) < plan->n_kernels;
+    if (needs_module && !c->compile_all && plan_work(plan) < SMALL_PLAN_WORK) {
+        ib__plan_destroy(plan);
+        return IB_OK;
+    }
+    if (!needs_module) {
+        st = ib__rt_create_from_plan(plan, NULL, rt);
+    } else {
+        char dir[4200];
+        st = ensure_scratch(c);
+        if (st == IB_OK) {
+            snprintf(dir, sizeof dir, "%s/b%lld", c->scratch, (long long)batch);
+            if (mkdir(dir, 0700) != 0)
+                st = ib__error(IB_ERR_IO, "cannot create '%s'", dir);
+        }
+        if (st == IB_OK) st = ib__codegen_build(plan, dir, false);
+        if (st == IB_OK) {
+            char so[4300];
+            snprintf(so, sizeof so, "%s/model.so", dir);
+            st = ib__rt_create_from_plan(plan, so, rt);
+        } else {
+            ib__plan_destroy(plan);
+        }
+    }
+    if (st == IB_ERR_UNSUPPORTED) { /* a step the runtime cannot run (control flow) */
+        ib__error_clear();
+        *rt = NULL;
+        return IB_OK;
+    }
+    return st;
+}
+
+/* Plans copy every weight they read into their blob, also those only reference-op steps
+ * read; until they can borrow the model's mapped data, a model whose weights are this
+ * large runs on the reference executor, which reads them in place (RSS stays small). */
+#define MAX_COPIED_WEIGHTS ((double)(1u << 30))
+
+static double constant_bytes(const ib__graph *g) {
+    double n = 0;
+    for (int32_t i = 0; i < g->n_values; i++)
+        if (g->values[i]->constant) n += (double)g->values[i]->constant->nbytes;
+    return n;
+}
+
+ib_status ib__compiled_create(const ib_model *model, const ib__target *target,
+                              bool compile_all, ib__compiled **out, bool *reference) {
+    *reference = false;
+    if (!compile_all && constant_bytes(model->graph) > MAX_COPIED_WEIGHTS) {
+        *reference = true;
+        *out = NULL;
+        return IB_OK;
+    }
+    ib__compiled *c = ib__calloc(1, sizeof *c);
+    if (!c) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+    pthread_mutex_init(&c->mu, NULL);
+    c->graph = model->graph;
+    c->target = *target;
+    c->dynamic = model_is_dynamic(model);
+    c->compile_all = compile_all;
+    if (!c->dynamic) {
+        ib_status st = build_variant(c, 0, &c->fixed);
+        if (st || !c->fixed) {
+            ib__compiled_destroy(c);
+            if (st) return st;
+            *reference = true;
+            *out = NULL;
+            return IB_OK;
+        }
+    }
+    *out = c;
+    return IB_OK;
+}
+
+ib_status ib__compiled_from_rt(ib__rt_model *rt, ib__compiled **out) {
+    ib__compiled *c = ib__calloc(1, sizeof *c);
+    if (!c) {
+        ib__rt_destroy(rt);
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    c->fixed = rt;
+    *out = c;
+    return IB_OK;
+}
+
+void ib__compiled_destroy(ib__compiled *c) {
+    if (!c) return;
+    ib__rt_destroy(c->fixed);
+    for (int32_t i = 0; i < c->n_variants; i++) ib__rt_destroy(c->variants[i].rt);
+    if (c->scratch) ib__remove_compiler_dir(c->scratch);
+    ib__free(c->scratch);
+    pthread_mutex_destroy(&c->mu);
+    ib__free(c);
+}
+
+const char *ib__compiled_executor(const ib__compiled *c) {
+    return c && !c->last_reference ? "compiled" : "reference";
+}
+
+const ib__rt_model *ib__compiled_fixed(const ib__compiled *c) { return c ? c->fixed : NULL; }
+
+/* The batch size the inputs bring for the model's symbolic dim 0, or 0 if unclear. */
+static int64_t batch_of(const ib__graph *g, size_t n_inputs, const char *const *names,
+                        const ib_tensor *inputs) {
+    int64_t batch = 0;
+    for (int32_t k = 0; k < g->n_inputs; k++) {
+        const ib__value *v = g->inputs[k];
+        if (v->kind != IB_VALUE_INPUT || v->rank < 1 || v->dims[0] >= 0) continue;
+        for (size_t i = 0; i < n_inputs; i++) {
+            if (!names[i] || strcmp(names[i], v->name) != 0) continue;
+            if (inputs[i].rank < 1) return 0;
+            if (batch && inputs[i].shape[0] != batch) return 0;
+            batch = inputs[i].shape[0];
+        }
+    }
+    return batch >= 1 && batch <= (1 << 20) ? batch : 0;
+}
+
+ib_status ib__compiled_run(ib__compiled *c, ib__pool *pool, size_t n_inputs,
+                           const char *const *input_names, const ib_tensor *inputs,
+                           size_t n_outputs, const char *const *output_names,
+                           ib_tensor *outputs, bool *use_reference) {
+    *use_reference = false;
+    ib__rt_model *rt = c->fixed;
+    if (!rt) {
+        if (n_inputs && (!input_names || !inputs)) {
+            *use_reference = true; /* the reference executor reports it */
+            return IB_OK;
+        }
+        int64_t batch = batch_of(c->graph, n_inputs, input_names, inputs);
+        if (batch == 0) {
+            *use_reference = true;
+            return IB_OK;
+        }
+        pthread_mutex_lock(&c->mu);
+        int32_t found = -1;
+        for (int32_t i = 0; i < c->n_variants && found < 0; i++)
+            if (c->variants[i].batch == batch) found = i;
+        ib_status st = IB_OK;
+        if (found < 0 && c->n_variants < MAX_VARIANTS) {
+            ib__rt_model *built = NULL;
+            st = build_variant(c, batch, &built);
+            if (st == IB_OK) {
+                found = c->n_variants++;
+                c->variants[found].batch = batch;
+                c->variants[found].rt = built;
+                c->last_reference = built == NULL;
+            }
+        }
+        rt = found >= 0 ? c->variants[found].rt : NULL;
+        pthread_mutex_unlock(&c->mu);
+        IB_TRY(st);
+        if (!rt) {
+            *use_reference = true;
+            return IB_OK;
+        }
+    }
+    /* Initializers that are also graph inputs may be fed; plans hold them as weights. */
+    for (size_t i = 0; c->graph && i < n_inputs; i++)
+        if (input_names[i] && ib__rt_find_input(rt, input_names[i]) < 0 &&
+            ib__graph_find_value(c->graph, input_names[i]) &&
+            ib__graph_find_value(c->graph, input_names[i])->kind == IB_VALUE_INITIALIZER) {
+            *use_reference = true;
+            return IB_OK;
+        }
+    return ib__rt_run(rt, pool, n_inputs, input_names, inputs, n_outputs, output_names, outputs);
+}

@@ -1,0 +1,223 @@
+/* `inferbooster bench MODEL|ARTIFACT`: warm-up runs, then timed runs on fixed random
+ * inputs; prints median and p90 latency, throughput and the process's peak RSS. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "api/model_internal.h"
+#include "cli/cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: inferbooster bench MODEL.onnx|ARTIFACT_DIR [options]\n"
+            "\n"
+            "  --threads N    threads for the session (default: usable CPUs)\n"
+            "  --batch B      size of symbolic batch dimensions (default 1)\n"
+            "  --runs R       timed runs (default 20)\n"
+            "  --warmup W     untimed runs first (default 3)\n"
+            "  --target T     compile for T (default host)\n"
+            "  --reference    time the reference executor\n"
+            "  --compile      compile even a model too small to gain from it\n"
+            "  --json         one JSON object: median_ms, p90_ms, throughput, peak_rss_mb, ...\n"
+            "\n"
+            "Inputs are random (floats in [-1, 1), integers 0); throughput is\n"
+            "batch * 1000 / median_ms inferences per second.\n");
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Percentile p in [0, 1] of sorted values, linear between neighbours. */
+static double percentile(const double *v, int n, double p) {
+    double pos = p * (n - 1);
+    int lo = (int)pos;
+    int hi = lo + 1 < n ? lo + 1 : lo;
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo);
+}
+
+typedef struct bench_io {
+    size_t n_in, n_out;
+    ib_tensor *in, *out;
+    const char **in_names, **out_names;
+} bench_io;
+
+static void io_free(bench_io *b) {
+    for (size_t i = 0; b->in && i < b->n_in; i++) ib_tensor_release(&b->in[i]);
+    for (size_t i = 0; b->out && i < b->n_out; i++) ib_tensor_release(&b->out[i]);
+    ib__free(b->in);
+    ib__free(b->out);
+    ib__free(b->in_names);
+    ib__free(b->out_names);
+}
+
+static ib_status make_inputs(const ib_session *s, int64_t batch, bench_io *b) {
+    b->n_in = ib_session_input_count(s);
+    b->n_out = ib_session_output_count(s);
+    b->in = ib__calloc(b->n_in + 1, sizeof *b->in);
+    b->out = ib__calloc(b->n_out + 1, sizeof *b->out);
+    b->in_names = ib__calloc(b->n_in + 1, sizeof *b->in_names);
+    b->out_names = ib__calloc(b->n_out + 1, sizeof *b->out_names);
+    if (!b->in || !b->out || !b->in_names || !b->out_names)
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
+    uint64_t state = 0x243f6a8885a308d3ull;
+    for (size_t i = 0; i < b->n_in; i++) {
+        ib_value_info info;
+        IB_TRY(ib_session_input_info(s, i, &info));
+        b->in_names[i] = info.name;
+        if (info.rank < 0)
+            return ib__error(IB_ERR_UNSUPPORTED, "input '%s' has unknown rank", info.name);
+        int64_t dims[IB_MAX_RANK];
+        for (int32_t d = 0; d < info.rank; d++)
+            dims[d] = info.shape[d] >= 0 ? info.shape[d] : (d == 0 ? batch : 1);
+        IB_TRY(ib__tensor_alloc(&b->in[i], info.dtype, info.rank, dims));
+        if (!ib__dtype_is_float(info.dtype)) continue;
+        int64_t n = ib_tensor_element_count(&b->in[i]);
+        for (int64_t k = 0; k < n; k++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            double u = (double)(state >> 11) * (1.0 / 9007199254740992.0);
+            ib__store_f64(b->in[i].data, info.dtype, k, 2.0 * u - 1.0);
+        }
+    }
+    for (size_t i = 0; i < b->n_out; i++) {
+        ib_value_info info;
+        IB_TRY(ib_session_output_info(s, i, &info));
+        b->out_names[i] = info.name;
+    }
+    return IB_OK;
+}
+
+int ib__cmd_bench(int argc, char **argv) {
+    const char *path = NULL, *target = NULL;
+    long long threads = 0, batch = 1, runs = 20, warmup = 3;
+    bool reference = false, json = false, compile_all = false;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int m;
+        if (ib__cli_is_help(argv[i])) {
+            usage(stdout);
+            return IB_EXIT_OK;
+        }
+        if ((m = ib__cli_option(argc, argv, &i, "--threads", &v)) != 0) {
+            if (m < 0 || !ib__cli_parse_int(v, 0, 4096, "--threads", &threads)) return IB_EXIT_USAGE;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--batch", &v)) != 0) {
+            if (m < 0 || !ib__cli_parse_int(v, 1, 1 << 20, "--batch", &batch)) return IB_EXIT_USAGE;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--runs", &v)) != 0) {
+            if (m < 0 || !ib__cli_parse_int(v, 1, 1000000, "--runs", &runs)) return IB_EXIT_USAGE;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--warmup", &v)) != 0) {
+            if (m < 0 || !ib__cli_parse_int(v, 0, 1000000, "--warmup", &warmup)) return IB_EXIT_USAGE;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--target", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            target = v;
+        } else if (strcmp(argv[i], "--reference") == 0) {
+            reference = true;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (strcmp(argv[i], "--compile") == 0) {
+            compile_all = true;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            ib__cli_usage_error("bench: unknown option '%s'", argv[i]);
+            usage(stderr);
+            return IB_EXIT_USAGE;
+        } else if (path) {
+            return ib__cli_usage_error("bench: one model at a time ('%s' and '%s')", path, argv[i]);
+        } else {
+            path = argv[i];
+        }
+    }
+    if (!path) {
+        ib__cli_usage_error("bench: no model given");
+        usage(stderr);
+        return IB_EXIT_USAGE;
+    }
+    ib_session_options opts;
+    ib_session_options_init(&opts);
+    opts.num_threads = (int32_t)threads;
+    opts.target = target;
+    opts.use_reference = reference ? 1 : compile_all ? -1 : 0;
+    ib_model *model = NULL;
+    ib_session *sess = NULL;
+    bench_io io;
+    memset(&io, 0, sizeof io);
+    double *times = ib__calloc((size_t)runs, sizeof *times);
+    int rc = IB_EXIT_OK;
+    ib_status s = IB_OK;
+    double t_setup = now_ms();
+    if (!times) {
+        rc = IB_EXIT_FAILURE;
+    } else if (ib__cli_is_artifact(path)) {
+        s = ib_session_create_from_artifact(path, &opts, &sess);
+        if (s) rc = ib__cli_fail(s, "cannot load artifact '%s'", path);
+    } else {
+        s = ib_model_load_file(path, &model);
+        if (s) rc = ib__cli_fail(s, "cannot load model '%s'", path);
+        else if ((s = ib_session_create(model, &opts, &sess)) != IB_OK)
+            rc = ib__cli_fail(s, "cannot create a session for '%s'", path);
+    }
+    if (rc == IB_EXIT_OK && (s = make_inputs(sess, batch, &io)) != IB_OK)
+        rc = ib__cli_fail(s, "preparing inputs");
+    /* The first run compiles a per-batch variant and allocates the outputs, which later
+     * runs reuse as caller buffers. */
+    for (long long r = 0; rc == IB_EXIT_OK && r < warmup + runs + 1; r++) {
+        double t0 = now_ms();
+        s = ib_session_run(sess, io.n_in, io.in_names, io.in, io.n_out, io.out_names, io.out);
+        double dt = now_ms() - t0;
+        if (s) rc = ib__cli_fail(s, "running '%s'", path);
+        else if (r == 0) t_setup = now_ms() - t_setup;
+        else if (r > warmup) times[r - warmup - 1] = dt;
+    }
+    /* Report the batch the inputs carry (an artifact's, or the model's fixed one). */
+    if (rc == IB_EXIT_OK && io.n_in > 0 && io.in[0].rank >= 1) batch = io.in[0].shape[0];
+    if (rc == IB_EXIT_OK) {
+        qsort(times, (size_t)runs, sizeof *times, cmp_double);
+        double median = percentile(times, (int)runs, 0.5);
+        double p90 = percentile(times, (int)runs, 0.9);
+        double thr = median > 0 ? (double)batch * 1000.0 / median : 0.0;
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double rss_mb = (double)ru.ru_maxrss / 1024.0;
+        const char *exec = ib_session_executor(sess);
+        if (json) {
+            printf("{\"model\": ");
+            ib__json_string(stdout, path);
+            printf(", \"executor\": ");
+            ib__json_string(stdout, exec);
+            printf(", \"batch\": %lld, \"threads\": %lld, \"runs\": %lld, \"median_ms\": ", batch,
+                   threads, runs);
+            ib__json_number(stdout, median);
+            printf(", \"p90_ms\": ");
+            ib__json_number(stdout, p90);
+            printf(", \"min_ms\": ");
+            ib__json_number(stdout, times[0]);
+            printf(", \"throughput\": ");
+            ib__json_number(stdout, thr);
+            printf(", \"peak_rss_mb\": ");
+            ib__json_number(stdout, rss_mb);
+            printf(", \"setup_ms\": ");
+            ib__json_number(stdout, t_setup);
+            printf("}\n");
+        } else {
+            printf("model:      %s (%s executor)\n", path, exec);
+            printf("batch:      %lld, %lld runs after %lld warm-up\n", batch, runs, warmup);
+            printf("setup:      %.1f ms (session, first run)\n", t_setup);
+            printf("median:     %.3f ms\n", median);
+            printf("p90:        %.3f ms\n", p90);
+            printf("min:        %.3f ms\n", times[0]);
+            printf("throughput: %.1f inferences/s\n", thr);
+            printf("peak RSS:   %.1f MB\n", rss_mb);
+        }
+    }
+    io_free(&io);
+    ib__free(times);
+    ib_session_destroy(sess);
+    ib_model_destroy(model);
+    return rc;
+}

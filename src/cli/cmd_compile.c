@@ -1,0 +1,122 @@
+/* `inferbooster compile MODEL`: builds the kernel plan for a target and batch, generates
+ * and compiles its C, and writes the artifact directory (model.so, weights.bin,
+ * meta.json, model.onnx when some nodes run the reference op). */
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api/compiled.h"
+#include "cli/cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: inferbooster compile MODEL.onnx [options]\n"
+            "\n"
+            "  --target T      host (default), x86-64-v4, x86-64-v3 or generic\n"
+            "  --batch N       size of the symbolic batch dimension (default: the model's, 1\n"
+            "                  when symbolic)\n"
+            "  -o DIR          artifact directory (default: MODEL's name + \".ibc\"); an\n"
+            "                  existing artifact there is replaced atomically\n"
+            "  --keep-source   keep the generated C (unit_*.c, model_main.c) in the artifact\n"
+            "  --json          print the report as JSON\n"
+            "\n"
+            "The artifact runs with 'inferbooster run DIR' or ib_session_create_from_artifact.\n");
+}
+
+bool ib__cli_is_artifact(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return false;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/model.so", path);
+    return stat(p, &sb) == 0;
+}
+
+/* MODEL.onnx -> MODEL.ibc (next to the model). */
+static char *default_out(const char *model) {
+    size_t n = strlen(model);
+    if (n > 5 && strcmp(model + n - 5, ".onnx") == 0) n -= 5;
+    char *out = ib__malloc(n + 5);
+    if (!out) return NULL;
+    memcpy(out, model, n);
+    memcpy(out + n, ".ibc", 5);
+    return out;
+}
+
+int ib__cmd_compile(int argc, char **argv) {
+    const char *model_path = NULL, *target = NULL, *out_dir = NULL;
+    long long batch = 0;
+    bool keep = false, json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int m;
+        if (ib__cli_is_help(argv[i])) {
+            usage(stdout);
+            return IB_EXIT_OK;
+        }
+        if ((m = ib__cli_option(argc, argv, &i, "--target", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            target = v;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--batch", &v)) != 0) {
+            if (m < 0 || !ib__cli_parse_int(v, 1, 1 << 20, "--batch", &batch)) return IB_EXIT_USAGE;
+        } else if ((m = ib__cli_option(argc, argv, &i, "-o", &v)) != 0 ||
+                   (m = ib__cli_option(argc, argv, &i, "--output", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            out_dir = v;
+        } else if (strcmp(argv[i], "--keep-source") == 0) {
+            keep = true;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            ib__cli_usage_error("compile: unknown option '%s'", argv[i]);
+            usage(stderr);
+            return IB_EXIT_USAGE;
+        } else if (model_path) {
+            return ib__cli_usage_error("compile: one model at a time ('%s' and '%s')", model_path,
+                                       argv[i]);
+        } else {
+            model_path = argv[i];
+        }
+    }
+    if (!model_path) {
+        ib__cli_usage_error("compile: no model given");
+        usage(stderr);
+        return IB_EXIT_USAGE;
+    }
+    char *dflt = out_dir ? NULL : default_out(model_path);
+    if (!out_dir) out_dir = dflt;
+    if (!out_dir) return IB_EXIT_FAILURE;
+    ib_model *model = NULL;
+    ib_status s = ib_model_load_file(model_path, &model);
+    int rc = IB_EXIT_OK;
+    ib__compile_report rep;
+    if (s != IB_OK) {
+        rc = ib__cli_fail(s, "cannot load model '%s'", model_path);
+    } else {
+        s = ib__artifact_compile(model, model_path, target, (int32_t)batch, out_dir, keep, &rep);
+        if (s != IB_OK) rc = ib__cli_fail(s, "cannot compile '%s'", model_path);
+    }
+    if (rc == IB_EXIT_OK && json) {
+        printf("{\"artifact\": ");
+        ib__json_string(stdout, out_dir);
+        printf(", \"target\": ");
+        ib__json_string(stdout, rep.target);
+        printf(", \"batch\": %lld, \"kernels\": %d, \"fused\": %d, \"fallback\": %d, "
+               "\"arena_bytes\": %zu, \"weights_bytes\": %zu, \"compile_ms\": ",
+               (long long)rep.batch, rep.kernels, rep.fused, rep.fallback, rep.arena_bytes,
+               rep.weights_bytes);
+        ib__json_number(stdout, rep.compile_ms);
+        printf(", \"model_copy\": %s}\n", rep.has_model_copy ? "true" : "false");
+    } else if (rc == IB_EXIT_OK) {
+        char a[64], w[64];
+        printf("compiled %s -> %s\n", model_path, out_dir);
+        printf("  target:   %s%s\n", rep.target, keep ? " (sources kept)" : "");
+        if (rep.batch) printf("  batch:    %lld\n", (long long)rep.batch);
+        printf("  kernels:  %d (%d fused, %d reference fallback)\n", rep.kernels, rep.fused,
+               rep.fallback);
+        printf("  arena:    %s\n", ib__cli_human((double)rep.arena_bytes, "B", a, sizeof a));
+        printf("  weights:  %s\n", ib__cli_human((double)rep.weights_bytes, "B", w, sizeof w));
+        printf("  time:     %.0f ms\n", rep.compile_ms);
+    }
+    ib_model_destroy(model);
+    ib__free(dflt);
+    return rc;
+}

@@ -1,0 +1,686 @@
+/* Executable models: load a compiled module (dlopen) or take a plan to interpret, map
+ * the weights, hand out per-run arenas from a free list, bind inputs and outputs by
+ * name and run the kernels (fallback steps through the reference ops). */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codegen/codegen.h"
+#include "inferbooster/kernel_abi.h"
+#include "ops/ops.h"
+#include "runtime/runtime.h"
+
+typedef int (*model_run_fn)(const ib_kernel_abi *abi, void *const *inputs, void *const *outputs,
+                            void *arena, const void *weights);
+
+enum { MAX_IO = 4096, MAX_ARGS = 256 };
+
+struct ib__rt_model {
+    ib__plan *plan; /* owned; NULL for an artifact without fallback steps */
+    void *so;       /* dlopen handle, NULL when interpreting */
+    model_run_fn entry;
+    const unsigned char *weights;
+    size_t weights_bytes;
+    void *map; /* mmap of weights.bin */
+    size_t map_len;
+    uint64_t sizes[IB_RT_SIZE_COUNT];
+    char target[32];
+    int32_t n_in, n_out;
+    ib__rt_io_entry *io; /* n_in + n_out, names owned */
+    int32_t *out_write;  /* per output: OUTPUT buffer (plan) or -1 */
+    int32_t *out_copy;   /* per output: buffer copied in after the kernels, or -1 */
+    size_t arena_bytes;  /* planned TEMP peak */
+    size_t run_bytes;    /* arena + scratch for outputs the caller did not request */
+    size_t *out_scratch; /* per output: offset of its scratch in a run's arena */
+    pthread_mutex_t mu;
+    void **free_arenas;
+    int32_t n_free, cap_free;
+    int32_t n_arenas; /* allocated in all */
+};
+
+uint64_t ib__rt_hash(const void *data, size_t n) {
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static ib__rt_model *rt_alloc(void) {
+    ib__rt_model *rt = ib__calloc(1, sizeof *rt);
+    if (!rt) {
+        ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory loading a model");
+        return NULL;
+    }
+    pthread_mutex_init(&rt->mu, NULL);
+    return rt;
+}
+
+void ib__rt_destroy(ib__rt_model *rt) {
+    if (!rt) return;
+    for (int32_t i = 0; i < rt->n_free; i++) ib__aligned_free(rt->free_arenas[i]);
+    ib__free(rt->free_arenas);
+    if (rt->io)
+        for (int32_t i = 0; i < rt->n_in + rt->n_out; i++) ib__free((void *)rt->io[i].name);
+    ib__free(rt->io);
+    ib__free(rt->out_write);
+    ib__free(rt->out_copy);
+    ib__free(rt->out_scratch);
+    if (rt->map) munmap(rt->map, rt->map_len);
+    if (rt->so) dlclose(rt->so);
+    ib__plan_destroy(rt->plan);
+    pthread_mutex_destroy(&rt->mu);
+    ib__free(rt);
+}
+
+static ib_status alloc_io(ib__rt_model *rt, int32_t n_in, int32_t n_out) {
+    if (n_in < 0 || n_out < 0 || n_in > MAX_IO || n_out > MAX_IO)
+        return ib__error(IB_ERR_INVALID_MODEL, "the model declares %d inputs and %d outputs",
+                         n_in, n_out);
+    rt->n_in = n_in;
+    rt->n_out = n_out;
+    rt->io = ib__calloc((size_t)(n_in + n_out) + 1, sizeof *rt->io);
+    rt->out_write = ib__calloc((size_t)n_out + 1, sizeof(int32_t));
+    rt->out_copy = ib__calloc((size_t)n_out + 1, sizeof(int32_t));
+    rt->out_scratch = ib__calloc((size_t)n_out + 1, sizeof(size_t));
+    if (!rt->io || !rt->out_write || !rt->out_copy || !rt->out_scratch)
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory loading a model");
+    for (int32_t o = 0; o < n_out; o++) rt->out_write[o] = rt->out_copy[o] = -1;
+    return IB_OK;
+}
+
+/* Copies an I/O entry, checking what a module's table may hold. */
+static ib_status set_io(ib__rt_model *rt, int32_t slot, const ib__rt_io_entry *e) {
+    if (!e->name || e->rank < 0 || e->rank > IB_MAX_RANK || !ib__dtype_is_valid(e->dtype))
+        return ib__error(IB_ERR_INVALID_MODEL, "%s %d has an invalid description",
+                         slot < rt->n_in ? "input" : "output",
+                         slot < rt->n_in ? slot : slot - rt->n_in);
+    rt->io[slot] = *e;
+    rt->io[slot].name = ib__strdup(e->name);
+    if (!rt->io[slot].name) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
+    return IB_OK;
+}
+
+/* Output scratch for outputs a run does not hand back: after the planned arena. */
+static ib_status layout_run_arena(ib__rt_model *rt) {
+    size_t off = (rt->arena_bytes + 63) & ~(size_t)63;
+    for (int32_t o = 0; o < rt->n_out; o++) {
+        int64_t nb = rt->io[rt->n_in + o].nbytes;
+        if (nb < 0) return ib__error(IB_ERR_INVALID_MODEL, "output %d has no size", o);
+        rt->out_scratch[o] = off;
+        if ((uint64_t)nb > ((uint64_t)1 << 46))
+            return ib__error(IB_ERR_INVALID_MODEL, "output %d is too large", o);
+        off += ((size_t)nb + 63) & ~(size_t)63;
+    }
+    rt->run_bytes = off ? off : 64;
+    return IB_OK;
+}
+
+/* Nodes the runtime cannot run as a fallback step: their bodies need the executor. */
+static bool node_has_subgraph(const ib__node *n) {
+    for (int32_t a = 0; a < n->n_attrs; a++)
+        if (n->attrs[a].kind == IB_ATTR_GRAPH || n->attrs[a].kind == IB_ATTR_GRAPHS) return true;
+    return false;
+}
+
+/* Checks the fallback steps of a plan are ones the runtime can run. */
+static ib_status check_plan_steps(const ib__plan *plan) {
+    for (int32_t k = 0; k < plan->n_kernels; k++) {
+        const ib__pkernel *pk = &plan->kernels[k];
+        if (pk->n_in < 0 || pk->n_out < 0 || pk->n_in > IB_MAX_KERNEL_ARGS ||
+            pk->n_out > IB_MAX_KERNEL_ARGS)
+            return ib__error(IB_ERR_INTERNAL, "kernel %d has bad argument counts", k);
+        for (int32_t i = 0; i < pk->n_in + pk->n_out; i++) {
+            int32_t b = i < pk->n_in ? pk->in[i] : pk->out[i - pk->n_in];
+            if (b < -1 || b >= plan->n_bufs)
+                return ib__error(IB_ERR_INTERNAL, "kernel %d argument %d: bad buffer %d", k, i, b);
+        }
+        if (pk->tmpl) continue;
+        if (pk->n_nodes != 1 || !pk->nodes || !pk->nodes[0] || pk->n_epi != 0)
+            return ib__error(IB_ERR_INTERNAL, "fallback kernel %d must hold one node", k);
+        const ib__node *node = pk->nodes[0];
+        const ib__op_def *def = ib__op_get(node->op);
+        if (!def || !def->run || def->dynamic_outputs || node_has_subgraph(node))
+            return ib__error(IB_ERR_UNSUPPORTED, "%s cannot run as a planned step",
+                             ib__node_label(node));
+        if (pk->n_in > node->n_inputs || pk->n_out > node->n_outputs)
+            return ib__error(IB_ERR_INTERNAL, "fallback kernel %d: more arguments than %s has",
+                             k, ib__node_label(node));
+        for (int32_t i = 0; i < pk->n_in + pk->n_out; i++) {
+            int32_t b = i < pk->n_in ? pk->in[i] : pk->out[i - pk->n_in];
+            if (b < 0) continue;
+            const ib__pbuf *pb = &plan->bufs[b];
+            if (pb->layout != IB_LAYOUT_PLAIN || ib_dtype_size(pb->dtype) == 0)
+                return ib__error(IB_ERR_UNSUPPORTED, "%s: buffer %d is not a plain numeric "
+                                 "tensor", ib__node_label(node), b);
+        }
+    }
+    return IB_OK;
+}
+
+static ib_status io_from_plan(ib__rt_model *rt, const ib__plan *plan) {
+    IB_TRY(alloc_io(rt, plan->n_inputs, plan->n_outputs));
+    for (int32_t i = 0; i < plan->n_inputs + plan->n_outputs; i++) {
+        ib__rt_io_entry e;
+        bool out = i >= plan->n_inputs;
+        IB_TRY(ib__codegen_io_entry(plan, out, out ? i - plan->n_inputs : i, &e));
+        IB_TRY(set_io(rt, i, &e));
+    }
+    for (int32_t o = 0; o < plan->n_outputs; o++)
+        IB_TRY(ib__codegen_output_source(plan, o, &rt->out_write[o], &rt->out_copy[o]));
+    return IB_OK;
+}
+
+ib_status ib__rt_create_from_plan(ib__plan *plan, const char *so_path, ib__rt_model **out) {
+    ib__rt_model *rt = rt_alloc();
+    if (!rt) {
+        ib__plan_destroy(plan);
+        return IB_ERR_OUT_OF_MEMORY;
+    }
+    rt->plan = plan;
+    ib_status st = check_plan_steps(plan);
+    if (st == IB_OK && !so_path)
+        for (int32_t k = 0; k < plan->n_kernels && st == IB_OK; k++)
+            if (plan->kernels[k].tmpl)
+                st = ib__error(IB_ERR_INTERNAL, "kernel %d has a template: it needs the "
+                               "compiled module", k);
+    if (st == IB_OK) st = io_from_plan(rt, plan);
+    if (st == IB_OK) {
+        rt->weights = plan->weights;
+        rt->weights_bytes = plan->weights_bytes;
+        rt->arena_bytes = plan->arena_bytes;
+        snprintf(rt->target, sizeof rt->target, "%s", plan->target.name);
+        rt->sizes[IB_RT_SIZE_ARENA] = plan->arena_bytes;
+        rt->sizes[IB_RT_SIZE_WEIGHTS] = plan->weights_bytes;
+        rt->sizes[IB_RT_SIZE_KERNELS] = (uint64_t)plan->n_kernels;
+        rt->sizes[IB_RT_SIZE_FALLBACKS] = (uint64_t)ib__codegen_fallback_count(plan);
+        rt->sizes[IB_RT_SIZE_BATCH] = (uint64_t)ib__codegen_plan_batch(plan);
+        st = layout_run_arena(rt);
+    }
+    if (st == IB_OK && so_path) {
+        rt->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
+        if (!rt->so) {
+            const char *why = dlerror();
+            st = ib__error(IB_ERR_RUNTIME, "cannot load the compiled module '%s': %s", so_path,
+                           why ? why : "unknown error");
+        } else {
+            rt->entry = (model_run_fn)dlsym(rt->so, "ib_model_run");
+            if (!rt->entry)
+                st = ib__error(IB_ERR_RUNTIME, "module '%s' lacks ib_model_run", so_path);
+        }
+    }
+    if (st) {
+        ib__rt_destroy(rt);
+        return st;
+    }
+    *out = rt;
+    return IB_OK;
+}
+
+/* ---- Artifacts ---------------------------------------------------------------------- */
+
+static const void *need_sym(void *so, const char *name, const char *dir, ib_status *st) {
+    if (*st) return NULL;
+    dlerror();
+    const void *p = dlsym(so, name);
+    if (!p)
+        *st = ib__error(IB_ERR_INVALID_MODEL, "artifact '%s': model.so does not define %s "
+                        "(not an InferBooster module)", dir, name);
+    return p;
+}
+
+static ib_status map_weights(ib__rt_model *rt, const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/weights.bin", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ib__error(IB_ERR_IO, "artifact '%s': cannot open weights.bin: %s", dir,
+                         strerror(errno));
+    struct stat sb;
+    ib_status st = IB_OK;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = ib__error(IB_ERR_IO, "artifact '%s': weights.bin is not a regular file", dir);
+    } else if ((uint64_t)sb.st_size != rt->sizes[IB_RT_SIZE_WEIGHTS]) {
+        st = ib__error(IB_ERR_INVALID_MODEL,
+                       "artifact '%s': weights.bin holds %lld bytes but model.so expects %llu "
+                       "(truncated, or from another build)",
+                       dir, (long long)sb.st_size,
+                       (unsigned long long)rt->sizes[IB_RT_SIZE_WEIGHTS]);
+    } else if (sb.st_size > 0) {
+        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            st = ib__error(IB_ERR_IO, "artifact '%s': cannot map weights.bin: %s", dir,
+                           strerror(errno));
+        } else {
+            rt->map = m;
+            rt->map_len = (size_t)sb.st_size;
+            rt->weights = m;
+            rt->weights_bytes = (size_t)sb.st_size;
+            if (ib__rt_hash(m, rt->map_len) != rt->sizes[IB_RT_SIZE_WEIGHTS_HASH])
+                st = ib__error(IB_ERR_INVALID_MODEL,
+                               "artifact '%s': weights.bin does not match model.so (its hash "
+                               "differs: corrupted, or from another build)", dir);
+        }
+    }
+    close(fd);
+    return st;
+}
+
+ib_status ib__rt_open_artifact(const char *dir, ib__rt_model **out) {
+    if (!dir || !out) return ib__error(IB_ERR_INVALID_ARGUMENT, "artifact directory required");
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return ib__error(IB_ERR_IO, "artifact '%s' is not a directory", dir);
+    char path[4200];
+    int len = snprintf(path, sizeof path, "%s/model.so", dir);
+    if (len < 0 || (size_t)len >= sizeof path)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "artifact path too long");
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return ib__error(IB_ERR_IO, "artifact '%s' has no model.so", dir);
+    ib__rt_model *rt = rt_alloc();
+    if (!rt) return IB_ERR_OUT_OF_MEMORY;
+    ib_status st = IB_OK;
+    /* A path with a '/' makes dlopen load that file, never search the library path. */
+    if (path[0] != '/' && strncmp(path, "./", 2) != 0 && !strchr(path, '/'))
+        st = ib__error(IB_ERR_INTERNAL, "unexpected module path");
+    rt->so = st ? NULL : dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!st && !rt->so) {
+        const char *why = dlerror();
+        st = ib__error(IB_ERR_INVALID_MODEL, "artifact '%s': cannot load model.so: %s", dir,
+                       why ? why : "unknown error");
+    }
+    const uint32_t *ver = need_sym(rt->so, "ib_model_abi_version", dir, &st);
+    if (!st && *ver != IB_KERNEL_ABI_VERSION)
+        st = ib__error(IB_ERR_INVALID_MODEL,
+                       "artifact '%s': model.so has kernel ABI version %u, this runtime runs "
+                       "version %u (recompile the model)", dir, *ver, IB_KERNEL_ABI_VERSION);
+    const int32_t *n_io = need_sym(rt->so, "ib_model_n_io", dir, &st);
+    const ib__rt_io_entry *io = need_sym(rt->so, "ib_model_io", dir, &st);
+    const uint64_t *sizes = need_sym(rt->so, "ib_model_sizes", dir, &st);
+    const char *target = need_sym(rt->so, "ib_model_target", dir, &st);
+    need_sym(rt->so, "ib_model_meta", dir, &st);
+    rt->entry = (model_run_fn)need_sym(rt->so, "ib_model_run", dir, &st);
+    if (!st) {
+        memcpy(rt->sizes, sizes, sizeof rt->sizes);
+        snprintf(rt->target, sizeof rt->target, "%s", target);
+        ib__target t;
+        if (ib__target_resolve(rt->target, &t) != IB_OK)
+            st = ib__error(IB_ERR_INVALID_MODEL, "artifact '%s': unknown target '%s'", dir,
+                           rt->target);
+        else if (!t.is_host)
+            st = ib__error(IB_ERR_UNSUPPORTED,
+                           "artifact '%s' was compiled for %s, which this CPU cannot run", dir,
+                           rt->target);
+    }
+    if (!st) st = alloc_io(rt, n_io[0], n_io[1]);
+    for (int32_t i = 0; !st && i < rt->n_in + rt->n_out; i++) st = set_io(rt, i, &io[i]);
+    if (!st) {
+        rt->arena_bytes = (size_t)rt->sizes[IB_RT_SIZE_ARENA];
+        if (rt->sizes[IB_RT_SIZE_ARENA] > ((uint64_t)1 << 46))
+            st = ib__error(IB_ERR_INVALID_MODEL, "artifact '%s': arena size is absurd", dir);
+    }
+    if (!st) st = layout_run_arena(rt);
+    if (!st) st = map_weights(rt, dir);
+    if (st) {
+        ib__rt_destroy(rt);
+        return st;
+    }
+    *out = rt;
+    return IB_OK;
+}
+
+const char *ib__rt_target_name(const ib__rt_model *rt) { return rt->target; }
+int64_t ib__rt_batch(const ib__rt_model *rt) { return (int64_t)rt->sizes[IB_RT_SIZE_BATCH]; }
+int64_t ib__rt_fallback_count(const ib__rt_model *rt) {
+    return (int64_t)rt->sizes[IB_RT_SIZE_FALLBACKS];
+}
+
+ib_status ib__rt_attach_plan(ib__rt_model *rt, ib__plan *plan) {
+    ib_status st = check_plan_steps(plan);
+    if (!st && ((uint64_t)plan->n_kernels != rt->sizes[IB_RT_SIZE_KERNELS] ||
+                plan->weights_bytes != rt->sizes[IB_RT_SIZE_WEIGHTS] ||
+                plan->arena_bytes != rt->sizes[IB_RT_SIZE_ARENA] ||
+                plan->n_inputs != rt->n_in || plan->n_outputs != rt->n_out ||
+                (plan->weights_bytes &&
+                 memcmp(plan->weights, rt->weights, plan->weights_bytes) != 0)))
+        st = ib__error(IB_ERR_INVALID_MODEL,
+                       "the artifact's model.onnx does not rebuild the plan model.so was "
+                       "compiled from (%d kernels, %zu weight bytes; module: %llu, %llu)",
+                       plan->n_kernels, plan->weights_bytes,
+                       (unsigned long long)rt->sizes[IB_RT_SIZE_KERNELS],
+                       (unsigned long long)rt->sizes[IB_RT_SIZE_WEIGHTS]);
+    for (int32_t o = 0; !st && o < plan->n_outputs; o++)
+        st = ib__codegen_output_source(plan, o, &rt->out_write[o], &rt->out_copy[o]);
+    if (st) {
+        ib__plan_destroy(plan);
+        return st;
+    }
+    ib__plan_destroy(rt->plan);
+    rt->plan = plan;
+    return IB_OK;
+}
+
+int32_t ib__rt_input_count(const ib__rt_model *rt) { return rt->n_in; }
+int32_t ib__rt_output_count(const ib__rt_model *rt) { return rt->n_out; }
+const ib__rt_io_entry *ib__rt_input(const ib__rt_model *rt, int32_t i) {
+    return i >= 0 && i < rt->n_in ? &rt->io[i] : NULL;
+}
+const ib__rt_io_entry *ib__rt_output(const ib__rt_model *rt, int32_t i) {
+    return i >= 0 && i < rt->n_out ? &rt->io[rt->n_in + i] : NULL;
+}
+const ib__plan *ib__rt_plan(const ib__rt_model *rt) { return rt->plan; }
+const char *ib__rt_mode(const ib__rt_model *rt) { return rt->entry ? "compiled" : "interpreted"; }
+
+int32_t ib__rt_find_input(const ib__rt_model *rt, const char *name) {
+    for (int32_t i = 0; name && i < rt->n_in; i++)
+        if (strcmp(rt->io[i].name, name) == 0) return i;
+    return -1;
+}
+
+/* ---- Arenas --------------------------------------------------------------------------- */
+
+static void *arena_take(ib__rt_model *rt) {
+    void *a = NULL;
+    pthread_mutex_lock(&rt->mu);
+    if (rt->n_free > 0) a = rt->free_arenas[--rt->n_free];
+    pthread_mutex_unlock(&rt->mu);
+    if (a) return a;
+    a = ib__aligned_alloc(rt->run_bytes);
+    if (!a) ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory for a %zu-byte run arena",
+                      rt->run_bytes);
+    return a;
+}
+
+static void arena_give(ib__rt_model *rt, void *a) {
+    pthread_mutex_lock(&rt->mu);
+    if (rt->n_free == rt->cap_free) {
+        int32_t ncap = rt->cap_free ? rt->cap_free * 2 : 4;
+        void **n = ib__realloc(rt->free_arenas, (size_t)ncap * sizeof *n);
+        if (n) {
+            rt->free_arenas = n;
+            rt->cap_free = ncap;
+        }
+    }
+    if (rt->n_free < rt->cap_free) {
+        rt->free_arenas[rt->n_free++] = a;
+        a = NULL;
+    }
+    pthread_mutex_unlock(&rt->mu);
+    ib__aligned_free(a);
+}
+
+/* ---- Running ---------------------------------------------------------------------------- */
+
+typedef struct run_ctx {
+    ib__rt_model *rt;
+    ib__pool *pool;
+    void *const *inputs;
+    void *const *outputs;
+    unsigned char *arena;
+} run_ctx;
+
+static void *buf_ptr(const run_ctx *c, int32_t b) {
+    const ib__plan *p = c->rt->plan;
+    for (int depth = 0; b >= 0 && depth < 64; depth++) {
+        const ib__pbuf *pb = &p->bufs[b];
+        if (pb->alias_of >= 0 && pb->alias_of != b) {
+            b = pb->alias_of;
+            continue;
+        }
+        switch (pb->kind) {
+        case IB_BUF_INPUT: return c->inputs[pb->io_index];
+        case IB_BUF_OUTPUT: return c->outputs[pb->io_index];
+        case IB_BUF_TEMP: return c->arena + pb->offset;
+        case IB_BUF_WEIGHT: return (void *)(c->rt->weights + pb->offset);
+        }
+        return NULL;
+    }
+    return NULL;
+}
+
+static bool overlaps(const void *a, size_t na, const void *b, size_t nb) {
+    const char *x = a, *y = b;
+    return na && nb && x < y + nb && y < x + na;
+}
+
+/* Runs fallback kernel `step`: the anchor node's reference op on views of its buffers. */
+static int run_fallback(void *user, int32_t step, void *const *args) {
+    run_ctx *c = user;
+    const ib__plan *p = c->rt->plan;
+    if (!p || step < 0 || step >= p->n_kernels) {
+        ib__error(IB_ERR_RUNTIME, "fallback step %d has no plan", step);
+        return IB_ERR_RUNTIME;
+    }
+    const ib__pkernel *k = &p->kernels[step];
+    const ib__node *node = k->nodes[0];
+    const ib__op_def *def = ib__op_get(node->op);
+    ib_tensor views[2 * IB_MAX_KERNEL_ARGS];
+    const ib_tensor *in[IB_MAX_KERNEL_ARGS * 16];
+    ib_tensor *outs[IB_MAX_KERNEL_ARGS * 16];
+    int32_t n_in = node->n_inputs, n_out = node->n_outputs;
+    if (n_in > (int32_t)(sizeof in / sizeof in[0]) || n_out > (int32_t)(sizeof outs / sizeof outs[0])) {
+        ib__error(IB_ERR_UNSUPPORTED, "%s: too many inputs", ib__node_label(node));
+        return IB_ERR_UNSUPPORTED;
+    }
+    for (int32_t i = 0; i < n_in; i++) in[i] = NULL;
+    for (int32_t i = 0; i < n_out; i++) outs[i] = NULL;
+    for (int32_t a = 0; a < k->n_in + k->n_out; a++) {
+        int32_t b = a < k->n_in ? k->in[a] : k->out[a - k->n_in];
+        if (b < 0) continue;
+        const ib__pbuf *pb = &p->bufs[b];
+        ib_tensor *t = &views[a];
+        memset(t, 0, sizeof *t);
+        t->dtype = pb->dtype;
+        t->rank = pb->rank;
+        memcpy(t->shape, pb->dims, sizeof t->shape);
+        t->data = args[a];
+        int64_t n = ib__shape_count(pb->dims, pb->rank);
+        t->nbytes = n > 0 ? (size_t)n * ib_dtype_size(pb->dtype) : 0;
+        if (a < k->n_in) in[a] = t;
+        else outs[a - k->n_in] = t;
+    }
+    /* Executors hand ops zeroed outputs (some ops only write part of them); skip it
+     * when an output shares memory with an input (an in-place step). */
+    for (int32_t o = 0; o < k->n_out; o++) {
+        ib_tensor *t = outs[o];
+        if (!t || !t->nbytes || !t->data) continue;
+        bool inplace = false;
+        for (int32_t i = 0; i < k->n_in && !inplace; i++)
+            if (in[i] && overlaps(t->data, t->nbytes, in[i]->data, in[i]->nbytes)) inplace = true;
+        if (!inplace) memset(t->data, 0, t->nbytes);
+    }
+    ib__run_ctx rc = {node, node->opset, n_in, in, n_out, outs, c->pool, NULL};
+    ib_status st = def->run(&rc);
+    if (st) {
+        const char *msg = ib_last_error();
+        if (strstr(msg, "node") != msg) ib__error_prefix(st, "%s: ", ib__node_label(node));
+        return (int)st;
+    }
+    return 0;
+}
+
+static void abi_parallel_for(void *pool, int64_t n, ib_kernel_range_fn fn, void *ctx) {
+    ib__parallel_for(pool, n, fn, ctx);
+}
+
+static ib_status execute(run_ctx *c) {
+    ib__rt_model *rt = c->rt;
+    if (rt->entry) {
+        ib_kernel_abi abi;
+        memset(&abi, 0, sizeof abi);
+        abi.version = IB_KERNEL_ABI_VERSION;
+        abi.num_threads = c->pool ? ib__pool_size(c->pool) : 1;
+        abi.parallel_for = abi_parallel_for;
+        abi.pool = c->pool;
+        abi.fallback = run_fallback;
+        abi.fallback_user = c;
+        int rc = rt->entry(&abi, c->inputs, c->outputs, c->arena, rt->weights);
+        if (rc != 0) {
+            if (!ib_last_error()[0])
+                ib__error(IB_ERR_RUNTIME, "a compiled kernel failed (code %d)", rc);
+            return rc > 0 && rc <= IB_ERR_INTERNAL ? (ib_status)rc : IB_ERR_RUNTIME;
+        }
+        return IB_OK;
+    }
+    const ib__plan *p = rt->plan;
+    void *args[2 * IB_MAX_KERNEL_ARGS];
+    for (int32_t k = 0; k < p->n_kernels; k++) {
+        const ib__pkernel *pk = &p->kernels[k];
+        for (int32_t a = 0; a < pk->n_in + pk->n_out; a++) {
+            int32_t b = a < pk->n_in ? pk->in[a] : pk->out[a - pk->n_in];
+            args[a] = b >= 0 ? buf_ptr(c, b) : NULL;
+        }
+        int rc = run_fallback(c, k, args);
+        if (rc) return (ib_status)rc;
+    }
+    /* Outputs that no kernel writes (a weight, an input, another output). */
+    for (int32_t o = 0; o < rt->n_out; o++) {
+        if (rt->out_copy[o] < 0) continue;
+        const void *src = buf_ptr(c, rt->out_copy[o]);
+        size_t nb = (size_t)rt->io[rt->n_in + o].nbytes;
+        if (nb && src != c->outputs[o]) memmove(c->outputs[o], src, nb);
+    }
+    return IB_OK;
+}
+
+static ib_status check_input(const ib__rt_io_entry *e, const ib_tensor *t) {
+    if (!t || t->rank < 0 || t->rank > IB_MAX_RANK)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "input '%s': invalid tensor", e->name);
+    if (t->dtype != (ib_dtype)e->dtype)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "input '%s': expected dtype %s, got %s",
+                         e->name, ib_dtype_name((ib_dtype)e->dtype), ib_dtype_name(t->dtype));
+    if (t->rank != e->rank)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "input '%s': expected rank %d, got %d",
+                         e->name, e->rank, t->rank);
+    for (int32_t d = 0; d < t->rank; d++)
+        if (e->dims[d] >= 0 && t->shape[d] != e->dims[d])
+            return ib__error(IB_ERR_INVALID_ARGUMENT, "input '%s': dim %d must be %lld, got %lld",
+                             e->name, d, (long long)e->dims[d], (long long)t->shape[d]);
+    int64_t n = ib_tensor_element_count(t);
+    size_t esize = ib_dtype_size(t->dtype);
+    if (n < 0 || esize == 0)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "input '%s': invalid shape or dtype", e->name);
+    if (t->nbytes < (size_t)n * esize || (!t->data && n > 0))
+        return ib__error(IB_ERR_INVALID_ARGUMENT,
+                         "input '%s': buffer holds %zu bytes, shape needs %zu", e->name,
+                         t->nbytes, (size_t)n * esize);
+    return IB_OK;
+}
+
+static ib_status check_caller_buffer(const ib__rt_io_entry *e, const ib_tensor *dst) {
+    if (dst->dtype != (ib_dtype)e->dtype || dst->nbytes < (size_t)e->nbytes)
+        return ib__error(IB_ERR_INVALID_ARGUMENT,
+                         "output '%s': caller buffer is %s with %zu bytes, result is %s with "
+                         "%lld bytes",
+                         e->name, ib_dtype_name(dst->dtype), dst->nbytes,
+                         ib_dtype_name((ib_dtype)e->dtype), (long long)e->nbytes);
+    return IB_OK;
+}
+
+ib_status ib__rt_run(ib__rt_model *rt, ib__pool *pool, size_t n_inputs,
+                     const char *const *input_names, const ib_tensor *inputs, size_t n_outputs,
+                     const char *const *output_names, ib_tensor *outputs) {
+    if (!rt || (n_inputs && (!input_names || !inputs)) || (n_outputs && !outputs))
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "session, names and tensors are required");
+    if (!output_names && n_outputs != (size_t)rt->n_out)
+        return ib__error(IB_ERR_INVALID_ARGUMENT,
+                         "all %d outputs requested but %zu output tensors given", rt->n_out,
+                         n_outputs);
+    if (n_outputs > MAX_IO)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "at most %d outputs per run", MAX_IO);
+    if (!rt->entry && !rt->plan)
+        return ib__error(IB_ERR_RUNTIME, "the model has fallback steps but no plan");
+    enum { SMALL = 64 };
+    void *in_small[SMALL], *out_small[SMALL];
+    int32_t slot_small[SMALL];
+    uint8_t flag_small[SMALL];
+    void **in_ptrs = rt->n_in <= SMALL ? in_small : ib__calloc((size_t)rt->n_in, sizeof(void *));
+    void **out_ptrs =
+        rt->n_out <= SMALL ? out_small : ib__calloc((size_t)rt->n_out, sizeof(void *));
+    int32_t *slot = n_outputs <= SMALL ? slot_small : ib__calloc(n_outputs, sizeof(int32_t));
+    /* per request: bit 1 = receives the output in place, bit 2 = library-allocated */
+    uint8_t *flag = n_outputs <= SMALL ? flag_small : ib__calloc(n_outputs, 1);
+    /* Stands in for the data pointer of empty tensors, which may be NULL. */
+    static unsigned char empty_data[64] __attribute__((aligned(64)));
+    ib_status st = IB_OK;
+    void *arena = NULL;
+    if (!in_ptrs || !out_ptrs || !slot || !flag) {
+        st = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory starting a run");
+        goto done;
+    }
+    for (int32_t i = 0; i < rt->n_in; i++) in_ptrs[i] = NULL;
+    for (int32_t o = 0; o < rt->n_out; o++) out_ptrs[o] = NULL;
+    for (size_t r = 0; r < n_outputs; r++) flag[r] = 0;
+    for (size_t i = 0; i < n_inputs && st == IB_OK; i++) {
+        int32_t k = ib__rt_find_input(rt, input_names[i]);
+        if (k < 0)
+            st = ib__error(IB_ERR_INVALID_ARGUMENT, "the model has no input named '%s'",
+                           input_names[i] ? input_names[i] : "(null)");
+        else if ((st = check_input(&rt->io[k], &inputs[i])) == IB_OK)
+            in_ptrs[k] = inputs[i].data ? inputs[i].data : (void *)empty_data;
+    }
+    for (int32_t k = 0; k < rt->n_in && st == IB_OK; k++)
+        if (!in_ptrs[k])
+            st = ib__error(IB_ERR_INVALID_ARGUMENT, "input '%s' was not given", rt->io[k].name);
+    for (size_t r = 0; r < n_outputs && st == IB_OK; r++) {
+        int32_t k = -1;
+        if (!output_names) k = (int32_t)r;
+        else
+            for (int32_t j = 0; j < rt->n_out && k < 0; j++)
+                if (output_names[r] && strcmp(rt->io[rt->n_in + j].name, output_names[r]) == 0)
+                    k = j;
+        if (k < 0)
+            st = ib__error(IB_ERR_INVALID_ARGUMENT, "the model has no output named '%s'",
+                           output_names[r] ? output_names[r] : "(null)");
+        slot[r] = k;
+    }
+    arena = st ? NULL : arena_take(rt);
+    if (!st && !arena) st = IB_ERR_OUT_OF_MEMORY;
+    /* The first request of each output receives it in place; a repeat copies it. */
+    for (size_t r = 0; r < n_outputs && st == IB_OK; r++) {
+        const ib__rt_io_entry *e = &rt->io[rt->n_in + slot[r]];
+        ib_tensor *dst = &outputs[r];
+        if (dst->data) {
+            st = check_caller_buffer(e, dst);
+        } else {
+            st = ib__tensor_alloc(dst, (ib_dtype)e->dtype, e->rank, e->dims);
+            if (st == IB_OK) flag[r] |= 2;
+        }
+        if (st == IB_OK && !out_ptrs[slot[r]]) {
+            out_ptrs[slot[r]] = dst->data ? dst->data : (void *)empty_data;
+            flag[r] |= 1;
+        }
+    }
+    for (int32_t o = 0; o < rt->n_out && st == IB_OK; o++)
+        if (!out_ptrs[o]) out_ptrs[o] = (unsigned char *)arena + rt->out_scratch[o];
+    if (st == IB_OK) {
+        run_ctx c = {rt, pool, in_ptrs, out_ptrs, arena};
+        st = execute(&c);
+    }
+    for (size_t r = 0; r < n_outputs && st == IB_OK; r++) {
+        const ib__rt_io_entry *e = &rt->io[rt->n_in + slot[r]];
+        ib_tensor *dst = &outputs[r];
+        if (!(flag[r] & 1) && e->nbytes > 0) memcpy(dst->data, out_ptrs[slot[r]], (size_t)e->nbytes);
+        dst->rank = e->rank;
+        memcpy(dst->shape, e->dims, sizeof dst->shape);
+        dst->nbytes = (size_t)e->nbytes;
+    }
+    if (st)
+        for (size_t r = 0; r < n_outputs; r++)
+            if (flag[r] & 2) ib_tensor_release(&outputs[r]);
+done:
+    if (arena) arena_give(rt, arena);
+    if (in_ptrs != in_small) ib__free(in_ptrs);
+    if (out_ptrs != out_small) ib__free(out_ptrs);
+    if (slot != slot_small) ib__free(slot);
+    if (flag != flag_small) ib__free(flag);
+    return st;
+}

@@ -1,0 +1,218 @@
+#!/bin/bash
+# The compiled path end to end: `compile` writes artifacts (files, metadata), an artifact
+# loaded in a fresh process gives the reference executor's outputs (1e-4) on every
+# target this CPU runs, `bench` reports its keys, and broken artifacts (truncated
+# weights, wrong ABI version, garbage module, missing files) give a clear error, never
+# a crash.
+#
+# usage: test_compiled.sh PATH/TO/inferbooster
+set -u
+if [ $# -ne 1 ] || [ ! -x "$1" ]; then
+    echo "usage: $0 PATH/TO/inferbooster" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+CLI=$1
+PY=/usr/bin/python3
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+DATA=/usr/share/libonnx-testdata/data
+MLP=$SRC/examples/models/mlp
+T=$(mktemp -d /tmp/ib_test_compiled.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() {
+    failed=$((failed + 1))
+    echo "FAIL $1"
+    [ -s "$T/err" ] && tail -n 5 "$T/err" | sed 's/^/    stderr: /'
+    return 0
+}
+expect_rc() {
+    local want=$1 name=$2
+    shift 2
+    "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    if [ "$rc" -eq "$want" ]; then ok "$name"; else bad "$name (exit $rc, want $want)"; fi
+}
+# expect_clean_fail NAME CMD...: exits 1 or 2 (not a signal) with a message on stderr.
+expect_clean_fail() {
+    local name=$1
+    shift
+    "$@" >"$T/out" 2>"$T/err"
+    local rc=$?
+    if { [ "$rc" -eq 1 ] || [ "$rc" -eq 2 ]; } && grep -q "inferbooster:" "$T/err"; then
+        ok "$name"
+    else
+        bad "$name (exit $rc)"
+    fi
+}
+check() { if [ "$2" -eq 0 ]; then ok "$1"; else bad "$1"; fi; }
+# close A.npy B.npy: max relative difference <= 1e-4.
+close() {
+    "$PY" - "$1" "$2" <<'EOF'
+import sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+if a.shape != b.shape or a.dtype != b.dtype:
+    sys.exit(f"shape/dtype {a.shape} {a.dtype} vs {b.shape} {b.dtype}")
+if a.size and a.dtype.kind == "f":
+    err = np.max(np.abs(a.astype(np.float64) - b) / (1e-6 + np.abs(b.astype(np.float64))))
+    ok = np.allclose(a, b, rtol=1e-4, atol=1e-5)
+    sys.exit(0 if ok else f"max rel err {err}")
+sys.exit(0 if np.array_equal(a, b) else "values differ")
+EOF
+}
+# pb_to_npy CASE_DIR OUT_DIR: input_K.pb -> OUT_DIR/<name>.npy, prints --input args.
+pb_to_npy() {
+    "$PY" - "$1" "$2" <<'EOF'
+import sys, os, glob, onnx, numpy as np
+from onnx import numpy_helper
+case, out = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+m = onnx.load(os.path.join(case, "model.onnx"))
+init = {i.name for i in m.graph.initializer}
+names = [i.name for i in m.graph.input if i.name not in init]
+args = []
+for k, path in enumerate(sorted(glob.glob(os.path.join(case, "test_data_set_0", "input_*.pb")))):
+    t = onnx.TensorProto()
+    t.ParseFromString(open(path, "rb").read())
+    name = t.name or names[k]
+    f = os.path.join(out, f"in{k}.npy")
+    np.save(f, numpy_helper.to_array(t))
+    args.append(f"--input={name}={f}")
+print(" ".join(args))
+EOF
+}
+
+TARGETS="generic"
+if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then TARGETS="$TARGETS x86-64-v3"; fi
+if grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo &&
+   grep -qw avx512vl /proc/cpuinfo && grep -qw avx512dq /proc/cpuinfo; then
+    TARGETS="$TARGETS x86-64-v4"
+fi
+
+# ---- compile: files and metadata ----------------------------------------------------------
+A=$T/mlp.ibc
+expect_rc 0 "compile mlp --batch 2 --keep-source" "$CLI" compile "$MLP/model.onnx" --batch 2 -o "$A" --keep-source
+grep -q "kernels:" "$T/out"; check "compile prints the kernel count" $?
+for f in model.so weights.bin meta.json model_main.c; do
+    [ -f "$A/$f" ]; check "artifact has $f" $?
+done
+"$PY" - "$A/meta.json" <<'EOF'
+import sys, json
+m = json.load(open(sys.argv[1]))
+assert m["format"] == "inferbooster-artifact"
+assert m["inputs"][0]["name"] == "input" and m["inputs"][0]["shape"][0] == 2
+assert m["outputs"][0]["dtype"] == "float32"
+for k in ("target", "compiler_version", "arena_bytes", "weights_bytes", "kernels"):
+    assert k in m, k
+assert all("template" in k and "knobs" in k and "nodes" in k for k in m["kernels"])
+EOF
+check "meta.json lists inputs, outputs, target, version, sizes, kernels" $?
+ls "$T" | grep -q "mlp.ibc.tmp"; [ $? -ne 0 ]; check "no temporary directory left behind" $?
+expect_rc 0 "compile --json" "$CLI" compile "$MLP/model.onnx" --batch 2 -o "$A" --json
+"$PY" -c "import json,sys; d=json.load(open('$T/out')); assert {'kernels','fused','fallback','arena_bytes','weights_bytes','compile_ms'} <= set(d)"
+check "compile --json keys (and replacing an artifact works)" $?
+mkdir -p "$T/notart" && touch "$T/notart/precious"
+expect_rc 2 "compile refuses to replace a directory that is not an artifact" \
+    "$CLI" compile "$MLP/model.onnx" -o "$T/notart"
+[ -f "$T/notart/precious" ]; check "the other directory is untouched" $?
+
+# ---- an artifact in a fresh process equals the reference -----------------------------------
+expect_rc 0 "reference run of mlp" "$CLI" run "$MLP/model.onnx" --reference \
+    --input "input=$MLP/input.npy" --output-dir "$T/ref"
+for tgt in $TARGETS; do
+    expect_rc 0 "compile mlp for $tgt" "$CLI" compile "$MLP/model.onnx" --batch 2 --target "$tgt" -o "$T/mlp-$tgt.ibc"
+    expect_rc 0 "run the $tgt artifact" "$CLI" run "$T/mlp-$tgt.ibc" --input "input=$MLP/input.npy" --output-dir "$T/out-$tgt"
+    close "$T/out-$tgt/probabilities.npy" "$T/ref/probabilities.npy" 2>"$T/err"
+    check "$tgt artifact output equals the reference (1e-4)" $?
+    close "$T/out-$tgt/probabilities.npy" "$MLP/expected_probabilities.npy" 2>"$T/err"
+    check "$tgt artifact output equals PyTorch's" $?
+done
+expect_rc 0 "compiled session on mlp" "$CLI" run "$MLP/model.onnx" --compile --input "input=$MLP/input.npy" --output-dir "$T/def"
+grep -q "executor: compiled" "$T/out"; check "run --compile uses the compiled path" $?
+close "$T/def/probabilities.npy" "$T/ref/probabilities.npy" 2>"$T/err"; check "default path equals the reference" $?
+"$PY" -c "import numpy as np; np.save('$T/one.npy', np.load('$MLP/input.npy')[:1])"
+expect_clean_fail "an artifact for batch 2 refuses batch 1 inputs" "$CLI" run "$A" --input "input=$T/one.npy"
+grep -q "2, 16" "$T/err"; check "the message names the shape" $?
+
+for c in test_matmul_2d test_conv_with_strides_padding test_gemm_default_scalar_bias test_relu test_softmax_axis_1 test_maxpool_2d_pads test_add_bcast; do
+    case_dir=$DATA/node/$c
+    [ -d "$case_dir" ] || continue
+    args=$(pb_to_npy "$case_dir" "$T/in-$c")
+    expect_rc 0 "compile $c --keep-source" "$CLI" compile "$case_dir/model.onnx" -o "$T/$c.ibc" --keep-source
+    # shellcheck disable=SC2086
+    "$CLI" run "$T/$c.ibc" $args --output-dir "$T/o-$c" >"$T/out" 2>"$T/err"
+    check "run artifact $c" $?
+    # shellcheck disable=SC2086
+    "$CLI" run "$case_dir/model.onnx" --reference $args --output-dir "$T/r-$c" >"$T/out" 2>"$T/err"
+    same=0
+    for f in "$T/r-$c"/*.npy; do
+        close "$T/o-$c/$(basename "$f")" "$f" 2>"$T/err" || same=1
+    done
+    check "artifact $c equals the reference (1e-4)" $same
+done
+
+# ---- bench ------------------------------------------------------------------------------------
+expect_rc 0 "bench an artifact --json" "$CLI" bench "$A" --runs 5 --warmup 1 --threads 1 --json
+"$PY" -c "import json; d=json.load(open('$T/out')); assert {'median_ms','p90_ms','throughput','peak_rss_mb'} <= set(d) and d['batch'] == 2"
+check "bench JSON keys" $?
+expect_rc 0 "bench a model --batch 3 --reference" "$CLI" bench "$MLP/model.onnx" --batch 3 --runs 3 --reference
+grep -q "throughput:" "$T/out"; check "bench prints throughput" $?
+expect_rc 2 "bench --runs 0" "$CLI" bench "$MLP/model.onnx" --runs 0
+
+# ---- broken artifacts -----------------------------------------------------------------------------
+B=$T/broken.ibc
+fresh() { rm -rf "$B"; cp -r "$A" "$B"; }
+fresh
+truncate -s 100 "$B/weights.bin"
+expect_clean_fail "truncated weights.bin" "$CLI" run "$B"
+grep -q "weights.bin" "$T/err"; check "the message names weights.bin" $?
+fresh
+"$PY" -c "
+import sys
+p='$B/weights.bin'; b=bytearray(open(p,'rb').read()); b[len(b)//2]^=0xff; open(p,'wb').write(b)"
+expect_clean_fail "corrupted weights.bin" "$CLI" run "$B"
+fresh
+head -c 4096 /dev/urandom > "$B/model.so"
+expect_clean_fail "garbage model.so" "$CLI" run "$B"
+grep -q "model.so" "$T/err"; check "the message names model.so" $?
+fresh
+if [ -f "$B/model.onnx" ]; then
+    rm "$B/model.onnx"
+    expect_clean_fail "missing model.onnx with fallback steps" "$CLI" run "$B"
+fi
+fresh
+echo 'int x;' > "$T/empty.c" && cc -shared -fPIC -o "$B/model.so" "$T/empty.c"
+expect_clean_fail "a shared object that is not a model" "$CLI" run "$B"
+fresh
+rm -f "$B/model.so"
+cp -r "$T/test_relu.ibc/include" "$B/include" 2>/dev/null
+src=$T/test_relu.ibc/model_main.c
+if [ -f "$src" ]; then
+    sed 's/ib_model_abi_version = [0-9]*u/ib_model_abi_version = 999u/' "$src" > "$T/abi.c"
+    cc -shared -fPIC -I "$T/test_relu.ibc/include" -o "$T/abi.so" "$T/abi.c" \
+        $(ls "$T"/test_relu.ibc/unit_*.c 2>/dev/null) 2>"$T/err"
+    rm -rf "$B" && cp -r "$T/test_relu.ibc" "$B" && cp "$T/abi.so" "$B/model.so"
+    expect_clean_fail "wrong ABI version" "$CLI" run "$B"
+    grep -q "ABI version 999" "$T/err"; check "the message gives the ABI versions" $?
+fi
+
+# ---- conformance on the compiled path (every model compiled), a sample ---------------------
+GLOBS="node/test_conv_* node/test_gemm_* node/test_maxpool_2d_* node/test_softmax_* node/test_relu
+node/test_matmul_* node/test_averagepool_2d_* node/test_add* node/test_sigmoid* node/test_globalaveragepool*"
+filters=()
+for g in $GLOBS; do filters+=(--filter "$g"); done
+"$PY" - "$SRC/tests/conformance/passing.txt" "$T/sample_passing.txt" $GLOBS <<'EOF2'
+import sys, fnmatch
+names = [l.strip() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+keep = [n for n in names if any(fnmatch.fnmatch(n, g) for g in sys.argv[3:])]
+open(sys.argv[2], "w").write("".join(n + "\n" for n in keep))
+EOF2
+expect_rc 0 "conformance --path compiled: sampled passing cases still pass" "$CLI" conformance \
+    --path compiled -j2 "${filters[@]}" --expect-passing "$T/sample_passing.txt"
+tail -n 1 "$T/out" | sed 's/^/    /'
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
