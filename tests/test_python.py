@@ -340,6 +340,14 @@ def torch_weight_change_recaptures():
         y = mlp(x)
         assert torch.allclose(y, _native(mlp, x), atol=1e-5)
         assert ib_torch.stats(mlp)["captures"] == 2
+        mlp[2] = torch.nn.Linear(32, 4)  # a replaced submodule
+        y = mlp(x)
+        assert torch.allclose(y, _native(mlp, x), atol=1e-5)
+        mlp[0].bias = torch.nn.Parameter(torch.ones(32))  # a replaced parameter
+        mlp(x)
+        y = mlp(x)
+        assert torch.allclose(y, _native(mlp, x), atol=1e-5)
+        assert ib_torch.stats(mlp)["captures"] == 4, ib_torch.stats(mlp)
 
 
 @test

@@ -66,6 +66,24 @@ def _patch_torch(torch_module):
     __call__._inferbooster_original = original
     module_cls.__call__ = __call__
 
+    # Assigning a tensor or a submodule may replace a captured module's weights.
+    epoch = ib_torch.STRUCTURE_EPOCH
+    tensor_cls = torch.Tensor
+    for name in ("__setattr__", "register_parameter", "register_buffer", "add_module",
+                 "register_module"):
+        original_method = getattr(module_cls, name, None)
+        if original_method is None:
+            continue
+
+        def patched(self, key, value=None, *rest, _original=original_method, **kwargs):
+            if value is None or isinstance(value, (tensor_cls, module_cls)):
+                epoch[0] += 1
+            return _original(self, key, value, *rest, **kwargs)
+
+        patched._inferbooster_original = original_method
+        patched.__name__ = name
+        setattr(module_cls, name, patched)
+
 
 def _unpatched_call(module, *args, **kwargs):
     """Calls module the way PyTorch would without interposition (for measurements)."""
@@ -77,10 +95,12 @@ def _unpatch_torch():
     mod = sys.modules.get("torch")
     if mod is None:
         return
-    current = mod.nn.Module.__call__
-    original = getattr(current, "_inferbooster_original", None)
-    if original is not None:
-        mod.nn.Module.__call__ = original
+    for name in ("__call__", "__setattr__", "register_parameter", "register_buffer",
+                 "add_module", "register_module"):
+        current = getattr(mod.nn.Module, name, None)
+        original = getattr(current, "_inferbooster_original", None)
+        if original is not None:
+            setattr(mod.nn.Module, name, original)
 
 
 # ---- ONNX Runtime ----------------------------------------------------------------------

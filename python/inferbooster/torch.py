@@ -26,6 +26,9 @@ MAX_RECAPTURES = 4  # re-exports after the weights changed, before giving the mo
 # (np.allclose); tracing bakes in value-dependent control flow, which this catches.
 CHECK_RTOL = 1e-3
 CHECK_ATOL = 1e-4
+# Bumped (by the interposition) whenever a module gets a tensor or a submodule assigned,
+# so replaced weights are noticed without walking every module's parameters per call.
+STRUCTURE_EPOCH = [0]
 # "http://host:port": captured modules run on that InferBooster server (interpose(server=)).
 SERVER = None
 
@@ -102,7 +105,7 @@ class _Compiled:
     are passed by pointer and outputs are written into fresh torch tensors of the
     shapes the capture saw, so the hot path makes no NumPy arrays and no copies."""
 
-    __slots__ = ("session", "spec", "single", "in_bytes", "in_type", "out_bytes", "out_type",
+    __slots__ = ("sig", "session", "spec", "single", "in_bytes", "in_type", "out_bytes", "out_type",
                  "out_meta", "n_in", "n_out", "handle", "in_names", "out_names")
 
     def __init__(self, session, spec, args, flat_outputs):
@@ -150,7 +153,7 @@ class _Compiled:
 class _RemoteCompiled:
     """A captured signature run by an InferBooster server (interpose(server=...))."""
 
-    __slots__ = ("session", "spec")
+    __slots__ = ("sig", "session", "spec")
 
     def __init__(self, session, spec):
         self.session = session
@@ -170,6 +173,10 @@ def _signature(args):
             return None
         sig.append((a.dtype, a.shape))
     return tuple(sig)
+
+
+def _weights_of(module):
+    return list(module.parameters()) + list(module.buffers())
 
 
 def _weights_version(tensors):
@@ -212,15 +219,16 @@ class _ModuleState:
     """What the engine knows of one module: its compiled signatures (None for a
     signature that failed), and whether it warned already."""
 
-    __slots__ = ("compiled", "warned", "disabled", "weights", "version", "recaptures",
+    __slots__ = ("compiled", "warned", "disabled", "weights", "version", "epoch", "recaptures",
                  "lock", "compiled_calls", "native_calls", "captures", "__weakref__")
 
     def __init__(self, module):
         self.compiled = {}
         self.warned = False
         self.disabled = False
-        self.weights = list(module.parameters()) + list(module.buffers())
+        self.weights = _weights_of(module)
         self.version = _weights_version(self.weights)
+        self.epoch = STRUCTURE_EPOCH[0]
         self.recaptures = 0
         self.lock = threading.Lock()
         self.compiled_calls = 0
@@ -325,25 +333,31 @@ def _capture(module, state, sig, args, native):
         _warn(module, state, "export failed: %s: %s"
               % (type(e).__name__, str(e).strip().splitlines()[0] if str(e).strip() else ""))
         return result
+    compiled.sig = sig
     state.compiled[sig] = compiled
     state.captures += 1
     return result
 
 
-def call(module, args, native):
-    """Runs module(*args): compiled when this signature was captured, capturing it now
-    when it is new, natively (native(module, *args)) otherwise. Never raises on
-    InferBooster's behalf."""
+def _route(module, args):
+    """What a call should run: a _Compiled, None (PyTorch), or (state, sig) to capture."""
     state = _states.get(module)
     if state is None:
         state = _states.setdefault(module, _ModuleState(module))
     if state.disabled:
-        state.native_calls += 1
-        return native(module, *args)
+        return state, None
     sig = _signature(args)
     if sig is None:
-        state.native_calls += 1
-        return native(module, *args)
+        return state, None
+    if state.epoch != STRUCTURE_EPOCH[0]:
+        # Some module had a parameter, buffer or submodule assigned: see whether this
+        # one's weights are still the tensors the capture saw.
+        state.epoch = STRUCTURE_EPOCH[0]
+        weights = _weights_of(module)
+        if len(weights) != len(state.weights) or any(
+                a is not b for a, b in zip(weights, state.weights)):
+            state.weights = weights
+            state.version = -1
     if _weights_version(state.weights) != state.version:
         # The weights changed since the capture: the artifacts hold the old ones.
         with state.lock:
@@ -353,21 +367,37 @@ def call(module, args, native):
             if state.recaptures > MAX_RECAPTURES:
                 state.disabled = True
                 _warn(module, state, "its weights keep changing")
-                state.native_calls += 1
-                return native(module, *args)
+                return state, None
     compiled = state.compiled.get(sig, False)
     if compiled is False:
+        return state, sig
+    return state, compiled
+
+
+def call(module, args, native):
+    """Runs module(*args): compiled when this signature was captured, capturing it now
+    when it is new, natively (native(module, *args)) otherwise. Never raises on
+    InferBooster's behalf: PyTorch's own errors are the only ones the caller sees."""
+    try:
+        state, compiled = _route(module, args)
+    except Exception:  # an unhashable module, an odd argument: leave it to PyTorch
+        return native(module, *args)
+    if compiled is None:
+        state.native_calls += 1
+        return native(module, *args)
+    if type(compiled) is not _Compiled and type(compiled) is not _RemoteCompiled:
+        sig = compiled
         with state.lock:
             if sig not in state.compiled:
                 return _capture(module, state, sig, args, native)
             compiled = state.compiled[sig]
-    if compiled is None:
-        state.native_calls += 1
-        return native(module, *args)
+        if compiled is None:
+            state.native_calls += 1
+            return native(module, *args)
     try:
         out = compiled(args)
     except Exception as e:
-        state.compiled[sig] = None
+        state.compiled[compiled.sig] = None
         _warn(module, state, "the compiled run failed: %s" % e)
         state.native_calls += 1
         return native(module, *args)
