@@ -20,7 +20,7 @@ TEST(triton_example) {
                        "input [ { name: \"x\" data_type: TYPE_FP32 dims: [ 3, -1 ] }, { name: \"y\", data_type: TYPE_INT64, dims: 4 dims: 5 } ]\n"
                        "output { name: \"z\" data_type: TYPE_FP16 dims: [ 2 ] }\n"
                        "dynamic_batching { preferred_batch_size: [ 4, 8 ] max_queue_delay_microseconds: 100 "
-                       "default_queue_policy { max_queue_size: 7 } }\n"
+                       "default_queue_policy { max_queue_size: 7 default_timeout_microseconds: 250 } }\n"
                        "instance_group [ { count: 2 kind: KIND_CPU }, { kind: KIND_GPU gpus: [ 0 ] } ]\n"
                        "version_policy: { specific: { versions: [1, 3] } }\n"
                        "optimization { execution_accelerators { cpu_execution_accelerator : [ { name : \"openvino\" } ] } }\n"
@@ -43,6 +43,7 @@ TEST(triton_example) {
     CHECK_EQ_INT(c.preferred_batch_size[1], 8);
     CHECK_EQ_INT(c.max_queue_delay_us, 100);
     CHECK_EQ_INT(c.max_queue_size, 7);
+    CHECK_EQ_INT(c.default_timeout_us, 250);
     CHECK_EQ_INT(c.instance_count, 3);
     CHECK(c.instance_kind_gpu);
     CHECK_EQ_INT(c.policy, IB__VERSIONS_SPECIFIC);

@@ -128,6 +128,11 @@ sleep 0.3
 expect_status queue_full 503 -X POST "$URL/v2/models/slowq/infer" -d "$SLOWQ"
 wait "$CURL_PID"
 [ "$(cat "$TMP/first_code")" = 200 ] && ok || bad "queued request: $(cat "$TMP/first_code") $(cat "$TMP/first")"
+# Per-request timeout: a request still queued after its timeout answers 503.
+SLOWQ_T="{\"parameters\":{\"timeout\":100000},\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,16],\"data\":$ROW}]}"
+expect_status queue_timeout 503 -X POST "$URL/v2/models/slowq/infer" -d "$SLOWQ_T"
+grep -q "timed out" "$TMP/body" && ok || bad "timeout message: $(cat "$TMP/body")"
+expect_status bad_timeout 400 -X POST "$URL/v2/models/slowq/infer" -d '{"parameters":{"timeout":-1},"inputs":[]}'
 expect_status metrics 200 "$URL/metrics"
 grep -q '^nv_inference_request_success{model="mlp",version="1"}' "$TMP/body" && ok || bad "metrics: $(head -c 400 "$TMP/body")"
 

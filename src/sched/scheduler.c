@@ -148,21 +148,72 @@ static void wait_until(ib__sched *s, uint64_t deadline_ns) {
     pthread_cond_timedwait(&s->cond, &s->lock, &ts);
 }
 
+/* Unlinks requests whose timeout passed while queued; the caller finishes them unlocked. */
+static ib__infer_request *take_expired_locked(ib__sched *s, uint64_t now) {
+    ib__infer_request *expired = NULL, **link = &s->head;
+    while (*link) {
+        ib__infer_request *r = *link;
+        if (r->timeout_us && now - r->t_enqueue_ns > r->timeout_us * 1000u) {
+            *link = r->next;
+            r->next = expired;
+            expired = r;
+            s->queued--;
+            s->stats.pending--;
+            s->stats.request_failure++;
+            s->stats.request_duration_us += (now - r->t_enqueue_ns) / 1000u;
+            s->stats.queue_duration_us += (now - r->t_enqueue_ns) / 1000u;
+        } else {
+            link = &r->next;
+        }
+    }
+    s->tail = NULL;
+    for (ib__infer_request *r = s->head; r; r = r->next) s->tail = r;
+    return expired;
+}
+
+static bool head_expired(const ib__sched *s) {
+    const ib__infer_request *h = s->head;
+    return h && h->timeout_us && ib__now_ns() - h->t_enqueue_ns > h->timeout_us * 1000u;
+}
+
+static void finish_expired(ib__infer_request *expired) {
+    for (ib__infer_request *r = expired, *next; r; r = next) {
+        next = r->next;
+        r->next = NULL;
+        r->status = IB_ERR_RUNTIME;
+        r->timed_out = true;
+        snprintf(r->error, sizeof r->error, "request timed out after %llu us in the queue",
+                 (unsigned long long)r->timeout_us);
+        r->done(r, r->user);
+    }
+}
+
 static void *worker(void *arg) {
     ib__sched *s = arg;
     pthread_mutex_lock(&s->lock);
     for (;;) {
         while (!s->head && !s->stopping) pthread_cond_wait(&s->cond, &s->lock);
+        ib__infer_request *expired = take_expired_locked(s, ib__now_ns());
+        if (expired) {
+            pthread_mutex_unlock(&s->lock);
+            finish_expired(expired);
+            pthread_mutex_lock(&s->lock);
+            continue;
+        }
         if (!s->head) break;
         bool batching = s->cfg.dynamic_batching && s->cfg.max_batch_size > 0 && s->head->batch > 0;
         if (batching && !s->stopping) {
             int64_t target = batch_target(&s->cfg);
             uint64_t deadline = s->head->t_enqueue_ns + (uint64_t)s->cfg.max_queue_delay_us * 1000u;
-            while (s->head && !s->stopping && gatherable(s) < target && ib__now_ns() < deadline) {
-                wait_until(s, deadline);
+            while (s->head && !s->stopping && gatherable(s) < target && ib__now_ns() < deadline &&
+                   !head_expired(s)) {
+                uint64_t wake = deadline;
+                if (s->head->timeout_us && s->head->t_enqueue_ns + s->head->timeout_us * 1000u < wake)
+                    wake = s->head->t_enqueue_ns + s->head->timeout_us * 1000u + 1000u;
+                wait_until(s, wake);
                 if (s->head) deadline = s->head->t_enqueue_ns + (uint64_t)s->cfg.max_queue_delay_us * 1000u;
             }
-            if (!s->head) continue;
+            if (!s->head || head_expired(s)) continue; /* the loop's top fails expired requests */
         }
         /* Take the head and, when batching, the compatible requests behind it. */
         ib__infer_request *h = s->head, *batch = h, *btail = h;
@@ -269,6 +320,7 @@ int ib__sched_submit(ib__sched *s, ib__infer_request *req) {
     }
     req->next = NULL;
     req->status = IB_OK;
+    req->timed_out = false;
     req->error[0] = 0;
     req->t_enqueue_ns = ib__now_ns();
     if (s->tail) s->tail->next = req;

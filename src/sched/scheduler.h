@@ -28,8 +28,10 @@ struct ib__infer_request {
     int64_t batch;      /* dim 0 of every input when the model batches, else 0 */
     ib__request_done_fn done;
     void *user;
+    uint64_t timeout_us; /* 0: none; a request still queued after this fails (timed_out) */
     /* Filled by the scheduler. */
     ib_status status;
+    bool timed_out;
     char error[512];
     uint64_t t_enqueue_ns, t_start_ns, t_end_ns;
     ib__infer_request *next;

@@ -347,8 +347,8 @@ static void release_model(conn_ctx *x) {
 static enum MHD_Result finish_infer(conn_ctx *x) {
     enum MHD_Result ret;
     if (x->job.req.status != IB_OK) {
-        ret = respond_error(x->conn, status_http(x->job.req.status), "inference failed for model '%s': %s",
-                            x->model->name, x->job.req.error);
+        ret = respond_error(x->conn, x->job.req.timed_out ? 503 : status_http(x->job.req.status),
+                            "inference failed for model '%s': %s", x->model->name, x->job.req.error);
     } else {
         char err[512], *out = NULL;
         size_t len = 0, json_len = 0;

@@ -332,7 +332,17 @@ int ib__infer_parse(ib__served_model *m, const char *body, size_t len, size_t js
             }
             job->binary_output_default = json_is_true(b);
         }
+        /* Triton's per-request "timeout" (microseconds) overrides the model's default. */
+        json_t *t = json_object_get(params, "timeout");
+        if (t) {
+            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > 3600ll * 1000 * 1000) {
+                rc = fail(err, cap, 400, "parameters.timeout must be an integer of microseconds (0 to 3600e6)");
+                goto out;
+            }
+            job->req.timeout_us = (uint64_t)json_integer_value(t);
+        }
     }
+    if (!job->req.timeout_us && m->cfg.default_timeout_us > 0) job->req.timeout_us = (uint64_t)m->cfg.default_timeout_us;
     rc = parse_inputs(m, json_object_get(root, "inputs"), body + json_len, len - json_len, job, err, cap);
     if (!rc) rc = parse_outputs(m, json_object_get(root, "outputs"), job, err, cap);
     if (!rc) {

@@ -150,6 +150,8 @@ static ib_status parse_root(const ib__pb_field *root, ib__model_config *cfg) {
             IB_TRY(need_message(qp));
             if ((g = ib__pb_find(qp, "max_queue_size", NULL)))
                 IB_TRY(ib__pb_int(g, 0, 1 << 20, &cfg->max_queue_size));
+            if ((g = ib__pb_find(qp, "default_timeout_microseconds", NULL)))
+                IB_TRY(ib__pb_int(g, 0, 3600ll * 1000 * 1000, &cfg->default_timeout_us));
         }
     }
     int64_t instances = 0;

@@ -35,6 +35,7 @@ typedef struct ib__model_config {
     int64_t preferred_batch_size[IB__CONFIG_MAX_PREFERRED];
     int64_t max_queue_delay_us;
     int64_t max_queue_size;      /* 0: the server's default bound */
+    int64_t default_timeout_us;  /* 0: requests wait in the queue as long as it takes */
     int64_t instance_count;
     bool instance_kind_gpu;
     ib__version_policy_kind policy;
