@@ -71,7 +71,8 @@ expect_status ready 200 "$URL/v2/health/ready"
 expect_status server_metadata 200 "$URL/v2"
 grep -q binary_tensor_data "$TMP/body" && ok || bad "server metadata lacks binary_tensor_data"
 expect_status model_metadata 200 "$URL/v2/models/mlp"
-grep -q '"platform":"onnxruntime_onnx"' "$TMP/body" && grep -q '"shape":\[-1,16\]' "$TMP/body" && ok ||
+grep -q '"platform":"onnxruntime_onnx"' "$TMP/body" && grep -q '"shape":\[-1,16\]' "$TMP/body" &&
+    grep -Eq '"executor":"(compiled|reference)"' "$TMP/body" && ok ||
     bad "model metadata: $(cat "$TMP/body")"
 expect_status model_version_metadata 200 "$URL/v2/models/mlp/versions/1"
 expect_status model_config 200 "$URL/v2/models/mlp/config"
@@ -135,6 +136,8 @@ grep -q "timed out" "$TMP/body" && ok || bad "timeout message: $(cat "$TMP/body"
 expect_status bad_timeout 400 -X POST "$URL/v2/models/slowq/infer" -d '{"parameters":{"timeout":-1},"inputs":[]}'
 expect_status metrics 200 "$URL/metrics"
 grep -q '^nv_inference_request_success{model="mlp",version="1"}' "$TMP/body" && ok || bad "metrics: $(head -c 400 "$TMP/body")"
+grep -Eq '^ib_model_executor_info\{model="mlp",version="1",executor="(compiled|reference)"\} 1' "$TMP/body" && ok ||
+    bad "executor metric: $(grep executor "$TMP/body")"
 
 # ---- Python: values, nested data, binary tensors, concurrency, metrics ----
 PORT=$PORT SRC=$SRC "$PY" - <<'PYEOF' >"$TMP/py.out" 2>&1

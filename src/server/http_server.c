@@ -172,6 +172,11 @@ static enum MHD_Result model_metadata(conn_ctx *x, ib__served_model *m) {
     }
     json_object_set_new(o, "inputs", ins);
     json_object_set_new(o, "outputs", outs);
+    /* Which executor runs this version ("compiled" or "reference"): optional parameters
+     * are part of the protocol's metadata response, and clients ignore what they do not use. */
+    json_t *params = json_object();
+    json_object_set_new(params, "executor", json_string(ib_session_executor(m->session)));
+    json_object_set_new(o, "parameters", params);
     return respond_json(x->conn, 200, o);
 }
 
@@ -302,6 +307,11 @@ static void metric_line(void *user, ib__served_model *m) {
               (long long)m->version, (unsigned long long)v[mc->which]);
 }
 
+static void executor_line(void *user, ib__served_model *m) {
+    tb_printf(user, "ib_model_executor_info{model=\"%s\",version=\"%lld\",executor=\"%s\"} 1\n", m->name,
+              (long long)m->version, ib_session_executor(m->session));
+}
+
 static enum MHD_Result metrics(conn_ctx *x) {
     text_buf tb = {0};
     for (size_t k = 0; k < N_METRICS; k++) {
@@ -310,6 +320,9 @@ static enum MHD_Result metrics(conn_ctx *x) {
         metrics_ctx mc = {&tb, k};
         ib__repo_foreach_live(x->srv->repo, metric_line, &mc);
     }
+    tb_printf(&tb, "# HELP ib_model_executor_info The executor serving a model version (1 for the live one)\n"
+                   "# TYPE ib_model_executor_info gauge\n");
+    ib__repo_foreach_live(x->srv->repo, executor_line, &tb);
     if (tb.oom) {
         ib__free(tb.p);
         return respond_error(x->conn, 500, "out of memory");
