@@ -163,7 +163,8 @@ ib_status ib_session_create_from_artifact(const char *dir, const ib_session_opti
                                           ib_session **out_session);
 
 /* "compiled" (generated kernels, or the compiled plan's steps) or "reference" (the
- * model's shapes depend on data, or use_reference was set). */
+ * model's shapes depend on data, the model is too small to repay compiling, or
+ * use_reference was set). */
 const char *ib_session_executor(const ib_session *session);
 
 /* The session's inputs and outputs (for artifact sessions, which may have no model). */

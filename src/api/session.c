@@ -113,7 +113,7 @@ ib_status ib_session_create_from_artifact(const char *dir, const ib_session_opti
         ib__compile_options_init(&opt);
         opt.batch = (int32_t)ib__rt_batch(rt);
         ib__plan *plan = NULL;
-        st = ib__target_resolve(ib__rt_target_name(rt), &target);
+        st = ib__rt_target(rt, &target);
         if (st == IB_OK) st = ib__build_plan(s->model->graph, &target, &opt, &plan);
         if (st == IB_OK) st = ib__rt_attach_plan(rt, plan);
         if (st) ib__error_prefix(st, "artifact '%s': ", dir);

@@ -333,6 +333,12 @@ static ib_status emit_main(const ib__plan *plan, ib__sb *sb) {
                   IB_RT_SIZE_COUNT, plan->arena_bytes, plan->weights_bytes, plan->n_kernels,
                   ib__codegen_fallback_count(plan), (long long)ib__codegen_plan_batch(plan),
                   (unsigned long long)ib__rt_hash(plan->weights, plan->weights_bytes));
+    /* What the plan was specialised for, so a rebuild elsewhere picks the same knobs. */
+    const ib__target *t = &plan->target;
+    ib__sb_printf(sb, "const int64_t ib_model_target_desc[%d] = {%d, %d, %d, %lld, %lld, %lld, %d};\n",
+                  IB_RT_TARGET_COUNT, t->vector_bits, t->vector_regs, t->has_fma ? 1 : 0,
+                  (long long)t->l1d_bytes, (long long)t->l2_bytes, (long long)t->l3_bytes,
+                  t->num_cores);
     /* Same layout as ib__rt_io_entry (runtime/runtime.h). */
     ib__sb_printf(sb, "\ntypedef struct { const char *name; int32_t dtype, rank; int64_t dims[%d]; "
                       "int64_t nbytes; } ib_model_io_entry;\n", IB_MAX_RANK);

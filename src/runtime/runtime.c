@@ -31,6 +31,7 @@ struct ib__rt_model {
     size_t map_len;
     uint64_t sizes[IB_RT_SIZE_COUNT];
     char target[32];
+    int64_t target_desc[IB_RT_TARGET_COUNT]; /* artifacts only */
     int32_t n_in, n_out;
     ib__rt_io_entry *io; /* n_in + n_out, names owned */
     int32_t *out_write;  /* per output: OUTPUT buffer (plan) or -1 */
@@ -306,10 +307,12 @@ ib_status ib__rt_open_artifact(const char *dir, ib__rt_model **out) {
     const ib__rt_io_entry *io = need_sym(rt->so, "ib_model_io", dir, &st);
     const uint64_t *sizes = need_sym(rt->so, "ib_model_sizes", dir, &st);
     const char *target = need_sym(rt->so, "ib_model_target", dir, &st);
+    const int64_t *tdesc = need_sym(rt->so, "ib_model_target_desc", dir, &st);
     need_sym(rt->so, "ib_model_meta", dir, &st);
     rt->entry = (model_run_fn)need_sym(rt->so, "ib_model_run", dir, &st);
     if (!st) {
         memcpy(rt->sizes, sizes, sizeof rt->sizes);
+        memcpy(rt->target_desc, tdesc, sizeof rt->target_desc);
         snprintf(rt->target, sizeof rt->target, "%s", target);
         ib__target t;
         if (ib__target_resolve(rt->target, &t) != IB_OK)
@@ -338,6 +341,26 @@ ib_status ib__rt_open_artifact(const char *dir, ib__rt_model **out) {
 }
 
 const char *ib__rt_target_name(const ib__rt_model *rt) { return rt->target; }
+ib_status ib__rt_target(const ib__rt_model *rt, ib__target *out) {
+    ib__target t;
+    IB_TRY(ib__target_resolve(rt->target, &t));
+    const int64_t *d = rt->target_desc;
+    if (d[IB_RT_TARGET_VECTOR_BITS] != t.vector_bits)
+        return ib__error(IB_ERR_INVALID_MODEL, "the artifact's target '%s' has %lld-bit vectors, "
+                         "this build's has %d", rt->target, (long long)d[IB_RT_TARGET_VECTOR_BITS],
+                         t.vector_bits);
+    if (d[IB_RT_TARGET_VECTOR_REGS] > 0 && d[IB_RT_TARGET_VECTOR_REGS] <= 64)
+        t.vector_regs = (int32_t)d[IB_RT_TARGET_VECTOR_REGS];
+    t.has_fma = d[IB_RT_TARGET_HAS_FMA] != 0;
+    if (d[IB_RT_TARGET_L1D] > 0) t.l1d_bytes = d[IB_RT_TARGET_L1D];
+    if (d[IB_RT_TARGET_L2] > 0) t.l2_bytes = d[IB_RT_TARGET_L2];
+    if (d[IB_RT_TARGET_L3] > 0) t.l3_bytes = d[IB_RT_TARGET_L3];
+    if (d[IB_RT_TARGET_CORES] > 0 && d[IB_RT_TARGET_CORES] <= 65536)
+        t.num_cores = (int32_t)d[IB_RT_TARGET_CORES];
+    *out = t;
+    return IB_OK;
+}
+
 int64_t ib__rt_batch(const ib__rt_model *rt) { return (int64_t)rt->sizes[IB_RT_SIZE_BATCH]; }
 int64_t ib__rt_fallback_count(const ib__rt_model *rt) {
     return (int64_t)rt->sizes[IB_RT_SIZE_FALLBACKS];

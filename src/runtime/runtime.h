@@ -27,6 +27,18 @@ enum {
     IB_RT_SIZE_COUNT
 };
 
+/* The target fields a plan's knobs depend on, in `ib_model_target_desc[]` (order fixed). */
+enum {
+    IB_RT_TARGET_VECTOR_BITS = 0,
+    IB_RT_TARGET_VECTOR_REGS,
+    IB_RT_TARGET_HAS_FMA,
+    IB_RT_TARGET_L1D,
+    IB_RT_TARGET_L2,
+    IB_RT_TARGET_L3,
+    IB_RT_TARGET_CORES,
+    IB_RT_TARGET_COUNT
+};
+
 typedef struct ib__rt_model ib__rt_model;
 
 /* An executable model from a plan built in this process (ownership of `plan` passes to
@@ -41,6 +53,9 @@ ib_status ib__rt_create_from_plan(ib__plan *plan, const char *so_path, ib__rt_mo
 ib_status ib__rt_open_artifact(const char *dir, ib__rt_model **out);
 /* The artifact's target name, batch and fallback count, as the module records them. */
 const char *ib__rt_target_name(const ib__rt_model *rt);
+/* The target the artifact's plan was built for: its name resolved, with the recorded
+ * caches, cores and vector registers (the plan's knobs depend on them). */
+ib_status ib__rt_target(const ib__rt_model *rt, ib__target *out);
 int64_t ib__rt_batch(const ib__rt_model *rt);
 int64_t ib__rt_fallback_count(const ib__rt_model *rt);
 /* Gives an opened artifact the plan its fallback steps need (ownership passes, also on
