@@ -90,6 +90,21 @@ static void check_plan(const ib__plan *p, const ib__graph *g) {
         }
         for (int32_t j = 0; j < kk->n_out; j++)
             if (kk->out[j] >= 0) written[root_of(p, kk->out[j])] = 1;
+        /* Layouts: the reference op sees PLAIN buffers only; a FULL epilogue operand is in
+         * its kernel's output layout. */
+        if (!kk->tmpl)
+            for (int32_t a = 0; a < n; a++)
+                if (args[a] >= 0) CHECK_EQ_INT(p->bufs[args[a]].layout, IB_LAYOUT_PLAIN);
+        for (int32_t e = 0; e < kk->n_epi; e++)
+            if (kk->epi[e].kind == IB_EPI_BINARY && kk->epi[e].operand_kind == IB_EPI_FULL) {
+                const ib__pbuf *ob = &p->bufs[kk->epi[e].operand_buf], *yb = &p->bufs[kk->out[0]];
+                CHECK(ob->layout == yb->layout && ob->block == yb->block);
+            }
+        if (kk->tmpl == &ib__template_layout_transform) {
+            const ib__pbuf *x = &p->bufs[kk->in[0]], *y = &p->bufs[kk->out[0]];
+            CHECK(x->rank == y->rank && memcmp(x->dims, y->dims, sizeof x->dims) == 0);
+            CHECK(x->layout != y->layout || x->block != y->block);
+        }
     }
     free(written);
     /* Exhaustive: no two TEMP memories alive at once overlap. */
@@ -264,11 +279,14 @@ static ib__node *node(ib__graph *g, const char *op, const char *ins, const char 
         a->name = name;
         a->kind = IB_ATTR_INT;
         a->i = va_arg(ap, int);
-        if (strcmp(name, "axes") == 0) { /* one-element list */
+        int32_t list = strcmp(name, "axes") == 0                                      ? 1
+                       : strcmp(name, "kernel_shape") == 0 || strcmp(name, "strides") == 0 ? 2
+                                                                                           : 0;
+        if (list) { /* a list repeating the value */
             a->kind = IB_ATTR_INTS;
-            a->count = 1;
-            a->ints = ib__arena_alloc(g->arena, sizeof(int64_t));
-            a->ints[0] = a->i;
+            a->count = list;
+            a->ints = ib__arena_alloc(g->arena, 2 * sizeof(int64_t));
+            a->ints[0] = a->ints[1] = a->i;
         }
     }
     va_end(ap);
@@ -614,7 +632,81 @@ TEST(fusion_layernorm_and_attention) {
     ib__graph_destroy(g);
 }
 
+/* Reshape-like nodes on arena buffers become views; a model output still gets a copy. */
+TEST(reshape_aliases) {
+    ib__graph *g = NULL;
+    ib__graph_create(NULL, &g);
+    add_input(g, "x", 2, (int64_t[]){4, 6});
+    int64_t shp[2] = {6, 4};
+    add_const(g, "shp", IB_DTYPE_INT64, 1, (int64_t[]){2}, shp);
+    node(g, "Relu", "x", "r", NULL);
+    node(g, "Reshape", "r,shp", "rs", NULL);
+    node(g, "Flatten", "rs", "fl", NULL);
+    node(g, "Sigmoid", "fl", "y", NULL);
+    node(g, "Reshape", "r,shp", "y2", NULL);
+    g = finish(g, "y,y2");
+    CHECK(g != NULL);
+    if (!g) return;
+    ib_status st;
+    ib__plan *p = plan_graph(g, 0, true, &st);
+    CHECK_EQ_INT(st, IB_OK);
+    if (p) {
+        int reshapes = 0, aliases = 0;
+        for (int32_t k = 0; k < p->n_kernels; k++)
+            reshapes += p->kernels[k].n_nodes && (p->kernels[k].nodes[0]->op == IB_OP_RESHAPE ||
+                                                  p->kernels[k].nodes[0]->op == IB_OP_FLATTEN);
+        for (int32_t b = 0; b < p->n_bufs; b++) aliases += p->bufs[b].alias_of >= 0;
+        CHECK_EQ_INT(reshapes, 1); /* y2: the caller's memory needs the bytes */
+        CHECK_EQ_INT(aliases, 2);  /* rs and fl share r */
+        dump_plan(p, "aliases");
+    }
+    ib__plan_destroy(p);
+    ib__graph_destroy(g);
+}
+
+/* Conv chains on every target level: blocked layouts where templates take them, and
+ * the plan invariants (conversions, PLAIN fallbacks) hold either way. */
+TEST(conv_chain_layouts) {
+    ib__graph *g = NULL;
+    ib__graph_create(NULL, &g);
+    add_input(g, "x", 4, (int64_t[]){-1, 3, 10, 10});
+    add_const(g, "w1", IB_DTYPE_FLOAT32, 4, (int64_t[]){8, 3, 3, 3}, g_w);
+    add_const(g, "w2", IB_DTYPE_FLOAT32, 4, (int64_t[]){8, 8, 1, 1}, g_w);
+    add_const(g, "w3", IB_DTYPE_FLOAT32, 4, (int64_t[]){8, 8, 3, 3}, g_w);
+    node(g, "Conv", "x,w1", "c1", NULL);
+    node(g, "Relu", "c1", "r1", NULL);
+    node(g, "Conv", "r1,w2", "c2", NULL);
+    node(g, "Add", "c2,r1", "a", NULL);
+    node(g, "MaxPool", "a", "p", "kernel_shape", 2, NULL);
+    node(g, "Conv", "p,w3", "c3", NULL);
+    node(g, "Softsign", "c3", "s", NULL); /* no template: reads PLAIN */
+    node(g, "Conv", "s,w2", "y", NULL);
+    g = finish(g, "y,a");
+    CHECK(g != NULL);
+    if (!g) return;
+    const char *targets[] = {"generic", "x86-64-v3", "x86-64-v4"};
+    for (int t = 0; t < 3; t++)
+        for (int fusion = 0; fusion < 2; fusion++) {
+            ib__target tg;
+            CHECK_EQ_INT(ib__target_resolve(targets[t], &tg), IB_OK);
+            ib__compile_options opt;
+            ib__compile_options_init(&opt);
+            opt.batch = 2;
+            opt.disable_fusion = !fusion;
+            ib__plan *p = NULL;
+            ib_status st = ib__build_plan(g, &tg, &opt, &p);
+            CHECK_EQ_INT(st, IB_OK);
+            if (!p) continue;
+            check_plan(p, g);
+            dump_plan(p, targets[t]);
+            ib__plan_destroy(p);
+        }
+    ib__graph_destroy(g);
+}
+
 int main(void) {
+    RUN(reshape_aliases);
+    RUN(conv_chain_layouts);
     RUN(fusion_conv_bn_epilogue);
     RUN(fusion_gelu);
     RUN(fusion_layernorm_and_attention);

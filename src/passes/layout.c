@@ -123,10 +123,13 @@ static ib_status add_transform(ib__lower *L, int32_t src, int32_t dst) {
     int32_t id;
     IB_TRY(ib__plan_add_kernel(L->plan, &k, &id));
     IB_TRY(grow_maps(L));
-    if (L->plan->bufs[dst].layout == IB_LAYOUT_PLAIN)
-        L->plain_copy[src] = dst;
-    else
-        L->nchwc_copy[src] = dst;
+    /* Both buffers now hold the same data: either serves a reader of the other's layout
+     * (a blocked result copied out to a model output stays usable blocked). */
+    const ib__pbuf *sb = &L->plan->bufs[src], *db = &L->plan->bufs[dst];
+    if (db->layout == IB_LAYOUT_PLAIN) L->plain_copy[src] = dst;
+    if (db->layout == IB_LAYOUT_NCHWC) L->nchwc_copy[src] = dst;
+    if (sb->layout == IB_LAYOUT_PLAIN) L->plain_copy[dst] = src;
+    if (sb->layout == IB_LAYOUT_NCHWC) L->nchwc_copy[dst] = src;
     return IB_OK;
 }
 
