@@ -1,6 +1,7 @@
 /* Compiler passes: plans built from ONNX test models and hand-made graphs are checked
  * for concrete shapes, the input/output buffer convention, and a memory plan in which
  * no two buffers live at the same time share a byte (checked exhaustively). */
+#include <dirent.h>
 #include <stdarg.h>
 
 #include "api/model_internal.h"
@@ -210,6 +211,58 @@ TEST(converted_models) {
         fclose(f);
         plan_model(path, 0, true);
     }
+}
+
+/* Every ONNX backend node case: the plan builds (or is refused as unsupported, naming
+ * why) and holds the invariants. */
+TEST(all_node_cases) {
+    const char *dirs[] = {DATA "node", DATA "pytorch-converted", DATA "pytorch-operator",
+                          DATA "simple"};
+    int planned = 0, refused = 0, unloadable = 0;
+    for (size_t d = 0; d < sizeof dirs / sizeof *dirs; d++) {
+        DIR *dir = opendir(dirs[d]);
+        if (!dir) continue;
+        struct dirent *e;
+        while ((e = readdir(dir))) {
+            if (e->d_name[0] == '.') continue;
+            char path[512];
+            snprintf(path, sizeof path, "%s/%s/model.onnx", dirs[d], e->d_name);
+            ib_model *m = NULL;
+            if (ib_model_load_file(path, &m) != IB_OK) {
+                unloadable++;
+                continue;
+            }
+            for (int fusion = 0; fusion < 2; fusion++) {
+                ib__target t;
+                ib__target_resolve(fusion ? "x86-64-v3" : "generic", &t);
+                ib__compile_options opt;
+                ib__compile_options_init(&opt);
+                opt.disable_fusion = !fusion;
+                ib__plan *p = NULL;
+                ib_status st = ib__build_plan(ib__model_graph(m), &t, &opt, &p);
+                if (st == IB_OK) {
+                    int before = ib_test_failed_checks;
+                    check_plan(p, ib__model_graph(m));
+                    if (ib_test_failed_checks != before) fprintf(stderr, "  in %s\n", path);
+                    planned++;
+                } else {
+                    if (st != IB_ERR_UNSUPPORTED && st != IB_ERR_SHAPE &&
+                        st != IB_ERR_INVALID_MODEL) {
+                        fprintf(stderr, "  %s: %s: %s\n", path, ib_status_name(st), ib_last_error());
+                        CHECK(false);
+                    }
+                    if (getenv("IB_PLAN_DUMP")) printf("refused %s: %s\n", path, ib_last_error());
+                    refused++;
+                }
+                ib__plan_destroy(p);
+            }
+            ib_model_destroy(m);
+        }
+        closedir(dir);
+    }
+    printf("note: %d plans built, %d refused, %d models not loadable\n", planned, refused,
+           unloadable);
+    CHECK(planned > 1000);
 }
 
 /* ---- Hand-made graphs ---------------------------------------------------------------- */
@@ -716,5 +769,6 @@ int main(void) {
     RUN(memory_reuse);
     RUN(converted_models);
     RUN(e2e_models);
+    RUN(all_node_cases);
     TEST_SUMMARY();
 }
