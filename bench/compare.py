@@ -165,6 +165,7 @@ class Ib:
         self.artifact_dir = artifact_dir
         self.artifacts = {}
         self.compile_s = {}
+        self.compile_report = {}
         self.version = run([cli, "--version"], timeout=30).out.strip() or "?"
 
     def mode(self):
@@ -177,12 +178,14 @@ class Ib:
         pay for compilation; records the compile time."""
         if not (self.has_bench and self.has_compile) or key in self.artifacts:
             return
-        out = os.path.join(self.artifact_dir, "%s_b%d" % (key, batch))
+        out = os.path.join(self.artifact_dir, key)
         shutil.rmtree(out, ignore_errors=True)
-        r = run([self.cli, "compile", model, "--batch", str(batch), "-o", out], timeout=self.timeout)
+        os.makedirs(self.artifact_dir, exist_ok=True)
+        r = run([self.cli, "compile", model, "--batch", str(batch), "-o", out, "--json"], timeout=self.timeout)
         if r.rc == 0 and os.path.exists(out):
             self.artifacts[key] = out
             self.compile_s[key] = round(r.seconds, 2)
+            self.compile_report[key] = last_json(r.out)
         else:
             log("inferbooster compile %s failed (rc %d); timing `bench MODEL` instead:\n%s" % (
                 model, r.rc, tail(r.out + r.err)))
@@ -192,12 +195,14 @@ class Ib:
         if self.has_bench:
             target = self.artifacts.get(key) or model
             cmd = [self.cli, "bench", target, "--threads", str(self.threads), "--batch", str(batch),
-                   "--runs", str(self.runs), "--json"]
+                   "--runs", str(self.runs), "--warmup", str(self.warmup), "--json"]
+            if target == model:
+                cmd.append("--compile")  # the single-conv models are small enough to be left to the reference
             r = run(cmd, timeout=self.timeout)
             j = last_json(r.out)
             if r.rc != 0 or j is None or "median_ms" not in j:
                 return None, "rc %d: %s\n%s" % (r.rc, " ".join(cmd), tail(r.out + r.err))
-            return {"median_ms": float(j["median_ms"]), "p90_ms": j.get("p90_ms"),
+            return {"median_ms": float(j["median_ms"]), "p90_ms": j.get("p90_ms"), "executor": j.get("executor"),
                     "peak_rss_mb": r.maxrss_mb, "self_peak_rss_mb": j.get("peak_rss_mb"), "raw": j}, None
         cmd = [self.cli, "run", model, "--threads", str(self.threads),
                "--repeat", str(self.runs + self.warmup)] + input_args(inputs_dir)
@@ -207,9 +212,11 @@ class Ib:
             return None, "rc %d: %s\n%s" % (r.rc, " ".join(cmd), tail(r.out + r.err))
         return {"median_ms": float(m[-1]), "p90_ms": None, "peak_rss_mb": r.maxrss_mb}, None
 
-    def outputs(self, model, inputs_dir, out_dir):
+    def outputs(self, model, inputs_dir, out_dir, reference=False):
         shutil.rmtree(out_dir, ignore_errors=True)
         cmd = [self.cli, "run", model, "--threads", str(self.threads), "--output-dir", out_dir] + input_args(inputs_dir)
+        if reference:
+            cmd.append("--reference")
         r = run(cmd, timeout=self.timeout)
         return None if r.rc == 0 else "rc %d: %s\n%s" % (r.rc, " ".join(cmd), tail(r.out + r.err))
 
@@ -328,9 +335,10 @@ def main():
             inputs = inputs_for_batch(mdir, b)
             key = "%s_b%d" % (m, b)
             ib.prepare(key, model, b)
-            ort_runs, ib_runs = [], []
+            ort_runs, ib_runs, loads = [], [], []
             for k in range(o.repeats):
                 log("%s batch %d: repeat %d/%d" % (m, b, k + 1, o.repeats))
+                loads.append(os.getloadavg()[0])
                 res, err = ort.time(model, b, inputs)
                 if err:
                     failures.append("ORT %s batch %d: %s" % (m, b, err))
@@ -343,7 +351,7 @@ def main():
                     log(failures[-1])
                 else:
                     ib_runs.append(res)
-            row = {"model": m, "batch": b}
+            row = {"model": m, "batch": b, "load": statistics.mean(loads)}
             for name, runs in (("ort", ort_runs), ("ib", ib_runs)):
                 mm = med([r["median_ms"] for r in runs])
                 row[name] = {
@@ -357,6 +365,8 @@ def main():
                 row["ort"]["node_baseline_rss_mb"] = ort_runs[0]["node_baseline_rss_mb"]
             if key in ib.compile_s:
                 row["ib"]["compile_s"] = ib.compile_s[key]
+                row["ib"]["compile_report"] = ib.compile_report.get(key)
+            row["ib"]["executor"] = ",".join(sorted({r.get("executor") for r in ib_runs if r.get("executor")})) or None
             row["ratio"] = (row["ib"]["median_ms"] / row["ort"]["median_ms"]
                             if row["ib"]["median_ms"] and row["ort"]["median_ms"] else None)
             rows.append(row)
@@ -368,19 +378,22 @@ def main():
             mdir = os.path.join(o.model_dir, m)
             model = os.path.join(mdir, "model.onnx")
             inputs = os.path.join(mdir, "inputs")
-            od, idir = os.path.join(mdir, "out_ort"), os.path.join(mdir, "out_ib")
-            err = ort.outputs(model, inputs, od) or ib.outputs(model, inputs, idir)
+            od, idir, rdir = (os.path.join(mdir, d) for d in ("out_ort", "out_ib", "out_ib_reference"))
+            err = (ort.outputs(model, inputs, od) or ib.outputs(model, inputs, idir)
+                   or ib.outputs(model, inputs, rdir, reference=True))
+            res = err2 = None
+            if not err:
+                res, err = compare_outputs(model, od, idir)
+            if not err:
+                ref, err2 = compare_outputs(model, rdir, idir)
+                res["vs_reference"] = ref if not err2 else {"error": err2}
+            if err or err2:
+                failures.append("accuracy %s: %s" % (m, err or err2))
             if err:
-                failures.append("accuracy %s: %s" % (m, err))
-                accuracy.append({"model": m, "error": err})
-                continue
-            res, err = compare_outputs(model, od, idir)
-            if err:
-                failures.append("accuracy %s: %s" % (m, err))
                 accuracy.append({"model": m, "error": err})
                 continue
             res["model"] = m
-            res["ok"] = res["rel"] <= ACCURACY_REL
+            res["ok"] = res["rel"] <= ACCURACY_REL and (not err2 and res["vs_reference"]["rel"] <= ACCURACY_REL)
             accuracy.append(res)
     report["accuracy"] = accuracy
 
@@ -429,15 +442,23 @@ def print_table(rep, f):
       % (rep.get("ort_version", "?"), rep["threads"], rep["runs"], rep["repeats"]))
     p("IB timed with: %s" % rep["ib_mode"])
     p()
-    p("%-13s %5s %10s %10s %8s %11s %11s %8s %8s" % ("model", "batch", "ORT ms", "IB ms", "IB/ORT",
-                                                  "ORT inf/s", "IB inf/s", "ORT MB", "IB MB"))
+    p("%-13s %5s %10s %10s %8s %11s %11s %8s %8s %6s  %s" % ("model", "batch", "ORT ms", "IB ms", "IB/ORT",
+                                                          "ORT inf/s", "IB inf/s", "ORT MB", "IB MB", "load", "IB executor"))
     for r in rep["results"]:
-        p("%-13s %5d %10s %10s %8s %11s %11s %8s %8s" % (
+        extra = r["ib"].get("executor") or "-"
+        if r["ib"].get("compile_s") is not None:
+            cr = r["ib"].get("compile_report") or {}
+            extra += ", compiled in %.1f s" % r["ib"]["compile_s"]
+            if cr.get("fallback"):
+                extra += ", %s of %s kernels fall back" % (cr.get("fallback"), cr.get("kernels"))
+        p("%-13s %5d %10s %10s %8s %11s %11s %8s %8s %6s  %s" % (
             r["model"], r["batch"], fmt(r["ort"]["median_ms"], ".2f"), fmt(r["ib"]["median_ms"], ".2f"),
             fmt(r["ratio"], ".2f"), fmt(r["ort"]["throughput"], ".1f"), fmt(r["ib"]["throughput"], ".1f"),
-            fmt(r["ort"]["peak_rss_mb"], ".0f"), fmt(r["ib"]["peak_rss_mb"], ".0f")))
+            fmt(r["ort"]["peak_rss_mb"], ".0f"), fmt(r["ib"]["peak_rss_mb"], ".0f"), fmt(r.get("load"), ".1f"), extra))
     base = [r["ort"].get("node_baseline_rss_mb") for r in rep["results"] if r["ort"].get("node_baseline_rss_mb")]
-    p("IB/ORT < 1 means InferBooster is faster. MB = peak RSS of the whole process"
+    p("IB/ORT < 1 means InferBooster is faster. load = 1-minute load average while measuring (%d CPUs)."
+      % rep["host"]["cpus"])
+    p("MB = peak RSS of the whole process"
       + (" (Node alone is ~%.0f MB of ORT's)" % med(base) if base else "") + ".")
     spreads = ["%s/b%d ORT %s IB %s" % (r["model"], r["batch"],
                                          "..".join(fmt(v, ".1f") for v in (min(r["ort"]["medians_ms"], default=None),
@@ -455,13 +476,15 @@ def print_table(rep, f):
         p("FMA peak: not measured")
     if rep["accuracy"]:
         p()
-        p("accuracy at batch 1, InferBooster vs ONNX Runtime (same inputs):")
+        p("accuracy at batch 1 (same inputs; relative = max abs diff / max |output|; `run` default path vs ORT and vs --reference):")
         for a in rep["accuracy"]:
             if "error" in a:
                 p("  %-13s ERROR %s" % (a["model"], a["error"].splitlines()[0]))
             else:
-                p("  %-13s max|IB-ORT| %.3g  relative to max|ORT| %.3g  %s" % (
-                    a["model"], a["max_abs_diff"], a["rel"], "ok" if a["ok"] else "OVER %.0e" % ACCURACY_REL))
+                vr = a.get("vs_reference") or {}
+                p("  %-13s max|IB-ORT| %.3g (relative %.3g)   max|IB-IB reference| %s (relative %s)   %s" % (
+                    a["model"], a["max_abs_diff"], a["rel"], fmt(vr.get("max_abs_diff"), ".3g"), fmt(vr.get("rel"), ".3g"),
+                    "ok" if a["ok"] else "OVER %.0e" % ACCURACY_REL))
     if rep["conv_roofline"]:
         p()
         p("single 3x3 convolutions (ResNet-50 shapes), batch 1; %% of the %d-thread FMA peak (%s GFLOP/s):" % (
