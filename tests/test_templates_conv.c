@@ -181,8 +181,9 @@ TEST(conv2d_nchwc_random) {
             add_conv(b, &ib__template_conv2d_nchwc, &d, &added);
         }
         /* schedules other than the defaults: the tuner's search space must stay correct */
-        const char *kn[5] = {"ow_block", "oc_block", "ic_block", "ic_unroll", "parallel"};
-        const int64_t kv[4][5] = {{3, 2, 1, 4, 1}, {5, 1, 2, 2, 0}, {1, 3, 1, 1, 1}, {4, 2, 3, 8, 1}};
+        const char *kn[6] = {"ow_block", "oc_block", "ic_block", "ic_unroll", "parallel", "kw_inner"};
+        const int64_t kv[4][6] = {
+            {3, 2, 1, 4, 1, 1}, {5, 1, 2, 2, 0, 0}, {1, 3, 1, 1, 1, 1}, {4, 2, 3, 8, 1, 0}};
         for (int i = 0; i < 4; i++) {
             conv_desc d = random_conv(false);
             d.c = rnd(9, 40);
@@ -190,7 +191,7 @@ TEST(conv2d_nchwc_random) {
             d.w = rnd(9, 17);
             d.sw = d.dw = 1; /* output at least 5 wide: every ow_block above is valid */
             while ((d.kh - 1) * d.dh + 1 > d.h + d.pt + d.pb) d.h++;
-            add_conv_knobs(b, &ib__template_conv2d_nchwc, &d, &added, 5, kn, kv[i]);
+            add_conv_knobs(b, &ib__template_conv2d_nchwc, &d, &added, 6, kn, kv[i]);
         }
         int32_t failed = ib_kh_run(b, 1e-4);
         CHECK_EQ_INT(failed, 0);

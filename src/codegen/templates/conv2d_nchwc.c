@@ -273,22 +273,25 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
     const ib__target *t = &plan->target;
     int32_t B = g.B > 0 ? g.B : ib__target_vector_floats(t);
     int64_t OCB = (g.OC + B - 1) / B;
-    /* Cost model, in cycles per input channel of a tile: FMAs over two pipes, loads (ow
-     * broadcasts + oc weight vectors) over two ports, and the FMA latency (4) that each
-     * accumulator's chain imposes when there are too few of them; summed over the row's
-     * tiles and the output-channel groups (tails cost a full tile), plus the per-tile
-     * cost of loading and storing the accumulators. */
+    /* Cost model, in cycles per input channel of a tile: FMAs over two pipes; loads (ow
+     * broadcasts + oc weight vectors) over the load ports, derated (they also feed the
+     * address arithmetic and the edge tiles); and a floor for the FMA latency that too
+     * few accumulator chains cannot hide (more chains are needed with 32 registers of
+     * wide vectors). Summed over the row's tiles and the output-channel groups (tails
+     * cost a full tile), plus the per-tile cost of loading and storing accumulators.
+     * Picks, e.g.: AVX2 4x3 for 14- and 7-wide rows, 6x2 for 28/56; AVX-512 14x2, 7x4. */
     const int32_t Bi = g.Bi > 0 ? g.Bi : B;
     int64_t ICB = (g.IC + Bi - 1) / Bi;
     double steps = (double)(g.KH * g.KW * Bi) * (double)(ICB < 4 ? ICB : 4);
+    const double lat_floor = t->vector_regs >= 32 ? 10.0 : 6.0;
     double best = 1e300;
     int64_t bow = 1, boc = 1;
     for (int64_t oc = 1; oc <= 8 && oc <= OCB; oc++) {
         int32_t budget = acc_budget(t, B, oc);
         for (int64_t ow = 1; ow <= g.OW && ow * oc <= budget; ow++) {
-            double fma = (double)(ow * oc) / 2.0, ld = (double)(ow + oc) / 2.0;
+            double fma = (double)(ow * oc) / 2.0, ld = (double)(ow + oc) / 1.67;
             double per = fma > ld ? fma : ld;
-            if (per < 5.0) per = 5.0; /* 8 chains only just cover the latency */
+            if (per < lat_floor) per = lat_floor;
             per += (double)(2 * ow * oc + 16) / steps;
             double tiles = (double)((g.OW + ow - 1) / ow) * (double)((OCB + oc - 1) / oc);
             double cost = tiles * per;
@@ -312,6 +315,7 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
     /* 1: unrolling the in-block channel loop lets GCC interleave steps and spill */
     ib__knobs_set(knobs, "ic_unroll", 1);
     ib__knobs_set(knobs, "parallel", 0);
+    ib__knobs_set(knobs, "kw_inner", 0);
 }
 
 bool ib__conv_nchwc_knobs_valid(const ib__plan *plan, const ib__pkernel *k,
@@ -323,7 +327,8 @@ bool ib__conv_nchwc_knobs_valid(const ib__plan *plan, const ib__pkernel *k,
     }
     int64_t ow = ib__knobs_get(knobs, "ow_block", 0), oc = ib__knobs_get(knobs, "oc_block", 0);
     int64_t icc = ib__knobs_get(knobs, "ic_block", 0), un = ib__knobs_get(knobs, "ic_unroll", 1);
-    int64_t par = ib__knobs_get(knobs, "parallel", 0);
+    int64_t par = ib__knobs_get(knobs, "parallel", 0), kwi = ib__knobs_get(knobs, "kw_inner", 0);
+    if (kwi != 0 && kwi != 1) return false;
     int32_t B = g.B;
     int64_t OCB = (g.OC + B - 1) / B;
     if (ow < 1 || ow > 64 || ow > g.OW || oc < 1 || oc > 16 || oc > OCB) return false;
@@ -400,7 +405,7 @@ typedef struct emit_ctx {
     ib__sb *sb;
     ib__conv_geom g;
     int32_t B, Bi;
-    int64_t ICB, OCB, WSTR, OSTR, owb, ocb, icc, unroll;
+    int64_t ICB, OCB, WSTR, OSTR, owb, ocb, icc, unroll, kw_inner;
     const char *fn;
 } emit_ctx;
 
@@ -447,6 +452,13 @@ static ib_status emit_micro(emit_ctx *c, const char *name, int64_t nj, int64_t n
                     (long long)g->IW, Bi);
     ib__sb_line(sb, "const float *wk = wg + (icb * %lld + kh) * %lld;", (long long)g->KH,
                 (long long)(g->KW * Bi * B));
+    /* kw_inner: one loop over the block's input channels with every tap inside (fewer,
+     * longer iterations); else one loop per tap */
+    if (c->kw_inner) {
+        ib__sb_line(sb, "#pragma GCC unroll %lld", (long long)c->unroll);
+        ib__sb_line(sb, "for (int i = 0; i < %d; i++) {", Bi);
+        sb->indent += 4;
+    }
     for (int64_t kw = 0; kw < g->KW; kw++) {
         /* which pixels of the tile read inside the row for this tap */
         bool any = false;
@@ -461,8 +473,12 @@ static ib_status emit_micro(emit_ctx *c, const char *name, int64_t nj, int64_t n
             any = any || valid[j];
         }
         if (!any) continue;
-        ib__sb_line(sb, "#pragma GCC unroll %lld", (long long)c->unroll);
-        ib__sb_line(sb, "for (int i = 0; i < %d; i++) {", Bi);
+        if (!c->kw_inner) {
+            ib__sb_line(sb, "#pragma GCC unroll %lld", (long long)c->unroll);
+            ib__sb_line(sb, "for (int i = 0; i < %d; i++) {", Bi);
+        } else {
+            ib__sb_line(sb, "{");
+        }
         sb->indent += 4;
         for (int64_t o = 0; o < no; o++)
             ib__sb_line(sb, "const ibv%df w%lld = ib_load%d(wk + %lld + i * %d);", B, (long long)o, B,
@@ -477,6 +493,10 @@ static ib_status emit_micro(emit_ctx *c, const char *name, int64_t nj, int64_t n
                             (long long)o, B, (long long)o, (long long)j, (long long)o);
             ib__sb_line(sb, "}");
         }
+        sb->indent -= 4;
+        ib__sb_line(sb, "}");
+    }
+    if (c->kw_inner) {
         sb->indent -= 4;
         ib__sb_line(sb, "}");
     }
@@ -599,6 +619,7 @@ ib_status ib__conv_nchwc_emit(const ib__plan *plan, const ib__pkernel *k, ib__sb
     c.ocb = ib__knobs_get(&k->knobs, "oc_block", 1);
     c.icc = ib__knobs_get(&k->knobs, "ic_block", 1);
     c.unroll = ib__knobs_get(&k->knobs, "ic_unroll", 1);
+    c.kw_inner = ib__knobs_get(&k->knobs, "kw_inner", 0);
     if (c.icc > c.ICB) c.icc = c.ICB;
     int64_t par = ib__knobs_get(&k->knobs, "parallel", 0);
     /* edge tiles are emitted one function each: refuse pathological padding */
