@@ -181,17 +181,19 @@ TEST(conv2d_nchwc_random) {
             add_conv(b, &ib__template_conv2d_nchwc, &d, &added);
         }
         /* schedules other than the defaults: the tuner's search space must stay correct */
-        const char *kn[6] = {"ow_block", "oc_block", "ic_block", "ic_unroll", "parallel", "kw_inner"};
-        const int64_t kv[4][6] = {
-            {3, 2, 1, 4, 1, 1}, {5, 1, 2, 2, 0, 0}, {1, 3, 1, 1, 1, 1}, {4, 2, 3, 8, 1, 0}};
+        const char *kn[7] = {"ow_block", "oc_block", "ic_block", "ic_unroll",
+                             "parallel", "kw_inner", "oh_block"};
+        const int64_t kv[4][7] = {{3, 2, 1, 4, 1, 1, 2}, {5, 1, 2, 2, 0, 0, 3},
+                                  {1, 3, 1, 1, 1, 1, 1}, {4, 2, 3, 8, 1, 0, 4}};
         for (int i = 0; i < 4; i++) {
             conv_desc d = random_conv(false);
             d.c = rnd(9, 40);
             d.m = rnd(33, 56); /* at least 3 channel blocks of 16 */
             d.w = rnd(9, 17);
-            d.sw = d.dw = 1; /* output at least 5 wide: every ow_block above is valid */
-            while ((d.kh - 1) * d.dh + 1 > d.h + d.pt + d.pb) d.h++;
-            add_conv_knobs(b, &ib__template_conv2d_nchwc, &d, &added, 6, kn, kv[i]);
+            d.h = rnd(9, 13);
+            /* output at least 5 wide and high: every ow_block / oh_block above is valid */
+            d.sw = d.dw = d.sh = d.dh = 1;
+            add_conv_knobs(b, &ib__template_conv2d_nchwc, &d, &added, 7, kn, kv[i]);
         }
         int32_t failed = ib_kh_run(b, 1e-4);
         CHECK_EQ_INT(failed, 0);

@@ -316,6 +316,7 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
     ib__knobs_set(knobs, "ic_unroll", 1);
     ib__knobs_set(knobs, "parallel", 0);
     ib__knobs_set(knobs, "kw_inner", 0);
+    ib__knobs_set(knobs, "oh_block", 1);
 }
 
 bool ib__conv_nchwc_knobs_valid(const ib__plan *plan, const ib__pkernel *k,
@@ -329,6 +330,8 @@ bool ib__conv_nchwc_knobs_valid(const ib__plan *plan, const ib__pkernel *k,
     int64_t icc = ib__knobs_get(knobs, "ic_block", 0), un = ib__knobs_get(knobs, "ic_unroll", 1);
     int64_t par = ib__knobs_get(knobs, "parallel", 0), kwi = ib__knobs_get(knobs, "kw_inner", 0);
     if (kwi != 0 && kwi != 1) return false;
+    int64_t ohb = ib__knobs_get(knobs, "oh_block", 1);
+    if (ohb < 1 || ohb > g.OH) return false;
     int32_t B = g.B;
     int64_t OCB = (g.OC + B - 1) / B;
     if (ow < 1 || ow > 64 || ow > g.OW || oc < 1 || oc > 16 || oc > OCB) return false;
@@ -405,7 +408,7 @@ typedef struct emit_ctx {
     ib__sb *sb;
     ib__conv_geom g;
     int32_t B, Bi;
-    int64_t ICB, OCB, WSTR, OSTR, owb, ocb, icc, unroll, kw_inner;
+    int64_t ICB, OCB, WSTR, OSTR, owb, ocb, icc, unroll, kw_inner, ohb;
     const char *fn;
 } emit_ctx;
 
@@ -561,19 +564,23 @@ static ib_status emit_row(emit_ctx *c, int64_t no) {
     }
     ib__sb_line(sb, "static void %s_row%lld(const float *restrict x, const float *restrict w, "
                     "const float *restrict bias, float *restrict y, void *const *args, int64_t n, "
-                    "int64_t ocb0, int64_t oh) {",
+                    "int64_t ocb0, int64_t oh0, int64_t oh1) {",
                 fn, (long long)no);
     sb->indent += 4;
     ib__sb_line(sb, "const float *xn = x + n * %lld;", (long long)(c->ICB * g->IH * g->IW * c->Bi));
     ib__sb_line(sb, "const float *wg = w + ocb0 * %lld;", (long long)c->WSTR);
-    ib__sb_line(sb, "const int64_t ybase = ((n * %lld + ocb0) * %lld + oh) * %lld;",
-                (long long)c->OCB, (long long)g->OH, (long long)(g->OW * c->B));
+    /* a chunk of input channels is applied to every row of the block before the next,
+     * so the chunk's weights are reused oh_block times from L1 */
     ib__sb_line(sb, "for (int64_t c0 = 0; c0 < %lld; c0 += %lld) {", (long long)c->ICB,
                 (long long)c->icc);
     sb->indent += 4;
     ib__sb_line(sb, "const int64_t c1 = c0 + %lld < %lld ? c0 + %lld : %lld;", (long long)c->icc,
                 (long long)c->ICB, (long long)c->icc, (long long)c->ICB);
     ib__sb_line(sb, "const int first = c0 == 0, last = c1 == %lld;", (long long)c->ICB);
+    ib__sb_line(sb, "for (int64_t oh = oh0; oh < oh1; oh++) {");
+    sb->indent += 4;
+    ib__sb_line(sb, "const int64_t ybase = ((n * %lld + ocb0) * %lld + oh) * %lld;",
+                (long long)c->OCB, (long long)g->OH, (long long)(g->OW * c->B));
     for (int64_t t = 0; t < n_tiles; t++) {
         int64_t ow0 = t * c->owb;
         if (ta >= 0 && t == ta) {
@@ -590,6 +597,8 @@ static ib_status emit_row(emit_ctx *c, int64_t no) {
                     fn, (long long)t, (long long)no, (long long)(ow0 * c->B),
                     (long long)(ow0 * c->B), (long long)ow0);
     }
+    sb->indent -= 4;
+    ib__sb_line(sb, "}");
     sb->indent -= 4;
     ib__sb_line(sb, "}");
     sb->indent -= 4;
@@ -620,6 +629,8 @@ ib_status ib__conv_nchwc_emit(const ib__plan *plan, const ib__pkernel *k, ib__sb
     c.icc = ib__knobs_get(&k->knobs, "ic_block", 1);
     c.unroll = ib__knobs_get(&k->knobs, "ic_unroll", 1);
     c.kw_inner = ib__knobs_get(&k->knobs, "kw_inner", 0);
+    c.ohb = ib__knobs_get(&k->knobs, "oh_block", 1);
+    if (c.ohb > g->OH) c.ohb = g->OH;
     if (c.icc > c.ICB) c.icc = c.ICB;
     int64_t par = ib__knobs_get(&k->knobs, "parallel", 0);
     /* edge tiles are emitted one function each: refuse pathological padding */
@@ -652,27 +663,32 @@ ib_status ib__conv_nchwc_emit(const ib__plan *plan, const ib__pkernel *k, ib__sb
     ib__sb_line(sb, "float *y = (float *)args[3];");
     ib__sb_line(sb, "for (int64_t it = begin; it < end; it++) {");
     sb->indent += 4;
+    const int64_t ohb = c.ohb, NOHB = (g->OH + ohb - 1) / ohb;
     if (par == 0) {
-        ib__sb_line(sb, "const int64_t oh = it %% %lld, r = it / %lld;", (long long)g->OH,
-                    (long long)g->OH);
+        ib__sb_line(sb, "const int64_t hb = it %% %lld, r = it / %lld;", (long long)NOHB,
+                    (long long)NOHB);
         ib__sb_line(sb, "const int64_t gi = r %% %lld, n = r / %lld;", (long long)OCG, (long long)OCG);
-        ib__sb_line(sb, "{");
     } else {
-        ib__sb_line(sb, "const int64_t oh = it %% %lld, n = it / %lld;", (long long)g->OH,
-                    (long long)g->OH);
-        ib__sb_line(sb, "for (int64_t gi = 0; gi < %lld; gi++) {", (long long)OCG);
+        ib__sb_line(sb, "const int64_t hb = it %% %lld, n = it / %lld;", (long long)NOHB,
+                    (long long)NOHB);
     }
+    ib__sb_line(sb, "const int64_t oh0 = hb * %lld, oh1 = oh0 + %lld < %lld ? oh0 + %lld : %lld;",
+                (long long)ohb, (long long)ohb, (long long)g->OH, (long long)ohb, (long long)g->OH);
+    if (par == 0)
+        ib__sb_line(sb, "{");
+    else
+        ib__sb_line(sb, "for (int64_t gi = 0; gi < %lld; gi++) {", (long long)OCG);
     if (tail)
-        ib__sb_line(sb, "    if (gi == %lld) { %s_row%lld(x, w, bias, y, args, n, gi * %lld, oh); continue; }",
+        ib__sb_line(sb, "    if (gi == %lld) { %s_row%lld(x, w, bias, y, args, n, gi * %lld, oh0, oh1); continue; }",
                     (long long)(OCG - 1), fn, (long long)tail, (long long)c.ocb);
-    ib__sb_line(sb, "    %s_row%lld(x, w, bias, y, args, n, gi * %lld, oh);", fn, (long long)c.ocb,
+    ib__sb_line(sb, "    %s_row%lld(x, w, bias, y, args, n, gi * %lld, oh0, oh1);", fn, (long long)c.ocb,
                 (long long)c.ocb);
     ib__sb_line(sb, "}");
     sb->indent -= 4;
     ib__sb_line(sb, "}");
     sb->indent -= 4;
     ib__sb_line(sb, "}");
-    int64_t items = par == 0 ? g->N * OCG * g->OH : g->N * g->OH;
+    int64_t items = par == 0 ? g->N * OCG * NOHB : g->N * NOHB;
     ib__sb_line(sb, "static int %s(const ib_kernel_abi *abi, void *const *args) {", fn);
     ib__sb_line(sb, "    abi->parallel_for(abi->pool, %lld, %s_body, (void *)args);", (long long)items, fn);
     ib__sb_line(sb, "    return 0;");
