@@ -88,13 +88,22 @@ ib_status ib__plan_add_weight(ib__plan *plan, const ib__pbuf *desc, const void *
                               size_t nbytes, int32_t *out_id) {
     size_t offset = (plan->weights_bytes + 63) & ~(size_t)63;
     size_t total = offset + nbytes;
-    unsigned char *blob = ib__aligned_alloc(total ? total : 1);
-    if (!blob) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory packing weights");
-    if (plan->weights_bytes) memcpy(blob, plan->weights, plan->weights_bytes);
-    memset(blob + plan->weights_bytes, 0, offset - plan->weights_bytes);
-    if (nbytes) memcpy(blob + offset, data, nbytes);
-    ib__aligned_free(plan->weights);
-    plan->weights = blob;
+    if (total < offset) return ib__error(IB_ERR_OUT_OF_MEMORY, "weights blob too large");
+    /* Geometric growth: a copy per weight made compiling BERT quadratic (minutes). */
+    size_t have = plan->weights_cap_of == plan->weights && plan->weights ? plan->weights_cap : 0;
+    if (total > have) {
+        size_t cap = have > 4096 ? have : 4096;
+        while (cap < total) cap = cap > SIZE_MAX / 2 ? total : cap * 2;
+        unsigned char *blob = ib__aligned_alloc(cap);
+        if (!blob) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory packing weights");
+        if (plan->weights_bytes) memcpy(blob, plan->weights, plan->weights_bytes);
+        ib__aligned_free(plan->weights);
+        plan->weights = blob;
+        plan->weights_cap = cap;
+        plan->weights_cap_of = blob;
+    }
+    memset(plan->weights + plan->weights_bytes, 0, offset - plan->weights_bytes);
+    if (nbytes) memcpy(plan->weights + offset, data, nbytes);
     plan->weights_bytes = total;
     ib__pbuf b = *desc;
     b.kind = IB_BUF_WEIGHT;

@@ -106,6 +106,10 @@ typedef struct ib__plan {
     size_t arena_bytes;             /* planned peak of TEMP buffers */
     size_t weights_bytes;
     unsigned char *weights;         /* the blob (ib__aligned_alloc), weights_bytes long */
+    /* allocated size of `weights` when it is still the block plan.c grew (weights_cap_of);
+     * code that replaces the blob need not update them */
+    size_t weights_cap;
+    const void *weights_cap_of;
 } ib__plan;
 
 ib_status ib__plan_create(const ib__graph *graph, const ib__target *target, ib__plan **out);
