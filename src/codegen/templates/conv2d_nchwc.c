@@ -316,7 +316,18 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
     ib__knobs_set(knobs, "ic_unroll", 1);
     ib__knobs_set(knobs, "parallel", 0);
     ib__knobs_set(knobs, "kw_inner", 0);
-    ib__knobs_set(knobs, "oh_block", 1);
+    /* oh_block: as many rows per parallel item as keep >= 8 items per core (balance) and
+     * the rows' input for one channel chunk within half of L2 */
+    int64_t cores = t->num_cores > 0 ? t->num_cores : 1, OCG = (OCB + boc - 1) / boc;
+    int64_t l2 = t->l2_bytes > 0 ? t->l2_bytes : 1 << 20, ohb = 1;
+    for (int64_t h = 2; h <= g.OH; h++) {
+        int64_t items = g.N * OCG * ((g.OH + h - 1) / h);
+        int64_t rows = (h - 1) * g.SH + (g.KH - 1) * g.DH + 1;
+        int64_t xbytes = icc * Bi * g.IW * rows * (int64_t)sizeof(float);
+        if (items < 8 * cores || xbytes > l2 / 2) break;
+        ohb = h;
+    }
+    ib__knobs_set(knobs, "oh_block", ohb);
 }
 
 bool ib__conv_nchwc_knobs_valid(const ib__plan *plan, const ib__pkernel *k,
