@@ -757,7 +757,59 @@ TEST(conv_chain_layouts) {
     ib__graph_destroy(g);
 }
 
+/* Out of memory at every allocation of a plan build: an error, never a crash or a leak
+ * (the ASan build checks the leaks). */
+static long g_allocs_left;
+static void *failing_alloc(void *user, void *ptr, size_t old_size, size_t new_size) {
+    (void)user;
+    (void)old_size;
+    if (new_size == 0) {
+        free(ptr);
+        return NULL;
+    }
+    if (g_allocs_left-- <= 0) return NULL;
+    return realloc(ptr, new_size);
+}
+
+TEST(out_of_memory_paths) {
+    ib__graph *g = NULL;
+    ib__graph_create(NULL, &g);
+    add_input(g, "x", 4, (int64_t[]){-1, 3, 10, 10});
+    add_const(g, "w1", IB_DTYPE_FLOAT32, 4, (int64_t[]){8, 3, 3, 3}, g_w);
+    add_const(g, "w2", IB_DTYPE_FLOAT32, 4, (int64_t[]){8, 8, 1, 1}, g_w);
+    node(g, "Conv", "x,w1", "c1", NULL);
+    node(g, "Relu", "c1", "r1", NULL);
+    node(g, "Conv", "r1,w2", "c2", NULL);
+    node(g, "Add", "c2,r1", "a", NULL);
+    node(g, "Softsign", "a", "s", NULL);
+    node(g, "Flatten", "s", "f", NULL);
+    node(g, "Relu", "f", "y", NULL);
+    g = finish(g, "y,a");
+    CHECK(g != NULL);
+    if (!g) return;
+    ib__target t;
+    ib__target_resolve("x86-64-v3", &t);
+    bool built = false;
+    for (long n = 0; n < 5000 && !built; n++) {
+        g_allocs_left = n;
+        ib__set_allocator(failing_alloc, NULL);
+        ib__plan *p = NULL;
+        ib_status st = ib__build_plan(g, &t, NULL, &p);
+        ib__set_allocator(NULL, NULL);
+        if (st == IB_OK) {
+            built = true;
+            check_plan(p, g);
+        } else {
+            CHECK(p == NULL);
+        }
+        ib__plan_destroy(p);
+    }
+    CHECK(built);
+    ib__graph_destroy(g);
+}
+
 int main(void) {
+    RUN(out_of_memory_paths);
     RUN(reshape_aliases);
     RUN(conv_chain_layouts);
     RUN(fusion_conv_bn_epilogue);
