@@ -22,6 +22,8 @@ enum { MAX_VARIANTS = 32 };
 typedef struct variant {
     int64_t batch;
     ib__rt_model *rt; /* NULL: this batch runs on the reference executor */
+    bool building;    /* a thread compiles it; others wait on `built` */
+    ib_status status; /* of the build (IB_OK, or why it failed) */
 } variant;
 
 struct ib__compiled {
@@ -31,6 +33,7 @@ struct ib__compiled {
     bool dynamic;
     bool compile_all;
     pthread_mutex_t mu;
+    pthread_cond_t built;
     variant variants[MAX_VARIANTS];
     int32_t n_variants;
     char *scratch;       /* mkdtemp directory for generated modules, created on need */
@@ -83,8 +86,18 @@ void ib__remove_compiler_dir(const char *dir) {
     if (dir && dir[0]) remove_dir_depth(dir, 0);
 }
 
+static ib_status make_scratch(ib__compiled *c);
+
+/* Called by builders of different batches at once: the directory is made once. */
 static ib_status ensure_scratch(ib__compiled *c) {
-    if (c->scratch) return IB_OK;
+    pthread_mutex_lock(&c->mu);
+    ib_status st = IB_OK;
+    if (!c->scratch) st = make_scratch(c);
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+static ib_status make_scratch(ib__compiled *c) {
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !tmp[0]) tmp = "/tmp";
     size_t len = strlen(tmp) + 32;
@@ -189,6 +202,7 @@ ib_status ib__compiled_create(const ib_model *model, const ib__target *target,
     ib__compiled *c = ib__calloc(1, sizeof *c);
     if (!c) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->built, NULL);
     c->graph = model->graph;
     c->target = *target;
     c->dynamic = model_is_dynamic(model);
@@ -214,6 +228,7 @@ ib_status ib__compiled_from_rt(ib__rt_model *rt, ib__compiled **out) {
         return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     }
     pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->built, NULL);
     c->fixed = rt;
     *out = c;
     return IB_OK;
@@ -226,6 +241,7 @@ void ib__compiled_destroy(ib__compiled *c) {
     if (c->scratch) ib__remove_compiler_dir(c->scratch);
     ib__free(c->scratch);
     pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->built);
     ib__free(c);
 }
 
@@ -268,20 +284,34 @@ ib_status ib__compiled_run(ib__compiled *c, ib__pool *pool, size_t n_inputs,
             *use_reference = true;
             return IB_OK;
         }
+        /* Lookups never wait for another batch's compile: the builder works unlocked. */
         pthread_mutex_lock(&c->mu);
         int32_t found = -1;
         for (int32_t i = 0; i < c->n_variants && found < 0; i++)
             if (c->variants[i].batch == batch) found = i;
         ib_status st = IB_OK;
         if (found < 0 && c->n_variants < MAX_VARIANTS) {
+            found = c->n_variants++;
+            variant *v = &c->variants[found];
+            v->batch = batch;
+            v->building = true;
+            pthread_mutex_unlock(&c->mu);
             ib__rt_model *built = NULL;
             st = build_variant(c, batch, &built);
-            if (st == IB_OK) {
-                found = c->n_variants++;
-                c->variants[found].batch = batch;
-                c->variants[found].rt = built;
-                c->last_reference = built == NULL;
-            }
+            char msg[1024] = "";
+            if (st) snprintf(msg, sizeof msg, "%s", ib_last_error());
+            pthread_mutex_lock(&c->mu);
+            v->rt = built;
+            v->status = st;
+            v->building = false;
+            if (st == IB_OK) c->last_reference = built == NULL;
+            pthread_cond_broadcast(&c->built);
+            if (st) ib__error(st, "%s", msg);
+        } else if (found >= 0) {
+            while (c->variants[found].building) pthread_cond_wait(&c->built, &c->mu);
+            st = c->variants[found].status;
+            if (st) ib__error(st, "compiling the model for batch %lld failed earlier",
+                              (long long)batch);
         }
         rt = found >= 0 ? c->variants[found].rt : NULL;
         pthread_mutex_unlock(&c->mu);
