@@ -21,8 +21,23 @@
  *   computed at plan time): templates must read shapes from buffers or these copies,
  *   never from the graph's values, whose batch dims may be symbolic.
  * - A fused kernel's in[] are its anchor's inputs (weights as WEIGHT buffers, possibly
- *   replaced by pack_weights), out[] the group's final outputs, and epilogue operands
- *   are named by epi[s].operand_buf. */
+ *   replaced by pack_weights), out[0] the group's final output (n_out == 1), and
+ *   epilogue operands are named by epi[s].operand_buf. nodes[] lists every node the
+ *   kernel computes: the anchor, then a folded BatchNormalization (Conv/Gemm anchors,
+ *   constant parameters), then the epilogue's nodes (a GELU step stands for five).
+ * - PER_CHANNEL operands index the output's dim 1 for Conv/ConvTranspose/pool anchors and
+ *   its last dim for every other anchor; their WEIGHT is a flat [C] f32 vector whose
+ *   bytes are zero-padded to a multiple of 16 channels (nbytes says so). SCALAR operands
+ *   are one-element constants; FULL operands have the output's shape and layout.
+ * - Decomposed LayerNorm (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add):
+ *   nodes[0] is a synthetic LayerNormalization (opset 17; inputs x, gamma, beta; attrs
+ *   axis = -1 and the pattern's epsilon) followed by the nine original nodes;
+ *   in[] = {x, gamma, beta}. Synthetic nodes have index -1.
+ * - Attention (MatMul, [Mul|Div by a constant scalar], [Add mask], Softmax on the last
+ *   axis, MatMul): nodes[0] is the first MatMul; in[] = {q, k (as the MatMul reads it),
+ *   v, [mask]}. Templates read the scale from nodes[1] when it is a Mul/Div.
+ * - Reshape/Flatten/Squeeze/Unsqueeze/Identity of a PLAIN arena buffer produce no
+ *   kernel: their output is a TEMP with alias_of = the input's buffer (same bytes). */
 #ifndef IB_PASSES_COMPILE_PLAN_H
 #define IB_PASSES_COMPILE_PLAN_H
 
