@@ -333,12 +333,60 @@ TEST(layout_transform) {
     }
 }
 
+/* What the templates must refuse (the planner then falls back to the reference op). */
+TEST(refusals) {
+    ib_kh_batch *b = NULL;
+    if (ib_kh_batch_create_ex("x86-64-v3", g_pool, true, &b) != IB_OK) {
+        CHECK(0);
+        return;
+    }
+    ib_kh_spec s;
+    memset(&s, 0, sizeof s);
+    s.in_layout = s.out_layout = IB_LAYOUT_NCHWC;
+    s.n_nodes = 1;
+    int32_t nn;
+    /* grouped (not depthwise) */
+    conv_desc gconv = {1, 8, 6, 6, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, false, false, 0, false};
+    s.last = build_conv(b, &gconv, &nn);
+    s.tmpl = &ib__template_conv2d_nchwc;
+    CHECK(s.last && !ib_kh_supported(b, &s));
+    s.tmpl = &ib__template_conv2d_depthwise_nchwc;
+    CHECK(s.last && !ib_kh_supported(b, &s));
+    /* huge horizontal padding */
+    conv_desc pad = {1, 8, 6, 6, 8, 3, 3, 1, 1, 1, 1, 0, 20, 0, 20, 1, false, false, 0, false};
+    s.last = build_conv(b, &pad, &nn);
+    s.tmpl = &ib__template_conv2d_nchwc;
+    CHECK(s.last && !ib_kh_supported(b, &s));
+    /* weights that are not constants */
+    int64_t xd[4] = {1, 8, 5, 5}, wd[4] = {4, 8, 3, 3};
+    ib__value *in[2] = {ib_kh_input(b, 4, xd), ib_kh_input(b, 4, wd)};
+    s.last = ib_kh_node(b, IB_OP_CONV, 11, 2, in, 0, NULL);
+    CHECK(s.last && !ib_kh_supported(b, &s));
+    /* pointwise shapes go to conv2d_pointwise, the rest to conv2d_nchwc */
+    conv_desc pw = {1, 8, 6, 6, 8, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, false, false, 0, false};
+    s.last = build_conv(b, &pw, &nn);
+    CHECK(s.last && !ib_kh_supported(b, &s));
+    s.tmpl = &ib__template_conv2d_pointwise;
+    CHECK(s.last && ib_kh_supported(b, &s));
+    /* a windowed pool cannot write plain output */
+    int64_t pd[4] = {1, 8, 6, 6}, ks[2] = {2, 2};
+    ib__value *x = ib_kh_input(b, 4, pd);
+    ib__attr a[1] = {ib_kh_attr_ints("kernel_shape", 2, ks)};
+    s.last = ib_kh_node(b, IB_OP_MAX_POOL, 12, 1, &x, 1, a);
+    s.tmpl = &ib__template_pool2d;
+    CHECK(s.last && ib_kh_supported(b, &s));
+    s.out_layout = IB_LAYOUT_PLAIN;
+    CHECK(s.last && !ib_kh_supported(b, &s));
+    ib_kh_batch_destroy(b);
+}
+
 int main(void) {
     if (ib__pool_create(2, &g_pool) != IB_OK) return 1;
     RUN(conv2d_nchwc_random);
     RUN(conv2d_depthwise_random);
     RUN(pool2d_random);
     RUN(layout_transform);
+    RUN(refusals);
     ib__pool_destroy(g_pool);
     TEST_SUMMARY();
 }

@@ -143,6 +143,10 @@ bool ib__conv_nchwc_supports_common(const ib__plan *plan, const ib__pkernel *k,
     if (w->layout != IB_LAYOUT_PACKED &&
         !is_const_f32(w->value, g->OC * g->KH * g->KW * (g->IC / g->group)))
         return false;
+    /* Tiles reaching into the padding are emitted one function each: bound their number
+     * (at most left/SW + right/SW + 3 of them) by bounding the horizontal padding. */
+    int64_t right = (g->OW - 1) * g->SW + (g->KW - 1) * g->DW - g->PL - (g->IW - 1);
+    if (g->PL + (right > 0 ? right : 0) > 12) return false;
     if (k->n_in == 3 && k->in[2] >= 0) {
         const ib__pbuf *b = buf_of(plan, k->in[2]);
         if (!b) return false;
