@@ -251,13 +251,20 @@ static ib_status emit_group(ib__lower *L, const ib__group *g, int depth) {
     bool done = false;
     IB_TRY(try_group(L, g, g->n_nodes, g->n_epi, g->out, &done));
     if (done) return IB_OK;
-    /* Nobody takes the whole group: the main part alone, then the rest. */
-    const ib__value *main_out = g->nodes[g->n_main - 1]->outputs[0];
-    if (g->n_epi > 0 && g->kind != IB_GROUP_ELTWISE)
-        IB_TRY(try_group(L, g, g->n_main, 0, main_out, &done));
+    /* Nobody takes the whole group: the longest epilogue prefix a template takes (down to
+     * the main part alone), then the rest. */
+    int32_t steps = g->n_epi - 1;
+    for (; steps >= 0 && !done; steps--) {
+        int32_t n_nodes = g->epi_node[steps];
+        if (steps == 0 && g->kind == IB_GROUP_ELTWISE) break; /* emit_single does it */
+        IB_TRY(try_group(L, g, n_nodes, steps, g->nodes[n_nodes - 1]->outputs[0], &done));
+        if (done) break;
+    }
     const ib__node *rest[IB_GROUP_MAX_NODES];
     int32_t n_rest = 0;
-    if (!done) {
+    if (done) {
+        for (int32_t i = g->epi_node[steps]; i < g->n_nodes; i++) rest[n_rest++] = g->nodes[i];
+    } else {
         /* Anchor and BN run alone; a pattern's nodes regroup as element-wise chains. */
         bool regroup = g->kind == IB_GROUP_LAYERNORM || g->kind == IB_GROUP_ATTENTION;
         for (int32_t i = 0; i < g->n_main; i++) {
@@ -266,8 +273,8 @@ static ib_status emit_group(ib__lower *L, const ib__group *g, int depth) {
             else
                 IB_TRY(emit_single(L, g->nodes[i]));
         }
+        for (int32_t i = g->n_main; i < g->n_nodes; i++) rest[n_rest++] = g->nodes[i];
     }
-    for (int32_t i = g->n_main; i < g->n_nodes; i++) rest[n_rest++] = g->nodes[i];
     while (n_rest > 0) {
         ib__group sub;
         ib__group_rest(L, rest, n_rest, &sub);
