@@ -22,7 +22,7 @@ static const char *const g_targets[] = {"x86-64-v4", "x86-64-v3", "generic"};
 
 /* A Conv node (+ optional BN, bias, epilogue) on x; returns the chain's last value and
  * the node count. epi: 0 none, 1 Relu, 2 residual Add + Relu, 3 Clip (Relu6),
- * 4 per-channel Mul, 5 Sigmoid. */
+ * 4 per-channel Mul, 5 Sigmoid, 6 division by a per-channel constant. */
 typedef struct conv_desc {
     int64_t n, c, h, w, m, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, group;
     bool bias, bn;
@@ -75,6 +75,12 @@ static ib__value *build_conv(ib_kh_batch *b, const conv_desc *d, int32_t *n_node
         ib__value *s = ib_kh_const(b, 3, pd, 0.5f, 2.0f);
         ib__value *min[2] = {s, y};
         y = ib_kh_node(b, IB_OP_MUL, 14, 2, min, 0, NULL);
+        (*n_nodes)++;
+    } else if (d->epi == 6) {
+        int64_t pd[3] = {d->m, 1, 1};
+        ib__value *s = ib_kh_const(b, 3, pd, 0.5f, 2.0f);
+        ib__value *din[2] = {y, s};
+        y = ib_kh_node(b, IB_OP_DIV, 14, 2, din, 0, NULL);
         (*n_nodes)++;
     } else if (d->epi == 5) {
         y = ib_kh_node(b, IB_OP_SIGMOID, 13, 1, &y, 0, NULL);
@@ -143,7 +149,7 @@ static conv_desc random_conv(bool pointwise) {
     }
     d.bias = rnd(0, 1);
     d.bn = rnd(0, 2) == 0;
-    d.epi = (int)rnd(0, 5);
+    d.epi = (int)rnd(0, 6);
     return d;
 }
 

@@ -174,8 +174,10 @@ bool ib__conv_nchwc_supports_common(const ib__plan *plan, const ib__pkernel *k,
             if (ob->nbytes < sizeof(float)) return false;
             break;
         case IB_EPI_PER_CHANNEL:
-            if (!(ob->kind == IB_BUF_WEIGHT && ob->layout == IB_LAYOUT_PACKED &&
-                  ob->nbytes >= (size_t)ocp * sizeof(float)) &&
+            /* read a vector at a time: padded to the block (zeros; ones for a divisor,
+             * which only a repack of a constant gives) */
+            if (!(ob->nbytes >= (size_t)ocp * sizeof(float) &&
+                  (ob->layout == IB_LAYOUT_PACKED || !(e->op == IB_OP_DIV && !e->operand_first))) &&
                 !is_const_f32(ob->value, g->OC))
                 return false;
             break;
@@ -200,6 +202,8 @@ ib_status ib__conv_pad_channel_operands(ib__plan *plan, ib__pkernel *k, int64_t 
         const ib__pbuf *ob = buf_of(plan, e->operand_buf);
         if (!ob) return ib__error(IB_ERR_INTERNAL, "epilogue operand buffer missing");
         if (ob->layout == IB_LAYOUT_PACKED) continue; /* already padded */
+        bool divisor = e->op == IB_OP_DIV && !e->operand_first;
+        if (ob->nbytes >= (size_t)ocp * sizeof(float) && !divisor) continue; /* zero-padded */
         if (!is_const_f32(ob->value, oc))
             return ib__error(IB_ERR_UNSUPPORTED, "per-channel epilogue operand is not constant");
         float *p = ib__malloc((size_t)ocp * sizeof(float));

@@ -139,7 +139,9 @@ static bool supports(const ib__plan *plan, const ib__pkernel *k) {
         if (!ob || ob->dtype != IB_DTYPE_FLOAT32) return false;
         if (e->operand_kind == IB_EPI_PER_CHANNEL) {
             int64_t cp = (g.C + B - 1) / B * B;
-            bool packed = ob->layout == IB_LAYOUT_PACKED && ob->nbytes >= (size_t)cp * sizeof(float);
+            bool packed = ob->nbytes >= (size_t)cp * sizeof(float) &&
+                          (ob->layout == IB_LAYOUT_PACKED ||
+                           !(e->op == IB_OP_DIV && !e->operand_first));
             bool constant = ob->value && ob->value->constant &&
                             ob->value->constant->dtype == IB_DTYPE_FLOAT32 &&
                             ib_tensor_element_count(ob->value->constant) == g.C;
