@@ -88,7 +88,8 @@ def _patch_torch(torch_module):
 def _unpatched_call(module, *args, **kwargs):
     """Calls module the way PyTorch would without interposition (for measurements)."""
     call = type(module).__call__
-    return getattr(call, "_inferbooster_original", call)(module, *args, **kwargs)
+    with native_scope():  # nested modules stay in PyTorch too
+        return getattr(call, "_inferbooster_original", call)(module, *args, **kwargs)
 
 
 def _unpatch_torch():
