@@ -22,8 +22,9 @@ from .session import InferBoosterError, InferenceSession, SessionOptions, _raise
 OPSET = 13
 MAX_SIGNATURES = 4  # compiled input signatures per module; further ones run natively
 MAX_RECAPTURES = 4  # re-exports after the weights changed, before giving the module up
-# A compiled result must match PyTorch's on the capture call within these tolerances
-# (np.allclose); tracing bakes in value-dependent control flow, which this catches.
+# A compiled result must match PyTorch's on the capture call, and on a second input of
+# other values (tracing freezes value-dependent branches), within np.allclose's
+# tolerances.
 CHECK_RTOL = 1e-3
 CHECK_ATOL = 1e-4
 # Bumped (by the interposition) whenever a module gets a tensor or a submodule assigned,
@@ -330,7 +331,7 @@ def _capture(module, state, sig, args, native):
         return result
     except Exception as e:  # export errors come in many types; all mean "run natively"
         state.compiled[sig] = None
-        _warn(module, state, "export failed: %s: %s"
+        _warn(module, state, "capture failed: %s: %s"
               % (type(e).__name__, str(e).strip().splitlines()[0] if str(e).strip() else ""))
         return result
     compiled.sig = sig
