@@ -63,13 +63,13 @@ static int gemm_cases(ib_kh_batch *b) {
         ib__value *a = ib_kh_input(b, 2, (int64_t[]){M, K});
         ib__value *w = ib_kh_const(b, 2, (int64_t[]){K, N}, -1, 1);
         ib__value *wr = ib_kh_input(b, 2, (int64_t[]){K, N});
-        const char *kn[] = {"kc", "pack_a", "par_n_inner", "mc", "nc", "mr", "nr"};
+        const char *kn[] = {"kc", "pack_a", "par_n_inner", "mc", "nc", "mr", "nr", "ku"};
         const int64_t W = ib__target_vector_floats(ib_kh_target(b));
-        int64_t kv1[] = {16, 1, 0, 12, 2 * W, 4, 2};
-        int64_t kv2[] = {32, 0, 1, 8, W, 2, 1};
-        bad += add_case(b, T, matmul(b, a, w), 1, "matmul knobs kc16 packA", 7, kn, kv1);
-        bad += add_case(b, T, matmul(b, a, w), 1, "matmul knobs kc32 small", 7, kn, kv2);
-        bad += add_case(b, T, matmul(b, a, wr), 1, "matmul runtime B knobs", 7, kn, kv1);
+        int64_t kv1[] = {16, 1, 0, 12, 2 * W, 4, 2, 3};
+        int64_t kv2[] = {32, 0, 1, 8, W, 2, 1, 2};
+        bad += add_case(b, T, matmul(b, a, w), 1, "matmul knobs kc16 packA ku3", 8, kn, kv1);
+        bad += add_case(b, T, matmul(b, a, w), 1, "matmul knobs kc32 small ku2", 8, kn, kv2);
+        bad += add_case(b, T, matmul(b, a, wr), 1, "matmul runtime B knobs", 8, kn, kv1);
     }
     /* Batched with broadcasting. */
     {

@@ -245,6 +245,7 @@ static void fill_knobs(const ib__plan *plan, const gemm_desc *g, ib__knobs *kn) 
     ib__knobs_set(kn, "nc", nc);
     ib__knobs_set(kn, "par_n_inner", 1);
     ib__knobs_set(kn, "pack_a", pack_a);
+    ib__knobs_set(kn, "ku", 1);
 }
 
 static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
@@ -254,7 +255,7 @@ static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs 
 }
 
 typedef struct gemm_knobs {
-    int64_t mr, nr, kc, mc, nc, par_n_inner, pack_a;
+    int64_t mr, nr, kc, mc, nc, par_n_inner, pack_a, ku;
 } gemm_knobs;
 
 static void read_knobs(const ib__plan *plan, const gemm_desc *g, const ib__knobs *kn,
@@ -268,6 +269,7 @@ static void read_knobs(const ib__plan *plan, const gemm_desc *g, const ib__knobs
     o->nc = ib__knobs_get(kn, "nc", ib__knobs_get(&d, "nc", 64));
     o->par_n_inner = ib__knobs_get(kn, "par_n_inner", 1);
     o->pack_a = ib__knobs_get(kn, "pack_a", ib__knobs_get(&d, "pack_a", 0));
+    o->ku = ib__knobs_get(kn, "ku", ib__knobs_get(&d, "ku", 1));
 }
 
 static bool knobs_ok(const ib__plan *plan, const gemm_desc *g, const gemm_knobs *q) {
@@ -278,6 +280,7 @@ static bool knobs_ok(const ib__plan *plan, const gemm_desc *g, const gemm_knobs 
     const int64_t NR = q->nr * W;
     if (q->kc < 1 || q->mc < q->mr || q->mc % q->mr || q->nc < NR || q->nc % NR) return false;
     if (q->pack_a != 0 && q->pack_a != 1) return false;
+    if (q->ku < 1 || q->ku > 8) return false;
     if (!q->pack_a && g->a_cs != 1) return false;
     int64_t stack = 0;
     if (q->pack_a) stack += min64(q->mc, round_up(g->M, q->mr)) * min64(q->kc, g->K) * 4;
@@ -402,18 +405,33 @@ static ib_status emit_micro(ib__sb *sb, const ib__pkernel *k, const gemm_desc *g
         for (int j = 0; j < NRV; j++) ib__sb_line(sb, "ibv%df c%d_%d = ib_splat%d(0.0f);", W, i, j, W);
     }
     const int ak = q->pack_a ? MR : 1;
-    ib__sb_line(sb, "for (int64_t p = 0; p < kc; p++) {");
-    sb->indent += 4;
-    for (int j = 0; j < NRV; j++)
-        ib__sb_line(sb, "ibv%df b%d = ib_load%d(b + p * %d + %d);", W, j, W, NR, j * W);
-    for (int i = 0; i < MR; i++) {
-        ib__sb_line(sb, "{ ibv%df av = ib_splat%d(a%d[p * %d]);", W, W, i, ak);
-        for (int j = 0; j < NRV; j++)
-            ib__sb_line(sb, "  c%d_%d = ib_fma%d(av, b%d, c%d_%d);", i, j, W, j, i, j);
+    /* The k loop unrolled by `ku` (a knob), then the remainder one step at a time. */
+    const int KU = (int)q->ku;
+    for (int pass = 0; pass < 2; pass++) {
+        const int steps = pass == 0 ? KU : 1;
+        if (pass == 0 && KU <= 1) continue;
+        if (pass == 0) {
+            ib__sb_line(sb, "int64_t p = 0;");
+            ib__sb_line(sb, "for (; p + %d <= kc; p += %d) {", KU, KU);
+        } else {
+            ib__sb_line(sb, "for (%s; p < kc; p++) {", KU > 1 ? "" : "int64_t p = 0");
+        }
+        sb->indent += 4;
+        for (int u = 0; u < steps; u++) {
+            for (int j = 0; j < NRV; j++)
+                ib__sb_line(sb, "ibv%df b%d_%d = ib_load%d(b + (p + %d) * %d + %d);", W, u, j, W, u,
+                            NR, j * W);
+            for (int i = 0; i < MR; i++) {
+                ib__sb_line(sb, "{ ibv%df av = ib_splat%d(a%d[(p + %d) * %d]);", W, W, i, u, ak);
+                for (int j = 0; j < NRV; j++)
+                    ib__sb_line(sb, "  c%d_%d = ib_fma%d(av, b%d_%d, c%d_%d);", i, j, W, u, j, i,
+                                j);
+                ib__sb_line(sb, "}");
+            }
+        }
+        sb->indent -= 4;
         ib__sb_line(sb, "}");
     }
-    sb->indent -= 4;
-    ib__sb_line(sb, "}");
     /* Full tile: vector stores; partial: through a scratch tile, lane by lane. */
     ib__sb_line(sb, "if (mv == %d && nv == %d) {", MR, NR);
     sb->indent += 4;
