@@ -322,14 +322,23 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
     ib__knobs_set(knobs, "ic_block", icc);
     /* 1: unrolling the in-block channel loop lets GCC interleave steps and spill */
     ib__knobs_set(knobs, "ic_unroll", 1);
-    ib__knobs_set(knobs, "parallel", 0);
+    /* parallel: 0 splits output-channel groups across threads (each streams only its
+     * share of the weights); 1 gives each item all groups for its rows, so the rows'
+     * input stays in cache while every group reads it - better when the image is much
+     * larger than L2 but the weights fit (a 1x1 conv on a 56x56x256 input read once
+     * per group from DRAM ran 5x slower). */
+    int64_t l2b = t->l2_bytes > 0 ? t->l2_bytes : 1 << 20;
+    int64_t img_bytes = ICB * g.IH * g.IW * Bi * (int64_t)sizeof(float);
+    int64_t w_bytes = OCB * B * ICB * Bi * g.KH * g.KW * (int64_t)sizeof(float);
+    int64_t par = (img_bytes > l2b / 2 && w_bytes <= l2b / 2) ? 1 : 0;
+    ib__knobs_set(knobs, "parallel", par);
     ib__knobs_set(knobs, "kw_inner", 0);
     /* oh_block: as many rows per parallel item as keep >= 8 items per core (balance) and
      * the rows' input for one channel chunk within half of L2 */
     int64_t cores = t->num_cores > 0 ? t->num_cores : 1, OCG = (OCB + boc - 1) / boc;
     int64_t l2 = t->l2_bytes > 0 ? t->l2_bytes : 1 << 20, ohb = 1;
     for (int64_t h = 2; h <= g.OH; h++) {
-        int64_t items = g.N * OCG * ((g.OH + h - 1) / h);
+        int64_t items = g.N * (par ? 1 : OCG) * ((g.OH + h - 1) / h);
         int64_t rows = (h - 1) * g.SH + (g.KH - 1) * g.DH + 1;
         int64_t xbytes = icc * Bi * g.IW * rows * (int64_t)sizeof(float);
         if (items < 8 * cores || xbytes > l2 / 2) break;
