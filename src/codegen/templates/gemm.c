@@ -21,7 +21,6 @@ typedef struct gemm_desc {
     float alpha, beta;
     int bias_kind;
     bool b_const;
-    const ib__value *b_value;
     int32_t n_bdims;
     int64_t bdims[IB_MAX_RANK];
     int64_t a_bstride[IB_MAX_RANK]; /* elements */
@@ -40,19 +39,15 @@ static int64_t count_dims(const int64_t *d, int32_t r) {
     return n;
 }
 
-/* The shape of B as the node sees it: the graph value (its buffer may be packed). */
+/* The shape of B: its buffer's logical dims (a packed B keeps the dims it was packed
+ * from). Shapes never come from the graph's values, whose batch dims may be symbolic. */
 static bool b_dims(const ib__plan *plan, const ib__pkernel *k, int32_t *rank, int64_t *dims) {
     const ib__pbuf *bb = &plan->bufs[k->in[1]];
-    if (bb->layout != IB_LAYOUT_PACKED) {
-        if (!is_f32_plain(bb)) return false;
-        *rank = bb->rank;
-        memcpy(dims, bb->dims, sizeof bb->dims);
-        return true;
-    }
-    const ib__value *v = k->nodes[0]->inputs[1];
-    if (!v || v->rank < 1) return false;
-    *rank = v->rank;
-    for (int32_t i = 0; i < v->rank; i++) dims[i] = v->dims[i];
+    if (bb->dtype != IB_DTYPE_FLOAT32) return false;
+    if (bb->layout != IB_LAYOUT_PACKED && bb->layout != IB_LAYOUT_PLAIN) return false;
+    if (bb->rank < 1) return false;
+    *rank = bb->rank;
+    memcpy(dims, bb->dims, sizeof bb->dims);
     return true;
 }
 
@@ -71,9 +66,10 @@ static bool analyze(const ib__plan *plan, const ib__pkernel *k, gemm_desc *g) {
     int32_t brank;
     int64_t bd[IB_MAX_RANK];
     if (!b_dims(plan, k, &brank, bd)) return false;
-    g->b_value = n->inputs[1];
-    g->b_const = n->inputs[1]->constant != NULL && n->inputs[1]->constant->dtype == IB_DTYPE_FLOAT32;
-    if (plan->bufs[k->in[1]].layout == IB_LAYOUT_PACKED && !g->b_const) return false;
+    /* A constant B is a WEIGHT buffer (its bytes in the blob), packed or not. */
+    const ib__pbuf *bbuf = &plan->bufs[k->in[1]];
+    g->b_const = bbuf->kind == IB_BUF_WEIGHT;
+    if (bbuf->layout == IB_LAYOUT_PACKED && !g->b_const) return false;
     for (int32_t i = 0; i < ab->rank; i++)
         if (ab->dims[i] < 0) return false;
     for (int32_t i = 0; i < brank; i++)
@@ -308,18 +304,21 @@ static ib_status pack_weights(ib__plan *plan, ib__pkernel *k) {
     read_knobs(plan, &g, &k->knobs, &q);
     const int64_t W = ib__target_vector_floats(&plan->target);
     const int64_t NR = q.nr * W, NP = (g.N + NR - 1) / NR;
-    const ib_tensor *bt = g.b_value->constant;
-    if (ib_tensor_element_count(bt) != g.b_mats * g.K * g.N || !bt->data)
-        return ib__error(IB_ERR_INVALID_MODEL, "%s: weight B holds %lld elements, expected %lld",
-                         ib__node_label(k->nodes[0]), (long long)ib_tensor_element_count(bt),
-                         (long long)(g.b_mats * g.K * g.N));
+    const ib__pbuf *wb = &plan->bufs[k->in[1]];
+    if (wb->offset < 0 || (size_t)wb->offset > plan->weights_bytes ||
+        wb->nbytes < (size_t)(g.b_mats * g.K * g.N) * sizeof(float) ||
+        wb->nbytes > plan->weights_bytes - (size_t)wb->offset)
+        return ib__error(IB_ERR_INVALID_MODEL, "%s: weight B holds %zu bytes, expected %lld",
+                         ib__node_label(k->nodes[0]), wb->nbytes,
+                         (long long)(g.b_mats * g.K * g.N * 4));
     int64_t total;
     if (ib__mul_overflow_i64(g.b_mats * NP * NR, g.K, &total) || total > IB_MAX_ELEMENTS)
         return ib__error(IB_ERR_INVALID_MODEL, "%s: packed weight too large",
                          ib__node_label(k->nodes[0]));
     float *p = ib__calloc((size_t)total, sizeof(float));
     if (!p) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory packing a gemm weight");
-    const float *src = bt->data;
+    /* Read before ib__plan_add_weight, which may move the blob. */
+    const float *src = (const float *)(plan->weights + wb->offset);
     for (int64_t m = 0; m < g.b_mats; m++) {
         const float *b = src + m * g.K * g.N;
         float *dst = p + m * NP * g.K * NR;
@@ -333,7 +332,7 @@ static ib_status pack_weights(ib__plan *plan, ib__pkernel *k) {
     ib__pbuf desc = plan->bufs[k->in[1]];
     desc.layout = IB_LAYOUT_PACKED;
     desc.block = (int32_t)NR;
-    desc.value = NULL;
+    desc.value = NULL; /* derived data: no value is held as such */
     desc.first_use = desc.last_use = -1;
     int32_t id;
     ib_status st = ib__plan_add_weight(plan, &desc, p, (size_t)total * sizeof(float), &id);

@@ -170,7 +170,13 @@ static bool analyze(const ib__plan *plan, const ib__pkernel *k, ln_desc *g) {
     if (a->op == IB_OP_LAYER_NORMALIZATION) {
         if (!(g->eps >= 0.0f && g->eps < 1e30f)) return false;
         g->decomposed = false;
+        /* the buffers' values are the plan's specialised copies (constant where known) */
         const ib__value *sv = a->inputs[1], *bv = a->n_inputs > 2 ? a->inputs[2] : NULL;
+        if (k->in[1] >= 0 && k->in[1] < plan->n_bufs && plan->bufs[k->in[1]].value)
+            sv = plan->bufs[k->in[1]].value;
+        if (bv && k->n_in > 2 && k->in[2] >= 0 && k->in[2] < plan->n_bufs &&
+            plan->bufs[k->in[2]].value)
+            bv = plan->bufs[k->in[2]].value;
         if (count_of(sv) != g->len || (bv && count_of(bv) != g->len)) return false;
         const ib_tensor *gt = NULL, *bt = NULL;
         if (const_vec(sv, g->len, &gt) && (!bv || const_vec(bv, g->len, &bt))) {
