@@ -483,11 +483,14 @@ static ib_status emit_micro(emit_ctx *c, const char *name, int64_t nj, int64_t n
                     (long long)g->IW, Bi);
     ib__sb_line(sb, "const float *wk = wg + (icb * %lld + kh) * %lld;", (long long)g->KH,
                 (long long)(g->KW * Bi * B));
+    /* With a single input block (a stem conv on an image padded to NCHW8c, say) only
+     * the real channels are read: the rest are zeros in both operands. */
+    const int ib_real = c->ICB == 1 && g->IC < Bi ? (int)g->IC : Bi;
     /* kw_inner: one loop over the block's input channels with every tap inside (fewer,
      * longer iterations); else one loop per tap */
     if (c->kw_inner) {
         ib__sb_line(sb, "#pragma GCC unroll %lld", (long long)c->unroll);
-        ib__sb_line(sb, "for (int i = 0; i < %d; i++) {", Bi);
+        ib__sb_line(sb, "for (int i = 0; i < %d; i++) {", ib_real);
         sb->indent += 4;
     }
     for (int64_t kw = 0; kw < g->KW; kw++) {
@@ -506,7 +509,7 @@ static ib_status emit_micro(emit_ctx *c, const char *name, int64_t nj, int64_t n
         if (!any) continue;
         if (!c->kw_inner) {
             ib__sb_line(sb, "#pragma GCC unroll %lld", (long long)c->unroll);
-            ib__sb_line(sb, "for (int i = 0; i < %d; i++) {", Bi);
+            ib__sb_line(sb, "for (int i = 0; i < %d; i++) {", ib_real);
         } else {
             ib__sb_line(sb, "{");
         }
