@@ -663,8 +663,17 @@ int32_t ib_kh_run(ib_kh_batch *b, double tol) {
     }
     fclose(f);
     const char *srcs[1] = {src};
-    if (ib__toolchain_build_shared(&b->target, 1, srcs, ib__toolchain_abi_include_dir(dir), so,
-                                   1) != IB_OK) {
+    ib_status built = ib__toolchain_build_shared(&b->target, 1, srcs,
+                                                 ib__toolchain_abi_include_dir(dir), so, 1);
+    if (built != IB_OK) {
+        /* One retry: under heavy load a compiler run has failed once without a message
+         * (seen in CI-like runs); a real error in the generated code fails again. */
+        fprintf(stderr, "  [%s] build failed, retrying once: %s\n", b->target.name,
+                ib_last_error());
+        built = ib__toolchain_build_shared(&b->target, 1, srcs, ib__toolchain_abi_include_dir(dir),
+                                           so, 1);
+    }
+    if (built != IB_OK) {
         fprintf(stderr, "  [%s] build failed: %s\n", b->target.name, ib_last_error());
         if (getenv("IB_KH_KEEP")) fprintf(stderr, "  source kept: %s\n", src);
         failed = n;
