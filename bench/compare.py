@@ -47,18 +47,33 @@ class Result:
         self.rc, self.out, self.err, self.maxrss_mb, self.seconds = rc, out, err, maxrss_mb, seconds
 
 
+CURRENT = None  # the child being waited for, killed when the run is interrupted
+
+
+def interrupt(signum, frame):
+    if CURRENT is not None:
+        try:
+            os.killpg(CURRENT.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    raise KeyboardInterrupt
+
+
 def run(cmd, timeout, cwd=None):
     """Runs cmd with its output in temporary files; waits with wait4 so the child's own peak
     RSS comes back (the same measure for ONNX Runtime's and InferBooster's processes)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
+        global CURRENT
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd, start_new_session=True)
+        CURRENT = proc
         timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
             timer.cancel()
+            CURRENT = None
         proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.monotonic() - start
         out.seek(0)
@@ -327,107 +342,108 @@ def main():
     report["ib_version"] = ib.version
     log("InferBooster timed with: " + ib.mode())
 
-    rows, failures = [], []
-    for m in models:
-        mdir = os.path.join(o.model_dir, m)
-        model = os.path.join(mdir, "model.onnx")
-        for b in batches:
-            inputs = inputs_for_batch(mdir, b)
-            key = "%s_b%d" % (m, b)
-            ib.prepare(key, model, b)
-            ort_runs, ib_runs, loads = [], [], []
-            for k in range(o.repeats):
-                log("%s batch %d: repeat %d/%d" % (m, b, k + 1, o.repeats))
-                loads.append(os.getloadavg()[0])
-                res, err = ort.time(model, b, inputs)
-                if err:
-                    failures.append("ORT %s batch %d: %s" % (m, b, err))
-                    log(failures[-1])
-                else:
-                    ort_runs.append(res)
-                res, err = ib.time(key, model, b, inputs)
-                if err:
-                    failures.append("IB %s batch %d: %s" % (m, b, err))
-                    log(failures[-1])
-                else:
-                    ib_runs.append(res)
-            row = {"model": m, "batch": b, "load": statistics.mean(loads)}
-            for name, runs in (("ort", ort_runs), ("ib", ib_runs)):
-                mm = med([r["median_ms"] for r in runs])
-                row[name] = {
-                    "median_ms": mm,
-                    "p90_ms": med([r.get("p90_ms") for r in runs]),
-                    "throughput": None if not mm else b * 1000.0 / mm,
-                    "peak_rss_mb": max([r["peak_rss_mb"] for r in runs], default=None),
-                    "medians_ms": [r["median_ms"] for r in runs],
-                }
-            if "node_baseline_rss_mb" in (ort_runs[0] if ort_runs else {}):
-                row["ort"]["node_baseline_rss_mb"] = ort_runs[0]["node_baseline_rss_mb"]
-            if key in ib.compile_s:
-                row["ib"]["compile_s"] = ib.compile_s[key]
-                row["ib"]["compile_report"] = ib.compile_report.get(key)
-            row["ib"]["executor"] = ",".join(sorted({r.get("executor") for r in ib_runs if r.get("executor")})) or None
-            row["ratio"] = (row["ib"]["median_ms"] / row["ort"]["median_ms"]
-                            if row["ib"]["median_ms"] and row["ort"]["median_ms"] else None)
-            rows.append(row)
-    report["results"] = rows
-
-    accuracy = []
-    if not o.no_accuracy:
+    rows, accuracy, roofline, failures = [], [], [], []
+    report.update(results=rows, accuracy=accuracy, conv_roofline=roofline, failures=failures)
+    # SIGTERM or ^C ends the run early but still prints what was measured.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    try:
         for m in models:
             mdir = os.path.join(o.model_dir, m)
             model = os.path.join(mdir, "model.onnx")
-            inputs = os.path.join(mdir, "inputs")
-            od, idir, rdir = (os.path.join(mdir, d) for d in ("out_ort", "out_ib", "out_ib_reference"))
-            # The batch-1 artifact when the timing compiled one: what was timed is what is checked.
-            err = (ort.outputs(model, inputs, od) or ib.outputs(ib.artifacts.get("%s_b1" % m) or model, inputs, idir)
-                   or ib.outputs(model, inputs, rdir, reference=True))
-            res = err2 = None
-            if not err:
-                res, err = compare_outputs(model, od, idir)
-            if not err:
-                ref, err2 = compare_outputs(model, rdir, idir)
-                res["vs_reference"] = ref if not err2 else {"error": err2}
-            if err or err2:
-                failures.append("accuracy %s: %s" % (m, err or err2))
-            if err:
-                accuracy.append({"model": m, "error": err})
-                continue
-            res["model"] = m
-            res["ok"] = res["rel"] <= ACCURACY_REL and (not err2 and res["vs_reference"]["rel"] <= ACCURACY_REL)
-            accuracy.append(res)
-    report["accuracy"] = accuracy
+            for b in batches:
+                inputs = inputs_for_batch(mdir, b)
+                key = "%s_b%d" % (m, b)
+                ib.prepare(key, model, b)
+                ort_runs, ib_runs, loads = [], [], []
+                for k in range(o.repeats):
+                    log("%s batch %d: repeat %d/%d" % (m, b, k + 1, o.repeats))
+                    loads.append(os.getloadavg()[0])
+                    res, err = ort.time(model, b, inputs)
+                    if err:
+                        failures.append("ORT %s batch %d: %s" % (m, b, err))
+                        log(failures[-1])
+                    else:
+                        ort_runs.append(res)
+                    res, err = ib.time(key, model, b, inputs)
+                    if err:
+                        failures.append("IB %s batch %d: %s" % (m, b, err))
+                        log(failures[-1])
+                    else:
+                        ib_runs.append(res)
+                row = {"model": m, "batch": b, "load": statistics.mean(loads)}
+                for name, runs in (("ort", ort_runs), ("ib", ib_runs)):
+                    mm = med([r["median_ms"] for r in runs])
+                    row[name] = {
+                        "median_ms": mm,
+                        "p90_ms": med([r.get("p90_ms") for r in runs]),
+                        "throughput": None if not mm else b * 1000.0 / mm,
+                        "peak_rss_mb": max([r["peak_rss_mb"] for r in runs], default=None),
+                        "medians_ms": [r["median_ms"] for r in runs],
+                    }
+                if "node_baseline_rss_mb" in (ort_runs[0] if ort_runs else {}):
+                    row["ort"]["node_baseline_rss_mb"] = ort_runs[0]["node_baseline_rss_mb"]
+                if key in ib.compile_s:
+                    row["ib"]["compile_s"] = ib.compile_s[key]
+                    row["ib"]["compile_report"] = ib.compile_report.get(key)
+                row["ib"]["executor"] = ",".join(sorted({r.get("executor") for r in ib_runs if r.get("executor")})) or None
+                row["ratio"] = (row["ib"]["median_ms"] / row["ort"]["median_ms"]
+                                if row["ib"]["median_ms"] and row["ort"]["median_ms"] else None)
+                rows.append(row)
 
-    roofline = []
-    if not o.no_roofline:
-        convs = ensure_convs(os.path.join(o.model_dir, "conv"))
-        peak_nt = (peak or {}).get("peak_%dt" % o.threads) or (peak or {}).get("peak_1t")
-        for c in convs:
-            ib.prepare("conv_" + c["name"], c["path"], 1)
-            ort_ms, ib_ms = [], []
-            for _ in range(o.repeats):
-                res, err = ort.time(c["path"], 1, None)
+        if not o.no_accuracy:
+            for m in models:
+                mdir = os.path.join(o.model_dir, m)
+                model = os.path.join(mdir, "model.onnx")
+                inputs = os.path.join(mdir, "inputs")
+                od, idir, rdir = (os.path.join(mdir, d) for d in ("out_ort", "out_ib", "out_ib_reference"))
+                # The batch-1 artifact when the timing compiled one: what was timed is what is checked.
+                err = (ort.outputs(model, inputs, od) or ib.outputs(ib.artifacts.get("%s_b1" % m) or model, inputs, idir)
+                       or ib.outputs(model, inputs, rdir, reference=True))
+                res = err2 = None
+                if not err:
+                    res, err = compare_outputs(model, od, idir)
+                if not err:
+                    ref, err2 = compare_outputs(model, rdir, idir)
+                    res["vs_reference"] = ref if not err2 else {"error": err2}
+                if err or err2:
+                    failures.append("accuracy %s: %s" % (m, err or err2))
                 if err:
-                    failures.append("ORT %s: %s" % (c["name"], err))
-                else:
-                    ort_ms.append(res["median_ms"])
-                res, err = ib.time("conv_" + c["name"], c["path"], 1, None)
-                if err:
-                    failures.append("IB %s: %s" % (c["name"], err))
-                else:
-                    ib_ms.append(res["median_ms"])
-            row = {"name": c["name"], "shape": c["shape"], "flops": c["flops"], "acceptance": c["acceptance"],
-                   "peak_gflops": peak_nt}
-            for name, ms in (("ort", ort_ms), ("ib", ib_ms)):
-                mm = med(ms)
-                g = c["flops"] / (mm * 1e6) if mm else None
-                row[name] = {"median_ms": mm, "gflops": g,
-                             "pct_peak": 100.0 * g / peak_nt if g and peak_nt else None, "medians_ms": ms}
-            roofline.append(row)
-    report["conv_roofline"] = roofline
+                    accuracy.append({"model": m, "error": err})
+                    continue
+                res["model"] = m
+                res["ok"] = res["rel"] <= ACCURACY_REL and (not err2 and res["vs_reference"]["rel"] <= ACCURACY_REL)
+                accuracy.append(res)
+
+        if not o.no_roofline:
+            convs = ensure_convs(os.path.join(o.model_dir, "conv"))
+            peak_nt = (peak or {}).get("peak_%dt" % o.threads) or (peak or {}).get("peak_1t")
+            for c in convs:
+                ib.prepare("conv_" + c["name"], c["path"], 1)
+                ort_ms, ib_ms = [], []
+                for _ in range(o.repeats):
+                    res, err = ort.time(c["path"], 1, None)
+                    if err:
+                        failures.append("ORT %s: %s" % (c["name"], err))
+                    else:
+                        ort_ms.append(res["median_ms"])
+                    res, err = ib.time("conv_" + c["name"], c["path"], 1, None)
+                    if err:
+                        failures.append("IB %s: %s" % (c["name"], err))
+                    else:
+                        ib_ms.append(res["median_ms"])
+                row = {"name": c["name"], "shape": c["shape"], "flops": c["flops"], "acceptance": c["acceptance"],
+                       "peak_gflops": peak_nt}
+                for name, ms in (("ort", ort_ms), ("ib", ib_ms)):
+                    mm = med(ms)
+                    g = c["flops"] / (mm * 1e6) if mm else None
+                    row[name] = {"median_ms": mm, "gflops": g,
+                                 "pct_peak": 100.0 * g / peak_nt if g and peak_nt else None, "medians_ms": ms}
+                roofline.append(row)
+    except KeyboardInterrupt:
+        failures.append("interrupted: the table holds what was measured before")
     report["host"]["loadavg_end"] = os.getloadavg()
     report["ort_version"] = ort.version
-    report["failures"] = failures
 
     print_table(report, sys.stderr if o.json else sys.stdout)
     if o.json:

@@ -154,8 +154,8 @@ static double probe(const width_desc *wd, int threads, double ms, int reps) {
 
 int main(int argc, char **argv) {
     int threads = 2;
-    double ms = 5.0;
-    int reps = 100;
+    double ms = 2.0;
+    int reps = 300;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
