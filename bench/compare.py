@@ -171,12 +171,13 @@ class Ib:
     """InferBooster's CLI: `bench` (and a compiled artifact from `compile`) when the CLI has
     them, else `run --repeat`, whose median is parsed from its last line."""
 
-    def __init__(self, cli, threads, runs, warmup, timeout, artifact_dir, force_run):
+    def __init__(self, cli, threads, runs, warmup, timeout, artifact_dir, force_run, reference=False):
         self.cli, self.threads, self.runs, self.warmup, self.timeout = cli, threads, runs, warmup, timeout
         r = run([cli, "--help"], timeout=30)
         commands = set(re.findall(r"^  ([a-z]+)\s", r.out + r.err, re.M))
         self.has_bench = "bench" in commands and not force_run
-        self.has_compile = "compile" in commands and not force_run
+        self.has_compile = "compile" in commands and not force_run and not reference
+        self.reference = reference
         self.artifact_dir = artifact_dir
         self.artifacts = {}
         self.compile_s = {}
@@ -184,6 +185,8 @@ class Ib:
         self.version = run([cli, "--version"], timeout=30).out.strip() or "?"
 
     def mode(self):
+        if self.has_bench and self.reference:
+            return "inferbooster bench --reference (the reference executor)"
         if self.has_bench:
             return "inferbooster bench" + (" (compiled artifact)" if self.has_compile else "")
         return "inferbooster run --repeat (no bench subcommand yet; median includes %d warm-up runs)" % self.warmup
@@ -211,7 +214,9 @@ class Ib:
             target = self.artifacts.get(key) or model
             cmd = [self.cli, "bench", target, "--threads", str(self.threads), "--batch", str(batch),
                    "--runs", str(self.runs), "--warmup", str(self.warmup), "--json"]
-            if target == model:
+            if self.reference:
+                cmd.append("--reference")
+            elif target == model:
                 cmd.append("--compile")  # the single-conv models are small enough to be left to the reference
             r = run(cmd, timeout=self.timeout)
             j = last_json(r.out)
@@ -230,7 +235,7 @@ class Ib:
     def outputs(self, model, inputs_dir, out_dir, reference=False):
         shutil.rmtree(out_dir, ignore_errors=True)
         cmd = [self.cli, "run", model, "--threads", str(self.threads), "--output-dir", out_dir] + input_args(inputs_dir)
-        if reference:
+        if reference or self.reference:
             cmd.append("--reference")
         r = run(cmd, timeout=self.timeout)
         return None if r.rc == 0 else "rc %d: %s\n%s" % (r.rc, " ".join(cmd), tail(r.out + r.err))
@@ -308,6 +313,8 @@ def main():
     ap.add_argument("--no-roofline", action="store_true", help="skip the single-convolution roofline")
     ap.add_argument("--no-accuracy", action="store_true")
     ap.add_argument("--ib-run", action="store_true", help="time `inferbooster run --repeat` even if `bench` exists")
+    ap.add_argument("--ib-reference", action="store_true",
+                    help="time InferBooster's reference executor (`bench --reference`), no compilation")
     ap.add_argument("--json", action="store_true", help="print the results as JSON (the table goes to stderr)")
     o = ap.parse_args()
 
@@ -336,7 +343,8 @@ def main():
 
     os.makedirs(o.model_dir, exist_ok=True)
     ensure_models(models, o.model_dir)
-    ib = Ib(o.cli, o.threads, o.runs, o.warmup, o.timeout, os.path.join(o.model_dir, "artifacts"), o.ib_run)
+    ib = Ib(o.cli, o.threads, o.runs, o.warmup, o.timeout, os.path.join(o.model_dir, "artifacts"), o.ib_run,
+            o.ib_reference)
     ort = Ort(o.node, o.threads, o.runs, o.warmup, o.timeout)
     report["ib_mode"] = ib.mode()
     report["ib_version"] = ib.version

@@ -6,7 +6,7 @@
 #
 # usage: bench/compare.sh [--models resnet18,resnet50,mobilenet_v2,bert] [--batch 1,8]
 #                         [--runs N] [--repeats K] [--warmup W] [--threads T] [--json]
-#                         [--no-roofline] [--no-accuracy] [--ib-run] [--no-build]
+#                         [--no-roofline] [--no-accuracy] [--ib-run] [--ib-reference] [--no-build]
 #   IB_BUILD: the build directory to use (default build); the CLI is $IB_BUILD/inferbooster.
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
