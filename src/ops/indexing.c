@@ -6,106 +6,7 @@
 
 #include "ops/ops.h"
 
-/* ---- Strided copy (Slice) ------------------------------------------------------------ */
 
-typedef struct strided_job {
-    char *dst;
-    const char *src;
-    int32_t rank;
-    int64_t dims[IB_MAX_RANK];
-    int64_t strides[IB_MAX_RANK]; /* source strides in elements, any sign */
-    size_t es;
-} strided_job;
-
-static void copy_run(char *dst, const char *src, int64_t n, int64_t stride, size_t es) {
-    if (stride == 1) {
-        memcpy(dst, src, (size_t)n * es);
-        return;
-    }
-    switch (es) {
-    case 1:
-        for (int64_t i = 0; i < n; i++) dst[i] = src[i * stride];
-        break;
-    case 2: {
-        uint16_t *d = (uint16_t *)dst;
-        const uint16_t *s = (const uint16_t *)src;
-        for (int64_t i = 0; i < n; i++) d[i] = s[i * stride];
-        break;
-    }
-    case 4: {
-        uint32_t *d = (uint32_t *)dst;
-        const uint32_t *s = (const uint32_t *)src;
-        for (int64_t i = 0; i < n; i++) d[i] = s[i * stride];
-        break;
-    }
-    case 8: {
-        uint64_t *d = (uint64_t *)dst;
-        const uint64_t *s = (const uint64_t *)src;
-        for (int64_t i = 0; i < n; i++) d[i] = s[i * stride];
-        break;
-    }
-    default:
-        for (int64_t i = 0; i < n; i++)
-            memcpy(dst + (size_t)i * es, src + (i * stride) * (int64_t)es, es);
-        break;
-    }
-}
-
-static void strided_rows(void *ctx, int64_t begin, int64_t end) {
-    const strided_job *j = ctx;
-    int32_t outer = j->rank - 1;
-    int64_t inner = j->dims[outer], istride = j->strides[outer];
-    int64_t idx[IB_MAX_RANK];
-    int64_t rem = begin, off = 0;
-    for (int32_t d = outer - 1; d >= 0; d--) {
-        idx[d] = rem % j->dims[d];
-        rem /= j->dims[d];
-        off += idx[d] * j->strides[d];
-    }
-    size_t row_bytes = (size_t)inner * j->es;
-    for (int64_t r = begin; r < end; r++) {
-        copy_run(j->dst + (size_t)r * row_bytes, j->src + off * (int64_t)j->es, inner, istride,
-                 j->es);
-        for (int32_t d = outer - 1; d >= 0; d--) {
-            off += j->strides[d];
-            if (++idx[d] < j->dims[d]) break;
-            off -= idx[d] * j->strides[d];
-            idx[d] = 0;
-        }
-    }
-}
-
-static void strided_copy(void *dst, const void *src, int32_t rank, const int64_t *dims,
-                         const int64_t *strides, size_t es, ib__pool *pool) {
-    strided_job j;
-    j.dst = dst;
-    j.src = src;
-    j.es = es;
-    j.rank = 0;
-    for (int32_t d = 0; d < rank; d++) {
-        if (dims[d] == 0) return;
-        if (dims[d] == 1) continue;
-        if (j.rank > 0 && j.strides[j.rank - 1] == strides[d] * dims[d]) {
-            j.dims[j.rank - 1] *= dims[d];
-            j.strides[j.rank - 1] = strides[d];
-            continue;
-        }
-        j.dims[j.rank] = dims[d];
-        j.strides[j.rank] = strides[d];
-        j.rank++;
-    }
-    if (j.rank == 0) {
-        j.dims[0] = 1;
-        j.strides[0] = 1;
-        j.rank = 1;
-    }
-    int64_t rows = 1;
-    for (int32_t d = 0; d < j.rank - 1; d++) rows *= j.dims[d];
-    if (rows * j.dims[j.rank - 1] * (int64_t)es < (1 << 18) || rows < 2)
-        strided_rows(&j, 0, rows);
-    else
-        ib__parallel_for(pool, rows, strided_rows, &j);
-}
 
 /* ---- Shared helpers ------------------------------------------------------------------ */
 
@@ -784,7 +685,7 @@ static ib_status run_slice(ib__run_ctx *c) {
         /* |step| can be huge only when a single element is taken */
         st[d] = p.len[d] == 1 ? 0 : p.step[d] * xs[d];
     }
-    strided_copy(y->data, (const char *)x->data + off * (int64_t)es, x->rank, p.len, st, es,
+    ib__strided_copy(y->data, (const char *)x->data + off * (int64_t)es, x->rank, p.len, st, es,
                  c->pool);
     return IB_OK;
 }

@@ -122,4 +122,10 @@ void ib__bcast_init(ib__bcast *b, const ib_tensor *out, int32_t n_in, const ib_t
 /* Offsets of each input for the linear output index oi. */
 void ib__bcast_offsets(const ib__bcast *b, int64_t oi, int64_t *offsets);
 
+/* dst (dense, row-major over dims) receives src[sum idx[d] * strides[d]] element by
+ * element (strides in elements, any sign, 0 to broadcast; rank <= 2 * IB_MAX_RANK):
+ * the engine behind Transpose, Expand, Tile, Slice and the depth ops (tensor_shape.c). */
+void ib__strided_copy(void *dst, const void *src, int32_t rank, const int64_t *dims,
+                      const int64_t *strides, size_t es, ib__pool *pool);
+
 #endif /* IB_OPS_H */

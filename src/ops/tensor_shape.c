@@ -190,8 +190,7 @@ static bool tiled_copy(const strided_job *s, ib__pool *pool) {
     return true;
 }
 
-/* dst (dense, row-major over dims) receives src[sum idx[d] * strides[d]] elementwise. */
-static void strided_copy(void *dst, const void *src, int32_t rank, const int64_t *dims,
+void ib__strided_copy(void *dst, const void *src, int32_t rank, const int64_t *dims,
                          const int64_t *strides, size_t es, ib__pool *pool) {
     strided_job j;
     j.dst = dst;
@@ -646,7 +645,7 @@ static ib_status run_transpose(ib__run_ctx *c) {
     int64_t xs[IB_MAX_RANK], st[IB_MAX_RANK];
     ib__strides(x->shape, x->rank, xs);
     for (int32_t d = 0; d < x->rank; d++) st[d] = xs[perm[d]];
-    strided_copy(y->data, x->data, y->rank, y->shape, st, es, c->pool);
+    ib__strided_copy(y->data, x->data, y->rank, y->shape, st, es, c->pool);
     return IB_OK;
 }
 
@@ -712,7 +711,7 @@ static ib_status run_expand(ib__run_ctx *c) {
         if (xd >= 0 && x->shape[xd] != 1 && x->shape[xd] != y->shape[d])
             return ib__error(IB_ERR_INTERNAL, "%s: output shape mismatch", ib__node_label(c->node));
     }
-    strided_copy(y->data, x->data, y->rank, y->shape, st, es, c->pool);
+    ib__strided_copy(y->data, x->data, y->rank, y->shape, st, es, c->pool);
     return IB_OK;
 }
 
@@ -772,7 +771,7 @@ static ib_status run_tile(ib__run_ctx *c) {
         dims[2 * d + 1] = x->shape[d];
         st[2 * d + 1] = xs[d];
     }
-    strided_copy(y->data, x->data, 2 * x->rank, dims, st, es, c->pool);
+    ib__strided_copy(y->data, x->data, 2 * x->rank, dims, st, es, c->pool);
     return IB_OK;
 }
 
@@ -1454,7 +1453,7 @@ static ib_status run_depth(ib__run_ctx *c, bool to_space) {
     }
     if (ib__shape_count(dims, 6) != ib_tensor_element_count(y))
         return ib__error(IB_ERR_INTERNAL, "%s: output shape mismatch", ib__node_label(c->node));
-    strided_copy(y->data, x->data, 6, dims, st, es, c->pool);
+    ib__strided_copy(y->data, x->data, 6, dims, st, es, c->pool);
     return IB_OK;
 }
 
