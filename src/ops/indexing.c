@@ -6,8 +6,6 @@
 
 #include "ops/ops.h"
 
-
-
 /* ---- Shared helpers ------------------------------------------------------------------ */
 
 static ib_status elem_size(const ib__node *node, ib_dtype dt, size_t *out) {
