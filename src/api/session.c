@@ -19,8 +19,23 @@ struct ib_session {
 };
 
 /* The tensors of one graph while it runs; `outer` links to the enclosing graph's. */
+enum { MAX_IO = 256 };
+
+/* Per-node working arrays of the executor. They live with the graph's run (one block per
+ * run_env, reused node after node) rather than on the stack: nested subgraphs (If inside
+ * Loop inside ...) would otherwise stack ~150 KB per level. */
+typedef struct node_scratch {
+    ib__value in_vals[MAX_IO], out_vals[MAX_IO];
+    const ib__value *in_ptrs[MAX_IO];
+    ib__value *out_ptrs[MAX_IO];
+    const ib_tensor *in_t[MAX_IO];
+    ib_tensor out_store[MAX_IO];
+    ib_tensor *out_t[MAX_IO];
+} node_scratch;
+
 typedef struct run_env {
     const ib__graph *graph;
+    node_scratch *scratch;
     ib_tensor *vals;      /* by value index */
     uint8_t *ready;       /* vals[i] holds data */
     int32_t *uses_left;   /* node reads still to come */
@@ -196,6 +211,7 @@ static void env_free(run_env *e) {
     ib__free(e->vals);
     ib__free(e->ready);
     ib__free(e->uses_left);
+    ib__free(e->scratch);
 }
 
 static ib_status env_init(run_env *e, const ib__graph *g, run_env *outer, ib_session *s) {
@@ -207,7 +223,8 @@ static ib_status env_init(run_env *e, const ib__graph *g, run_env *outer, ib_ses
     e->vals = ib__calloc(n, sizeof(ib_tensor));
     e->ready = ib__calloc(n, 1);
     e->uses_left = ib__calloc(n, sizeof(int32_t));
-    if (!e->vals || !e->ready || !e->uses_left) {
+    e->scratch = ib__malloc(sizeof *e->scratch);
+    if (!e->vals || !e->ready || !e->uses_left || !e->scratch) {
         env_free(e);
         return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory starting a run");
     }
@@ -289,8 +306,6 @@ static void value_from_tensor(ib__value *v, const ib__value *model_value, const 
     v->index = model_value->index;
 }
 
-enum { MAX_IO = 256 };
-
 /* Frees intermediates nobody reads any more (never graph outputs or weights). */
 static void release_inputs(run_env *e, const ib__node *node) {
     for (int32_t i = 0; i < node->n_inputs; i++) {
@@ -312,12 +327,13 @@ static ib_status run_node(run_env *e, const ib__node *node) {
     if (node->n_inputs > MAX_IO || node->n_outputs > MAX_IO)
         return ib__error(IB_ERR_UNSUPPORTED, "%s: more than %d inputs or outputs",
                          ib__node_label(node), MAX_IO);
-    ib__value in_vals[MAX_IO], out_vals[MAX_IO];
-    const ib__value *in_ptrs[MAX_IO];
-    ib__value *out_ptrs[MAX_IO];
-    const ib_tensor *in_t[MAX_IO];
-    ib_tensor out_store[MAX_IO];
-    ib_tensor *out_t[MAX_IO];
+    node_scratch *sc = e->scratch;
+    ib__value *in_vals = sc->in_vals, *out_vals = sc->out_vals;
+    const ib__value **in_ptrs = sc->in_ptrs;
+    ib__value **out_ptrs = sc->out_ptrs;
+    const ib_tensor **in_t = sc->in_t;
+    ib_tensor *out_store = sc->out_store;
+    ib_tensor **out_t = sc->out_t;
     for (int32_t i = 0; i < node->n_inputs; i++) {
         const ib__value *v = node->inputs[i];
         in_ptrs[i] = NULL;
