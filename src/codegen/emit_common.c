@@ -70,6 +70,15 @@ void ib__emit_prelude(ib__sb *sb, const ib__target *target) {
     ib__sb_printf(sb, "%s\n", prelude_text);
 }
 
+ib__layout ib__prefer_plain_layout(const ib__plan *plan, const ib__node *anchor,
+                                   const ib__target *target, int32_t *block) {
+    (void)plan;
+    (void)anchor;
+    (void)target;
+    *block = 0;
+    return IB_LAYOUT_PLAIN;
+}
+
 bool ib__epilogue_supports_op(ib__op_id op, ib__epi_kind kind) {
     if (kind == IB_EPI_BINARY)
         return op == IB_OP_ADD || op == IB_OP_SUB || op == IB_OP_MUL || op == IB_OP_DIV ||

@@ -23,6 +23,10 @@ ib_status ib__emit_epilogue(ib__sb *sb, const ib__pkernel *k, int32_t first_arg,
                             int32_t lanes, const char *ch_expr, bool ch_per_lane,
                             const char *elem_expr);
 
+/* preferred_layout of the templates that read and write plain row-major buffers only. */
+ib__layout ib__prefer_plain_layout(const ib__plan *plan, const ib__node *anchor,
+                                   const ib__target *target, int32_t *block);
+
 /* True when `op` can be an epilogue step (the fusion pass asks). */
 bool ib__epilogue_supports_op(ib__op_id op, ib__epi_kind kind);
 

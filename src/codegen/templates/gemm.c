@@ -180,15 +180,6 @@ static bool supports(const ib__plan *plan, const ib__pkernel *k) {
     return analyze(plan, k, &g);
 }
 
-static ib__layout preferred_layout(const ib__plan *plan, const ib__node *anchor,
-                                   const ib__target *target, int32_t *block) {
-    (void)plan;
-    (void)anchor;
-    (void)target;
-    *block = 0;
-    return IB_LAYOUT_PLAIN;
-}
-
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -616,7 +607,7 @@ static double flops(const ib__plan *plan, const ib__pkernel *k) {
 const ib__kernel_template ib__template_gemm = {
     .name = "gemm",
     .supports = supports,
-    .preferred_layout = preferred_layout,
+    .preferred_layout = ib__prefer_plain_layout,
     .default_knobs = default_knobs,
     .knobs_valid = knobs_valid,
     .pack_weights = pack_weights,

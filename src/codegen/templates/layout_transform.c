@@ -4,6 +4,7 @@
  * and out[0] hold the same logical tensor and differ only in layout. */
 #include <string.h>
 
+#include "codegen/emit_common.h"
 #include "codegen/plan.h"
 
 static bool layout_ok(const ib__pbuf *b) {
@@ -25,15 +26,6 @@ static bool supports(const ib__plan *plan, const ib__pkernel *k) {
     if (x->layout == y->layout && (x->layout == IB_LAYOUT_PLAIN || x->block == y->block))
         return false; /* nothing to transform: the planner aliases instead */
     return true;
-}
-
-static ib__layout preferred_layout(const ib__plan *plan, const ib__node *anchor,
-                                   const ib__target *target, int32_t *block) {
-    (void)plan;
-    (void)anchor;
-    (void)target;
-    *block = 0;
-    return IB_LAYOUT_PLAIN;
 }
 
 static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
@@ -104,7 +96,7 @@ static double flops(const ib__plan *plan, const ib__pkernel *k) {
 const ib__kernel_template ib__template_layout_transform = {
     .name = "layout_transform",
     .supports = supports,
-    .preferred_layout = preferred_layout,
+    .preferred_layout = ib__prefer_plain_layout,
     .default_knobs = default_knobs,
     .knobs_valid = knobs_valid,
     .pack_weights = NULL,

@@ -59,15 +59,6 @@ static bool supports(const ib__plan *plan, const ib__pkernel *k) {
     return analyze(plan, k, &g);
 }
 
-static ib__layout preferred_layout(const ib__plan *plan, const ib__node *anchor,
-                                   const ib__target *target, int32_t *block) {
-    (void)plan;
-    (void)anchor;
-    (void)target;
-    *block = 0;
-    return IB_LAYOUT_PLAIN;
-}
-
 static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
     smx_desc g;
     if (!analyze(plan, k, &g)) return;
@@ -183,7 +174,7 @@ static double flops(const ib__plan *plan, const ib__pkernel *k) {
 const ib__kernel_template ib__template_softmax = {
     .name = "softmax",
     .supports = supports,
-    .preferred_layout = preferred_layout,
+    .preferred_layout = ib__prefer_plain_layout,
     .default_knobs = default_knobs,
     .knobs_valid = knobs_valid,
     .pack_weights = NULL,
