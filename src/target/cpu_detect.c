@@ -215,6 +215,17 @@ static void detect_x86(ib__cpu_info *info) {
                    strcmp(info->vendor, "HygonGenuine") == 0;
         if (amd && max_ext >= 0x8000001Du) caches_from_cpuid(info, 0x8000001Du);
         else if (!amd && max_leaf >= 4) caches_from_cpuid(info, 4);
+        /* Some hypervisors leave 0x8000001D empty (seen on a virtual Zen 5): AMD's older
+         * leaves still give L1d (KiB in ecx[31:24]), L2 (KiB in ecx[31:16]) and L3
+         * (512 KiB units in edx[31:18]). */
+        if (amd && info->l1d_bytes == 0 && max_ext >= 0x80000006u) {
+            __cpuid(0x80000005u, a, b, c, d);
+            info->l1d_bytes = (int64_t)(c >> 24) * 1024;
+            if (info->cache_line_bytes == 0) info->cache_line_bytes = (int32_t)(c & 0xff);
+            __cpuid(0x80000006u, a, b, c, d);
+            info->l2_bytes = (int64_t)(c >> 16) * 1024;
+            info->l3_bytes = (int64_t)(d >> 18) * 512 * 1024;
+        }
     }
 }
 #endif /* IB_CPU_X86 */
