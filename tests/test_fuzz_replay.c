@@ -101,8 +101,52 @@ TEST(model_run_corpus) {
     CHECK(files >= 40);
 }
 
+/* The infer request corpus: valid_* seeds must decode, run and encode; bad_* must be
+ * refused with a 4xx; anything else (crashers the fuzzer found) only has to come back. */
+TEST(infer_request_corpus) {
+    const char *dir = IB_SOURCE_DIR "/fuzz/corpus/infer_request";
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    if (!d) return;
+    int files = 0, valid = 0, refused = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        size_t size;
+        unsigned char *data = read_file(path, &size);
+        CHECK(data != NULL);
+        if (!data) continue;
+        files++;
+        int code = -1;
+        ib_status s = ib__fuzz_infer_request(data, size, &code);
+        if (strncmp(e->d_name, "valid_", 6) == 0) {
+            valid++;
+            if (s != IB_OK) {
+                fprintf(stderr, "  %s: refused with %d\n", e->d_name, code);
+                ib_test_failed_checks++;
+            }
+        } else if (strncmp(e->d_name, "bad_", 4) == 0) {
+            refused++;
+            if (code < 400 || code > 499) {
+                fprintf(stderr, "  %s: answered %d, expected a 4xx\n", e->d_name, code);
+                ib_test_failed_checks++;
+            }
+        }
+        free(data);
+    }
+    closedir(d);
+    printf("     %d files: %d valid requests served, %d bad ones refused\n", files, valid, refused);
+    CHECK(valid >= 5);
+    CHECK(refused >= 15);
+}
+
 int main(void) {
     RUN(model_loader_corpus);
     RUN(model_run_corpus);
+    RUN(infer_request_corpus);
     TEST_SUMMARY();
 }

@@ -388,15 +388,12 @@ static enum MHD_Result start_infer(conn_ctx *x, const char *name, int64_t versio
     size_t json_len = x->len;
     const char *h = MHD_lookup_connection_value(x->conn, MHD_HEADER_KIND, "Inference-Header-Content-Length");
     if (h) {
-        char *end = NULL;
-        unsigned long long v = strtoull(h, &end, 10);
-        if (!h[0] || *end || h[0] == '-' || v > x->len) {
+        char herr[128];
+        if (ib__infer_header_length(h, x->len, &json_len, herr, sizeof herr)) {
             ib__sched_count_failure(x->model->sched, (ib__now_ns() - x->t0) / 1000u);
             release_model(x);
-            return respond_error(x->conn, 400, "bad Inference-Header-Content-Length '%.32s' for a %zu-byte body", h,
-                                 x->len);
+            return respond_error(x->conn, 400, "%s", herr);
         }
-        json_len = (size_t)v;
     }
     char err[768];
     int code = ib__infer_parse(x->model, x->body ? x->body : "", x->len, json_len, &x->job, err, sizeof err);

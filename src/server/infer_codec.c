@@ -39,6 +39,21 @@ size_t ib__json_depth(const char *s, size_t n) {
     return max;
 }
 
+int ib__infer_header_length(const char *value, size_t body_len, size_t *json_len, char *err, size_t cap) {
+    /* strtoull would accept leading spaces, a sign and overflow to ULLONG_MAX: digits only. */
+    size_t n = strlen(value);
+    unsigned long long v = 0;
+    bool ok = n > 0 && n <= 19;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = value[i] >= '0' && value[i] <= '9';
+        v = v * 10 + (unsigned long long)(value[i] - '0');
+    }
+    if (!ok || v > body_len)
+        return fail(err, cap, 400, "bad Inference-Header-Content-Length '%.32s' for a %zu-byte body", value, body_len);
+    *json_len = (size_t)v;
+    return 0;
+}
+
 void ib__infer_job_clear(ib__infer_job *job) {
     for (size_t i = 0; i < job->n_inputs; i++) {
         if (job->input_names) ib__free(job->input_names[i]);

@@ -32,6 +32,9 @@ typedef struct ib__infer_job {
  * before a recursive parser sees them. */
 size_t ib__json_depth(const char *s, size_t n);
 
+/* Reads the binary extension's Inference-Header-Content-Length value (decimal, at most
+ * the body's length). Returns 0 and sets *json_len, or 400 with a message in err. */
+int ib__infer_header_length(const char *value, size_t body_len, size_t *json_len, char *err, size_t err_cap);
 /* Parses an inference request: the JSON part is body[0..json_len) and any binary tensor
  * data follows it. Fills job (and job->req, without done/user). Returns 0 on success, else
  * the HTTP status to answer with (400 bad request) and a message in err. */
