@@ -134,9 +134,20 @@ SLOWQ_T="{\"parameters\":{\"timeout\":100000},\"inputs\":[{\"name\":\"input\",\"
 expect_status queue_timeout 503 -X POST "$URL/v2/models/slowq/infer" -d "$SLOWQ_T"
 grep -q "timed out" "$TMP/body" && ok || bad "timeout message: $(cat "$TMP/body")"
 expect_status bad_timeout 400 -X POST "$URL/v2/models/slowq/infer" -d '{"parameters":{"timeout":-1},"inputs":[]}'
+# Client disconnect: a request whose client hangs up while it waits in the queue (the
+# batcher holds it for 1 s) is dropped without running.
+metric() { curl -s --max-time 10 "$URL/metrics" | sed -n "s/^$1{model=\"$2\",version=\"1\"} //p"; }
+EXEC_BEFORE=$(metric nv_inference_exec_count slowq)
+curl -s -o /dev/null --max-time 0.3 -X POST "$URL/v2/models/slowq/infer" -d "$SLOWQ"
+sleep 1.2
+[ "$(metric ib_inference_request_cancelled slowq)" = 1 ] && ok ||
+    bad "cancelled metric after a disconnect: '$(metric ib_inference_request_cancelled slowq)'"
+[ "$(metric nv_inference_exec_count slowq)" = "$EXEC_BEFORE" ] && ok ||
+    bad "the abandoned request ran: exec count $EXEC_BEFORE -> $(metric nv_inference_exec_count slowq)"
+expect_status after_disconnect 200 -X POST "$URL/v2/models/slowq/infer" -d "$SLOWQ"
 expect_status metrics 200 "$URL/metrics"
 grep -q '^nv_inference_request_success{model="mlp",version="1"}' "$TMP/body" && ok || bad "metrics: $(head -c 400 "$TMP/body")"
-grep -Eq '^ib_model_executor_info\{model="mlp",version="1",executor="(compiled|reference)"\} 1' "$TMP/body" && ok ||
+grep -Eq '^ib_model_executor_info\{model="mlp",version="1",executor="(compiled|reference)",optimization="[a-z]+"\} 1' "$TMP/body" && ok ||
     bad "executor metric: $(grep executor "$TMP/body")"
 
 # ---- Python: values, nested data, binary tensors, concurrency, metrics ----

@@ -25,7 +25,7 @@ static void usage(FILE *f) {
             "                          [--model-control-mode none|explicit|poll] [--load-model NAME]...\n"
             "                          [--repository-poll-secs N]\n"
             "                          [--threads N] [--http-threads N] [--max-request-bytes N]\n"
-            "                          [--reference]\n"
+            "                          [--reference | --compile-all] [--compile-before-ready]\n"
             "\n"
             "Serves the ONNX models of a Triton-layout repository (DIR/<model>/<version>/model.onnx,\n"
             "optional DIR/<model>/config.pbtxt) over the Open Inference Protocol (KServe V2) REST API,\n"
@@ -40,7 +40,11 @@ static void usage(FILE *f) {
             "  --threads N                    threads per model session (0: all usable CPUs)\n"
             "  --http-threads N               HTTP worker threads (default 4)\n"
             "  --max-request-bytes N          largest request body accepted (default 64 MiB)\n"
-            "  --reference                    run models on the reference executor\n");
+            "  --reference                    run models on the reference executor only\n"
+            "  --compile-all                  compile even models too small to repay the compiler\n"
+            "  --compile-before-ready         compile (and warm every batch size) before a model is\n"
+            "                                 ready; by default it is ready at once on the reference\n"
+            "                                 executor and the compiled session is swapped in later\n");
 }
 
 int ib__cmd_serve(int argc, char **argv) {
@@ -48,7 +52,7 @@ int ib__cmd_serve(int argc, char **argv) {
     const char *load[MAX_LOAD_MODELS];
     size_t n_load = 0;
     long long port = 8000, threads = 0, http_threads = 4, max_body = 64ll << 20, poll_secs = 15;
-    bool reference = false;
+    bool reference = false, compile_all = false, blocking = false;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int r;
@@ -56,8 +60,12 @@ int ib__cmd_serve(int argc, char **argv) {
             usage(stdout);
             return IB_EXIT_OK;
         }
-        if (strcmp(argv[i], "--reference") == 0) {
-            reference = true;
+        bool *flag = strcmp(argv[i], "--reference") == 0              ? &reference
+                     : strcmp(argv[i], "--compile-all") == 0          ? &compile_all
+                     : strcmp(argv[i], "--compile-before-ready") == 0 ? &blocking
+                                                                      : NULL;
+        if (flag) {
+            *flag = true;
             continue;
         }
         if ((r = ib__cli_option(argc, argv, &i, "--model-repository", &v)) != 0) {
@@ -101,7 +109,11 @@ int ib__cmd_serve(int argc, char **argv) {
     if (control != IB__CONTROL_EXPLICIT && n_load)
         return ib__cli_usage_error("serve: --load-model needs --model-control-mode explicit");
 
-    ib__repo_options ro = {(int)threads, reference};
+    if (reference && compile_all) {
+        fprintf(stderr, "inferbooster serve: --reference and --compile-all exclude each other\n");
+        return IB_EXIT_USAGE;
+    }
+    ib__repo_options ro = {(int)threads, reference, compile_all, blocking};
     ib__repository *repo = NULL;
     ib_status st = ib__repo_create(repo_dir, &ro, &repo);
     if (st != IB_OK) return ib__cli_fail(st, "serve");

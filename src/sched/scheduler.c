@@ -1,6 +1,7 @@
 /* The scheduler: a bounded FIFO per model version, worker threads (one per instance)
- * that gather compatible requests into a batch within the queue delay, run the shared
- * session once and split the outputs back to each request. */
+ * that gather compatible requests into a batch within the queue delay, pad it to one of
+ * the batch sizes the session was warmed for, run the shared session once and split the
+ * outputs back to each request; the session can be swapped under running traffic. */
 #include "sched/scheduler.h"
 
 #include <errno.h>
@@ -16,6 +17,12 @@ struct ib__sched {
     ib__sched_config cfg;
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    pthread_cond_t idle; /* an execution finished (session swaps wait on it) */
+    /* Executions in flight per session generation: a swap bumps gen and waits until the
+     * previous generation's count drops to zero; swaps are serialised, so two suffice. */
+    unsigned gen;
+    int running[2];
+    uint64_t swaps;
     ib__infer_request *head, *tail;
     size_t queued;
     bool stopping;
@@ -47,6 +54,35 @@ static bool compatible(const ib__infer_request *a, const ib__infer_request *b) {
     return true;
 }
 
+size_t ib__sched_batch_sizes(const ib__sched_config *cfg, int64_t *out, size_t cap) {
+    size_t n = 0;
+    if (cap == 0) return 0;
+    out[n++] = 1;
+    if (cfg->max_batch_size <= 0 || !cfg->dynamic_batching) return n;
+    for (size_t i = 0; i <= cfg->n_preferred && i <= IB__SCHED_MAX_PREFERRED; i++) {
+        int64_t b = i < cfg->n_preferred ? cfg->preferred_batch_size[i] : cfg->max_batch_size;
+        if (b < 1 || b > cfg->max_batch_size) continue;
+        size_t at = 0;
+        while (at < n && out[at] < b) at++;
+        if ((at < n && out[at] == b) || n == cap) continue;
+        memmove(out + at + 1, out + at, (n - at) * sizeof *out);
+        out[at] = b;
+        n++;
+    }
+    return n;
+}
+
+/* The smallest warmed batch size that holds `items`: a gathered batch is padded to it, so
+ * every execution runs a batch size compiled at load instead of compiling on the request
+ * path (a compile of a new batch size costs seconds; padding costs a few rows). */
+static int64_t padded_batch(const ib__sched_config *cfg, int64_t items) {
+    int64_t sizes[IB__SCHED_MAX_PREFERRED + 2];
+    size_t n = ib__sched_batch_sizes(cfg, sizes, sizeof sizes / sizeof sizes[0]);
+    for (size_t i = 0; i < n; i++)
+        if (sizes[i] >= items) return sizes[i];
+    return items;
+}
+
 static int64_t batch_target(const ib__sched_config *cfg) {
     int64_t t = 0;
     for (size_t i = 0; i < cfg->n_preferred; i++)
@@ -70,11 +106,14 @@ static void fail_request(ib__infer_request *r, ib_status st, const char *msg) {
     for (size_t o = 0; o < r->n_outputs; o++) ib_tensor_release(&r->outputs[o]);
 }
 
-/* Runs one batch of requests (linked through ->next, all compatible when more than one). */
-static void execute(ib__sched *s, ib__infer_request *batch, size_t count, int64_t items) {
+/* Runs one batch of requests (linked through ->next, all compatible when more than one)
+ * on `session`, padded with zero rows to `rows` (>= items) when batching. */
+static void execute(ib__sched *s, ib_session *session, ib__infer_request *batch, size_t count, int64_t items,
+                    int64_t rows) {
     ib__infer_request *first = batch;
-    if (count == 1) {
-        ib_status st = ib_session_run(s->session, first->n_inputs, first->input_names, first->inputs,
+    (void)s;
+    if (count == 1 && rows == items) {
+        ib_status st = ib_session_run(session, first->n_inputs, first->input_names, first->inputs,
                                       first->n_outputs, first->output_names, first->outputs);
         if (st == IB_OK) first->status = IB_OK;
         else fail_request(first, st, ib_last_error());
@@ -88,13 +127,15 @@ static void execute(ib__sched *s, ib__infer_request *batch, size_t count, int64_
     for (size_t i = 0; st == IB_OK && i < ni; i++) {
         int64_t dims[IB_MAX_RANK];
         memcpy(dims, first->inputs[i].shape, sizeof dims);
-        dims[0] = items;
+        dims[0] = rows;
         st = ib__tensor_alloc(&in[i], first->inputs[i].dtype, first->inputs[i].rank, dims);
         if (st != IB_OK) {
             snprintf(msg, sizeof msg, "%s", ib_last_error());
             break;
         }
         size_t off = 0;
+        size_t real = in[i].nbytes / (size_t)rows * (size_t)items;
+        if (in[i].nbytes > real) memset((char *)in[i].data + real, 0, in[i].nbytes - real);
         for (ib__infer_request *r = batch; r; r = r->next) {
             size_t nb = r->inputs[i].nbytes;
             if (off + nb > in[i].nbytes) {
@@ -107,17 +148,17 @@ static void execute(ib__sched *s, ib__infer_request *batch, size_t count, int64_
         }
     }
     if (st == IB_OK) {
-        st = ib_session_run(s->session, ni, first->input_names, in, no, first->output_names, out);
+        st = ib_session_run(session, ni, first->input_names, in, no, first->output_names, out);
         if (st != IB_OK) snprintf(msg, sizeof msg, "%s", ib_last_error());
     }
     for (size_t o = 0; st == IB_OK && o < no; o++) {
-        if (out[o].rank < 1 || out[o].shape[0] != items) {
+        if (out[o].rank < 1 || out[o].shape[0] != rows) {
             st = IB_ERR_SHAPE;
             snprintf(msg, sizeof msg, "output '%s' does not keep the batch dimension (%lld items), so it cannot be split",
-                     first->output_names[o], (long long)items);
+                     first->output_names[o], (long long)rows);
             break;
         }
-        size_t row = out[o].nbytes / (size_t)items, off = 0;
+        size_t row = out[o].nbytes / (size_t)rows, off = 0;
         for (ib__infer_request *r = batch; r && st == IB_OK; r = r->next) {
             int64_t dims[IB_MAX_RANK];
             memcpy(dims, out[o].shape, sizeof dims);
@@ -188,6 +229,17 @@ static void finish_expired(ib__infer_request *expired) {
     }
 }
 
+static void finish_cancelled(ib__infer_request *list) {
+    for (ib__infer_request *r = list, *next; r; r = next) {
+        next = r->next;
+        r->next = NULL;
+        r->status = IB_ERR_RUNTIME;
+        r->cancelled = true;
+        snprintf(r->error, sizeof r->error, "the client disconnected while the request was queued");
+        r->done(r, r->user);
+    }
+}
+
 static void *worker(void *arg) {
     ib__sched *s = arg;
     pthread_mutex_lock(&s->lock);
@@ -239,14 +291,47 @@ static void *worker(void *arg) {
         s->tail = NULL;
         for (ib__infer_request *r = s->head; r; r = r->next) s->tail = r;
         s->queued -= count;
+        /* Requests whose client left are dropped here, at the last moment before they
+         * would cost an execution (checking the whole queue on every wake-up would cost
+         * a system call per queued request). */
+        ib__infer_request *dropped = NULL;
+        for (ib__infer_request **link = &batch; *link;) {
+            ib__infer_request *r = *link;
+            if (r->wanted && !r->wanted(r, r->user)) {
+                *link = r->next;
+                r->next = dropped;
+                dropped = r;
+                count--;
+                items -= r->batch > 0 ? r->batch : 1;
+                uint64_t now = ib__now_ns();
+                s->stats.pending--;
+                s->stats.request_failure++;
+                s->stats.cancelled++;
+                s->stats.request_duration_us += (now - r->t_enqueue_ns) / 1000u;
+                s->stats.queue_duration_us += (now - r->t_enqueue_ns) / 1000u;
+            } else {
+                link = &r->next;
+            }
+        }
+        if (!batch) {
+            pthread_mutex_unlock(&s->lock);
+            finish_cancelled(dropped);
+            pthread_mutex_lock(&s->lock);
+            continue;
+        }
+        ib_session *session = s->session;
+        unsigned gen = s->gen & 1u;
+        s->running[gen]++;
         pthread_mutex_unlock(&s->lock);
+        finish_cancelled(dropped);
 
         uint64_t t0 = ib__now_ns();
         for (ib__infer_request *r = batch; r; r = r->next) r->t_start_ns = t0;
-        execute(s, batch, count, items);
+        execute(s, session, batch, count, items, batching ? padded_batch(&s->cfg, items) : items);
         uint64_t t1 = ib__now_ns();
 
         pthread_mutex_lock(&s->lock);
+        if (--s->running[gen] == 0) pthread_cond_broadcast(&s->idle);
         s->stats.exec_count++;
         for (ib__infer_request *r = batch; r; r = r->next) {
             r->t_end_ns = t1;
@@ -289,6 +374,7 @@ ib_status ib__sched_create(ib_session *session, const ib__sched_config *cfg, ib_
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cond, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_cond_init(&s->idle, NULL);
     pthread_mutex_init(&s->lock, NULL);
     s->threads = ib__calloc((size_t)cfg->instances, sizeof *s->threads);
     if (!s->threads) {
@@ -321,6 +407,7 @@ int ib__sched_submit(ib__sched *s, ib__infer_request *req) {
     req->next = NULL;
     req->status = IB_OK;
     req->timed_out = false;
+    req->cancelled = false;
     req->error[0] = 0;
     req->t_enqueue_ns = ib__now_ns();
     if (s->tail) s->tail->next = req;
@@ -344,7 +431,21 @@ void ib__sched_count_failure(ib__sched *s, uint64_t duration_us) {
 void ib__sched_stats_get(ib__sched *s, ib__sched_stats *out) {
     pthread_mutex_lock(&s->lock);
     *out = s->stats;
+    out->session_swaps = s->swaps;
     pthread_mutex_unlock(&s->lock);
+}
+
+ib_session *ib__sched_swap_session(ib__sched *s, ib_session *session) {
+    pthread_mutex_lock(&s->lock);
+    ib_session *old = s->session;
+    unsigned prev = s->gen & 1u;
+    /* Requests taken from now on run the new session; none waits or is dropped. */
+    s->session = session;
+    s->gen++;
+    s->swaps++;
+    while (s->running[prev] > 0) pthread_cond_wait(&s->idle, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    return old;
 }
 
 void ib__sched_destroy(ib__sched *s) {
@@ -356,6 +457,7 @@ void ib__sched_destroy(ib__sched *s) {
     for (int i = 0; i < s->n_threads; i++) pthread_join(s->threads[i], NULL);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->idle);
     ib__free(s->threads);
     ib__free(s);
 }

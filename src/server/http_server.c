@@ -4,6 +4,7 @@
 #include "server/http_server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -13,10 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "core/core.h"
 #include "server/infer_codec.h"
+#include "server/optimizer.h"
 
 #define MAX_URL 1024
 #define MAX_SEGMENTS 8
@@ -41,6 +44,7 @@ typedef struct conn_ctx {
     pthread_mutex_t mu;
     ib__infer_job job;
     uint64_t t0;
+    int fd; /* the connection's socket, to see whether the client still waits */
 } conn_ctx;
 
 /* ---- Responses --------------------------------------------------------------------- */
@@ -175,7 +179,8 @@ static enum MHD_Result model_metadata(conn_ctx *x, ib__served_model *m) {
     /* Which executor runs this version ("compiled" or "reference"): optional parameters
      * are part of the protocol's metadata response, and clients ignore what they do not use. */
     json_t *params = json_object();
-    json_object_set_new(params, "executor", json_string(ib_session_executor(m->session)));
+    json_object_set_new(params, "executor", json_string(atomic_load(&m->executor)));
+    json_object_set_new(params, "optimization", json_string(ib__optimize_state_name(atomic_load(&m->optimize_state))));
     json_object_set_new(o, "parameters", params);
     return respond_json(x->conn, 200, o);
 }
@@ -308,8 +313,28 @@ static void metric_line(void *user, ib__served_model *m) {
 }
 
 static void executor_line(void *user, ib__served_model *m) {
-    tb_printf(user, "ib_model_executor_info{model=\"%s\",version=\"%lld\",executor=\"%s\"} 1\n", m->name,
-              (long long)m->version, ib_session_executor(m->session));
+    tb_printf(user, "ib_model_executor_info{model=\"%s\",version=\"%lld\",executor=\"%s\",optimization=\"%s\"} 1\n",
+              m->name, (long long)m->version, atomic_load(&m->executor),
+              ib__optimize_state_name(atomic_load(&m->optimize_state)));
+}
+
+static void swaps_line(void *user, ib__served_model *m) {
+    ib__sched_stats s;
+    ib__sched_stats_get(m->sched, &s);
+    tb_printf(user, "ib_model_session_swaps_total{model=\"%s\",version=\"%lld\"} %llu\n", m->name,
+              (long long)m->version, (unsigned long long)s.session_swaps);
+}
+
+static void cancelled_line(void *user, ib__served_model *m) {
+    ib__sched_stats s;
+    ib__sched_stats_get(m->sched, &s);
+    tb_printf(user, "ib_inference_request_cancelled{model=\"%s\",version=\"%lld\"} %llu\n", m->name,
+              (long long)m->version, (unsigned long long)s.cancelled);
+}
+
+static void compile_line(void *user, ib__served_model *m) {
+    tb_printf(user, "ib_model_compile_duration_us{model=\"%s\",version=\"%lld\"} %llu\n", m->name,
+              (long long)m->version, (unsigned long long)atomic_load(&m->compile_us));
 }
 
 static enum MHD_Result metrics(conn_ctx *x) {
@@ -323,6 +348,16 @@ static enum MHD_Result metrics(conn_ctx *x) {
     tb_printf(&tb, "# HELP ib_model_executor_info The executor serving a model version (1 for the live one)\n"
                    "# TYPE ib_model_executor_info gauge\n");
     ib__repo_foreach_live(x->srv->repo, executor_line, &tb);
+    tb_printf(&tb, "# HELP ib_model_session_swaps_total Sessions swapped in under traffic (reference to compiled)\n"
+                   "# TYPE ib_model_session_swaps_total counter\n");
+    ib__repo_foreach_live(x->srv->repo, swaps_line, &tb);
+    tb_printf(&tb, "# HELP ib_model_compile_duration_us Time spent building and warming the optimised session\n"
+                   "# TYPE ib_model_compile_duration_us gauge\n");
+    ib__repo_foreach_live(x->srv->repo, compile_line, &tb);
+    tb_printf(&tb, "# HELP ib_inference_request_cancelled Queued requests dropped unrun because the client "
+                   "disconnected (also counted as failures)\n"
+                   "# TYPE ib_inference_request_cancelled counter\n");
+    ib__repo_foreach_live(x->srv->repo, cancelled_line, &tb);
     if (tb.oom) {
         ib__free(tb.p);
         return respond_error(x->conn, 500, "out of memory");
@@ -340,6 +375,22 @@ static void on_done(ib__infer_request *req, void *user) {
     pthread_mutex_unlock(&x->mu);
     /* The connection stays suspended (so x and conn stay alive) until this call. */
     MHD_resume_connection(x->conn);
+}
+
+/* libmicrohttpd does not watch a suspended connection, so a client that hangs up while
+ * its request is queued goes unnoticed until it is resumed: the scheduler asks this just
+ * before running the request. A peek that sees end-of-file or a reset means nobody waits
+ * (a client that half-closes its side after sending would look gone too; HTTP clients
+ * keep both sides open while they wait for the answer). */
+static bool client_waiting(const ib__infer_request *req, void *user) {
+    const conn_ctx *x = user;
+    (void)req;
+    if (x->fd < 0) return true;
+    char c;
+    ssize_t n = recv(x->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return false;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
+    return true;
 }
 
 static unsigned status_http(ib_status st) {
@@ -360,7 +411,8 @@ static void release_model(conn_ctx *x) {
 static enum MHD_Result finish_infer(conn_ctx *x) {
     enum MHD_Result ret;
     if (x->job.req.status != IB_OK) {
-        ret = respond_error(x->conn, x->job.req.timed_out ? 503 : status_http(x->job.req.status),
+        ret = respond_error(x->conn,
+                            x->job.req.timed_out || x->job.req.cancelled ? 503 : status_http(x->job.req.status),
                             "inference failed for model '%s': %s", x->model->name, x->job.req.error);
     } else {
         char err[512], *out = NULL;
@@ -407,7 +459,10 @@ static enum MHD_Result start_infer(conn_ctx *x, const char *name, int64_t versio
     x->body = NULL;
     x->len = x->cap = 0;
     x->job.req.done = on_done;
+    x->job.req.wanted = client_waiting;
     x->job.req.user = x;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(x->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    x->fd = ci ? ci->connect_fd : -1;
     if (!x->mutex_ready) {
         pthread_mutex_init(&x->mu, NULL);
         x->mutex_ready = true;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "server/optimizer.h"
 #include "server/pbtxt.h"
 
 #define MAX_MODELS 4096
@@ -62,6 +63,7 @@ static bool parse_version(const char *s, int64_t *out) {
 
 static void served_destroy(ib__served_model *m) {
     if (!m) return;
+    ib__optimizer_join(m); /* before the scheduler: the optimizer swaps through it */
     ib__sched_destroy(m->sched);
     ib_session_destroy(m->session);
     ib_model_destroy(m->model);
@@ -241,24 +243,36 @@ static ib_status load_version(ib__repository *r, const char *name, const ib__mod
     m->cfg = *base;
     ib_status st = ib_model_load_file(path, &m->model);
     if (st == IB_OK) st = ib__model_config_complete(&m->cfg, m->model);
+    ib__sched_config *sc = &m->sched_cfg;
+    sc->max_batch_size = m->cfg.max_batch_size;
+    sc->dynamic_batching = m->cfg.dynamic_batching;
+    sc->n_preferred = m->cfg.n_preferred;
+    memcpy(sc->preferred_batch_size, m->cfg.preferred_batch_size, sizeof sc->preferred_batch_size);
+    sc->max_queue_delay_us = m->cfg.max_queue_delay_us;
+    sc->max_queue_size = m->cfg.max_queue_size;
+    sc->instances = (int)m->cfg.instance_count;
+    /* The optimised session's options; unless --reference or blocking, the version goes
+     * live on the reference executor and this one is built in the background. */
+    ib_session_options opt;
+    ib_session_options_init(&opt);
+    opt.num_threads = r->opts.session_threads;
+    opt.use_reference = r->opts.use_reference ? 1 : r->opts.compile_all ? -1 : 0;
+    bool background = !r->opts.use_reference && !r->opts.blocking;
     if (st == IB_OK) {
-        ib_session_options so;
-        ib_session_options_init(&so);
-        so.num_threads = r->opts.session_threads;
-        so.use_reference = r->opts.use_reference ? 1 : 0;
-        st = ib_session_create(m->model, &so, &m->session);
+        ib_session_options first = opt;
+        if (background) first.use_reference = 1;
+        st = ib_session_create(m->model, &first, &m->session);
+    }
+    if (st == IB_OK && !background && !r->opts.use_reference) {
+        uint64_t t0 = ib__now_ns();
+        st = ib__optimizer_warm_up(m, m->session);
+        atomic_store(&m->compile_us, (ib__now_ns() - t0) / 1000u);
     }
     if (st == IB_OK) {
-        ib__sched_config sc = {0};
-        sc.max_batch_size = m->cfg.max_batch_size;
-        sc.dynamic_batching = m->cfg.dynamic_batching;
-        sc.n_preferred = m->cfg.n_preferred;
-        memcpy(sc.preferred_batch_size, m->cfg.preferred_batch_size, sizeof sc.preferred_batch_size);
-        sc.max_queue_delay_us = m->cfg.max_queue_delay_us;
-        sc.max_queue_size = m->cfg.max_queue_size;
-        sc.instances = (int)m->cfg.instance_count;
-        st = ib__sched_create(m->session, &sc, &m->sched);
+        atomic_store(&m->executor, ib_session_executor(m->session));
+        st = ib__sched_create(m->session, sc, &m->sched);
     }
+    if (st == IB_OK && background) st = ib__optimizer_start(m, &opt);
     if (st != IB_OK) {
         ib__error_prefix(st, "model '%s' version %lld: ", name, (long long)version);
         served_destroy(m);

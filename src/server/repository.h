@@ -4,6 +4,8 @@
 #ifndef IB_SERVER_REPOSITORY_H
 #define IB_SERVER_REPOSITORY_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -15,9 +17,20 @@ typedef struct ib__served_model {
     char name[IB__CONFIG_NAME_MAX];
     int64_t version;
     ib__model_config cfg;
+    ib__sched_config sched_cfg;
     ib_model *model;
-    ib_session *session;
+    ib_session *session; /* the live one; swapped by the optimizer (see optimizer.h) */
     ib__sched *sched;
+    /* Which executor serves now ("reference" or "compiled"), for metadata and metrics,
+     * which must not touch a session a swap may be destroying. */
+    _Atomic(const char *) executor;
+    /* Background optimisation (optimizer.c): state, its thread, its result. */
+    atomic_int optimize_state; /* ib__optimize_state */
+    atomic_bool optimize_cancel;
+    bool optimizer_started;
+    pthread_t optimizer;
+    _Atomic uint64_t compile_us; /* building and warming the optimised session */
+    char optimize_note[256];     /* why the reference session stayed, when it did */
     int refs;     /* under the repository lock */
     bool retired; /* replaced or unloaded: destroyed by the last release */
     struct ib__served_model *next;
@@ -27,7 +40,9 @@ typedef struct ib__repository ib__repository;
 
 typedef struct ib__repo_options {
     int session_threads; /* per session; 0: all usable CPUs */
-    bool use_reference;
+    bool use_reference;  /* serve the reference executor only */
+    bool compile_all;    /* compile even models too small to repay it (use_reference -1) */
+    bool blocking;       /* compile before a model is ready, instead of in the background */
 } ib__repo_options;
 
 ib_status ib__repo_create(const char *root, const ib__repo_options *opts, ib__repository **out);
