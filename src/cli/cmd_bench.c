@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "api/model_internal.h"
+#include "runtime/runtime.h"
 #include "cli/cli.h"
 
 static void usage(FILE *f) {
@@ -19,6 +20,8 @@ static void usage(FILE *f) {
             "  --target T     compile for T (default host)\n"
             "  --reference    time the reference executor\n"
             "  --compile      compile even a model too small to gain from it\n"
+            "  --profile      then R more runs timing each plan step: a table of the\n"
+            "                 steps by time (ms per run, share, GFLOP/s) on stderr\n"
             "  --json         one JSON object: median_ms, p90_ms, throughput, peak_rss_mb, ...\n"
             "\n"
             "Inputs are random (floats in [-1, 1), integers 0); throughput is\n"
@@ -95,10 +98,62 @@ static ib_status make_inputs(const ib_session *s, int64_t batch, bench_io *b) {
     return IB_OK;
 }
 
+typedef struct step_time {
+    int32_t step;
+    int64_t ns, best_ns;
+} step_time;
+
+static int cmp_step_time(const void *a, const void *b) {
+    const step_time *x = a, *y = b;
+    return (x->best_ns < y->best_ns) - (x->best_ns > y->best_ns);
+}
+
+/* The profiled steps by their fastest time, longest first (the mean is shown too: on a
+ * busy machine the fastest run is the one to trust). */
+static void print_profile(const ib__rt_profile *p, FILE *f) {
+    if (!p->rt || p->runs == 0) {
+        fprintf(f, "profile: no compiled steps ran (reference executor?)\n");
+        return;
+    }
+    int32_t n = ib__rt_step_count(p->rt);
+    step_time *st = ib__calloc((size_t)n + 1, sizeof *st);
+    if (!st) return;
+    int64_t total = 0, best_total = 0;
+    for (int32_t k = 0; k < n; k++) {
+        st[k] = (step_time){k, p->ns[k], p->best_ns[k]};
+        total += p->ns[k];
+        best_total += p->best_ns[k];
+    }
+    qsort(st, (size_t)n, sizeof *st, cmp_step_time);
+    double runs = (double)p->runs;
+    fprintf(f, "profile: %d steps in %lld runs; per run %.3f ms mean, %.3f ms summing each "
+            "step's fastest\n", n, (long long)p->runs, (double)total / runs / 1e6,
+            (double)best_total / 1e6);
+    fprintf(f, "%6s %8s %8s %6s %8s  %s\n", "step", "best ms", "mean ms", "share", "GFLOP/s",
+            "kernel");
+    double cum = 0;
+    for (int32_t i = 0; i < n; i++) {
+        double flops, best = (double)st[i].best_ns / 1e6;
+        const char *label = ib__rt_step_label(p->rt, st[i].step, &flops);
+        cum += (double)st[i].best_ns;
+        if (i >= 40 && cum > 0.98 * (double)best_total) {
+            fprintf(f, "   ... %d more steps, %.1f%% of the time\n", n - i,
+                    100.0 * (1.0 - (cum - (double)st[i].best_ns) / (double)best_total));
+            break;
+        }
+        char gf[16] = "-";
+        if (flops > 0 && best > 0) snprintf(gf, sizeof gf, "%.1f", flops / (best * 1e6));
+        fprintf(f, "%6d %8.3f %8.3f %5.1f%% %8s  %s\n", st[i].step, best,
+                (double)st[i].ns / runs / 1e6,
+                best_total ? 100.0 * (double)st[i].best_ns / (double)best_total : 0.0, gf, label);
+    }
+    ib__free(st);
+}
+
 int ib__cmd_bench(int argc, char **argv) {
     const char *path = NULL, *target = NULL;
     long long threads = 0, batch = 1, runs = 20, warmup = 3;
-    bool reference = false, json = false, compile_all = false;
+    bool reference = false, json = false, compile_all = false, profile = false;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int m;
@@ -121,6 +176,8 @@ int ib__cmd_bench(int argc, char **argv) {
             reference = true;
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
+        } else if (strcmp(argv[i], "--profile") == 0) {
+            profile = true;
         } else if (strcmp(argv[i], "--compile") == 0) {
             compile_all = true;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
@@ -173,6 +230,24 @@ int ib__cmd_bench(int argc, char **argv) {
         if (s) rc = ib__cli_fail(s, "running '%s'", path);
         else if (r == 0) t_setup = now_ms() - t_setup;
         else if (r > warmup) times[r - warmup - 1] = dt;
+    }
+    if (rc == IB_EXIT_OK && profile) {
+        enum { MAX_STEPS = 1 << 16 };
+        ib__rt_profile prof;
+        memset(&prof, 0, sizeof prof);
+        prof.n_steps = MAX_STEPS;
+        prof.ns = ib__calloc(MAX_STEPS, sizeof *prof.ns);
+        prof.best_ns = ib__calloc(MAX_STEPS, sizeof *prof.best_ns);
+        if (!prof.ns || !prof.best_ns) rc = IB_EXIT_FAILURE;
+        ib__rt_profile_attach(&prof);
+        for (long long r = 0; rc == IB_EXIT_OK && r < runs; r++)
+            if ((s = ib_session_run(sess, io.n_in, io.in_names, io.in, io.n_out, io.out_names,
+                                    io.out)) != IB_OK)
+                rc = ib__cli_fail(s, "running '%s'", path);
+        ib__rt_profile_attach(NULL);
+        if (rc == IB_EXIT_OK) print_profile(&prof, stderr);
+        ib__free(prof.ns);
+        ib__free(prof.best_ns);
     }
     /* Report the batch the inputs carry (an artifact's, or the model's fixed one). */
     if (rc == IB_EXIT_OK && io.n_in > 0 && io.in[0].rank >= 1) batch = io.in[0].shape[0];

@@ -79,6 +79,25 @@ ib__layout ib__prefer_plain_layout(const ib__plan *plan, const ib__node *anchor,
     return IB_LAYOUT_PLAIN;
 }
 
+const ib__pbuf *ib__plain_buf(const ib__plan *plan, int32_t id) {
+    if (id < 0 || id >= plan->n_bufs) return NULL;
+    const ib__pbuf *b = &plan->bufs[id];
+    if (b->layout != IB_LAYOUT_PLAIN || b->rank < 0 || b->rank > IB_MAX_RANK) return NULL;
+    for (int32_t d = 0; d < b->rank; d++)
+        if (b->dims[d] < 0 || b->dims[d] > ((int64_t)1 << 40)) return NULL;
+    return b;
+}
+
+const char *ib__bits_type(ib_dtype dt) {
+    switch (ib_dtype_size(dt)) {
+    case 1: return "uint8_t";
+    case 2: return "uint16_t";
+    case 4: return "uint32_t";
+    case 8: return "uint64_t";
+    default: return NULL;
+    }
+}
+
 bool ib__epilogue_supports_op(ib__op_id op, ib__epi_kind kind) {
     if (kind == IB_EPI_BINARY)
         return op == IB_OP_ADD || op == IB_OP_SUB || op == IB_OP_MUL || op == IB_OP_DIV ||

@@ -27,6 +27,13 @@ ib_status ib__emit_epilogue(ib__sb *sb, const ib__pkernel *k, int32_t first_arg,
 ib__layout ib__prefer_plain_layout(const ib__plan *plan, const ib__node *anchor,
                                    const ib__target *target, int32_t *block);
 
+/* Buffer `id` of the plan when it is a valid id of a PLAIN buffer whose dims are all
+ * known, else NULL (data-movement templates take only those). */
+const ib__pbuf *ib__plain_buf(const ib__plan *plan, int32_t id);
+/* The C type that moves one element of `dt` bit for bit ("uint32_t" for float32,
+ * "uint8_t" for bool), or NULL for sizes other than 1, 2, 4 and 8 bytes. */
+const char *ib__bits_type(ib_dtype dt);
+
 /* True when `op` can be an epilogue step (the fusion pass asks). */
 bool ib__epilogue_supports_op(ib__op_id op, ib__epi_kind kind);
 

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,6 +44,7 @@ struct ib__rt_model {
     void **free_arenas;
     int32_t n_free, cap_free;
     int32_t n_arenas; /* allocated in all */
+    const ib_model_kernel_info *steps; /* the module's ib_model_kernels[], or NULL */
 };
 
 uint64_t ib__rt_hash(const void *data, size_t n) {
@@ -214,6 +216,7 @@ ib_status ib__rt_create_from_plan(ib__plan *plan, const char *so_path, ib__rt_mo
                            why ? why : "unknown error");
         } else {
             rt->entry = (model_run_fn)dlsym(rt->so, "ib_model_run");
+            rt->steps = dlsym(rt->so, "ib_model_kernels");
             if (!rt->entry)
                 st = ib__error(IB_ERR_RUNTIME, "module '%s' lacks ib_model_run", so_path);
         }
@@ -310,6 +313,7 @@ ib_status ib__rt_open_artifact(const char *dir, ib__rt_model **out) {
     const int64_t *tdesc = need_sym(rt->so, "ib_model_target_desc", dir, &st);
     need_sym(rt->so, "ib_model_meta", dir, &st);
     rt->entry = (model_run_fn)need_sym(rt->so, "ib_model_run", dir, &st);
+    rt->steps = need_sym(rt->so, "ib_model_kernels", dir, &st);
     if (!st) {
         memcpy(rt->sizes, sizes, sizeof rt->sizes);
         memcpy(rt->target_desc, tdesc, sizeof rt->target_desc);
@@ -530,6 +534,38 @@ static int run_fallback(void *user, int32_t step, void *const *args) {
     return 0;
 }
 
+static _Thread_local ib__rt_profile *tl_profile;
+
+void ib__rt_profile_attach(ib__rt_profile *profile) { tl_profile = profile; }
+
+int32_t ib__rt_step_count(const ib__rt_model *rt) {
+    return (int32_t)rt->sizes[IB_RT_SIZE_KERNELS];
+}
+
+const char *ib__rt_step_label(const ib__rt_model *rt, int32_t step, double *flops) {
+    *flops = 0.0;
+    if (!rt->steps || step < 0 || step >= ib__rt_step_count(rt)) return "?";
+    *flops = rt->steps[step].flops;
+    return rt->steps[step].label ? rt->steps[step].label : "?";
+}
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void profile_step(void *user, int32_t step, int32_t end) {
+    ib__rt_profile *p = user;
+    int64_t t = now_ns();
+    if (!end) p->t_start = t;
+    else if (step >= 0 && step < p->n_steps) {
+        int64_t dt = t - p->t_start;
+        p->ns[step] += dt;
+        if (p->best_ns[step] == 0 || dt < p->best_ns[step]) p->best_ns[step] = dt;
+    }
+}
+
 static void abi_parallel_for(void *pool, int64_t n, ib_kernel_range_fn fn, void *ctx) {
     ib__parallel_for(pool, n, fn, ctx);
 }
@@ -545,8 +581,24 @@ static ib_status execute(run_ctx *c) {
         abi.pool = c->pool;
         abi.fallback = run_fallback;
         abi.fallback_user = c;
+        ib__rt_profile *prof = tl_profile;
+        if (prof && (!prof->rt || prof->rt == rt) && prof->n_steps >= ib__rt_step_count(rt)) {
+            prof->rt = rt;
+            prof->runs++;
+            abi.profile = profile_step;
+            abi.profile_user = prof;
+        }
         int rc = rt->entry(&abi, c->inputs, c->outputs, c->arena, rt->weights);
-        if (rc != 0) {
+        if (rc >= 256) { /* a generated kernel failed: IB_KERNEL_STEP_FAILED(code, step) */
+            double flops;
+            const char *label = ib__rt_step_label(rt, (rc >> 8) - 1, &flops);
+            int code = rc & 255;
+            return ib__error(code == IB_KERNEL_ERR_INDEX ? IB_ERR_INVALID_ARGUMENT : IB_ERR_RUNTIME,
+                             "step %d (%s) failed: %s", (rc >> 8) - 1, label,
+                             code == IB_KERNEL_ERR_INDEX ? "an index is out of range"
+                                                         : "kernel error");
+        }
+        if (rc != 0) { /* a fallback step: its message is set */
             if (!ib_last_error()[0])
                 ib__error(IB_ERR_RUNTIME, "a compiled kernel failed (code %d)", rc);
             return rc > 0 && rc <= IB_ERR_INTERNAL ? (ib_status)rc : IB_ERR_RUNTIME;

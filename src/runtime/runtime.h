@@ -80,6 +80,27 @@ ib_status ib__rt_run(ib__rt_model *rt, ib__pool *pool, size_t n_inputs,
                      const char *const *input_names, const ib_tensor *inputs, size_t n_outputs,
                      const char *const *output_names, ib_tensor *outputs);
 
+/* Per-step times of the runs made on this thread while a profile is attached: the
+ * runtime fills `rt` (the model profiled) and adds each step's nanoseconds; runs of
+ * another model (a different batch variant) are not counted. For diagnostics
+ * (`inferbooster bench --profile`): the sink is thread-local, the run path unchanged
+ * when none is attached. */
+typedef struct ib__rt_profile {
+    const ib__rt_model *rt;
+    int32_t n_steps;  /* capacity of ns[] */
+    int64_t *ns;      /* per plan step, summed over runs */
+    int64_t *best_ns; /* per plan step, the fastest run (0: not run yet); robust to a
+                       * busy machine where sums are not */
+    int64_t runs;
+    int64_t t_start;  /* of the step running now */
+} ib__rt_profile;
+
+void ib__rt_profile_attach(ib__rt_profile *profile); /* NULL detaches */
+int32_t ib__rt_step_count(const ib__rt_model *rt);
+/* The step's label ("template: node") and FLOPs, from the module's table ("?" when the
+ * module has none). */
+const char *ib__rt_step_label(const ib__rt_model *rt, int32_t step, double *flops);
+
 /* Index of the model input named `name`, or -1. */
 int32_t ib__rt_find_input(const ib__rt_model *rt, const char *name);
 
