@@ -1,5 +1,8 @@
 /* Unit tests for core: dtype conversion, arena, thread pool, allocation hook, op list. */
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
 
 #include "core/core.h"
 #include "ir/op_list.h"
@@ -67,6 +70,56 @@ TEST(pool_parallel_for) {
     CHECK(ib__usable_cpus() >= 1);
 }
 
+typedef struct count_job {
+    _Atomic int32_t hits[257];
+} count_job;
+
+static void count_range(void *ctx, int64_t begin, int64_t end) {
+    count_job *j = ctx;
+    for (int64_t i = begin; i < end; i++) atomic_fetch_add(&j->hits[i], 1);
+}
+
+typedef struct pool_caller {
+    ib__pool *pool;
+    int bad;
+} pool_caller;
+
+/* Loops of every small size, some after the workers fell asleep (past their spin), some
+ * back to back: every index must run exactly once. */
+static void *pool_caller_main(void *arg) {
+    pool_caller *c = arg;
+    count_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        c->bad = 1;
+        return NULL;
+    }
+    for (int rep = 0; rep < 400; rep++) {
+        int64_t n = 1 + rep % 257;
+        for (int64_t i = 0; i < n; i++) atomic_store(&j->hits[i], 0);
+        if (rep % 50 == 0) {
+            struct timespec ts = {0, 1000 * 1000}; /* 1 ms: longer than the workers spin */
+            nanosleep(&ts, NULL);
+        }
+        ib__parallel_for(c->pool, n, count_range, j);
+        for (int64_t i = 0; i < n; i++) c->bad += atomic_load(&j->hits[i]) != 1;
+    }
+    free(j);
+    return NULL;
+}
+
+TEST(pool_spin_sleep_and_concurrent_callers) {
+    ib__pool *p = NULL;
+    CHECK(ib__pool_create(3, &p) == IB_OK);
+    pool_caller a = {p, 0}, b = {p, 0};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, pool_caller_main, &a) == 0);
+    pool_caller_main(&b); /* the busy pool runs one caller's loops on its own thread */
+    pthread_join(t, NULL);
+    CHECK_EQ_INT(a.bad, 0);
+    CHECK_EQ_INT(b.bad, 0);
+    ib__pool_destroy(p);
+}
+
 static int g_fail_after = -1;
 static void *failing_alloc(void *user, void *ptr, size_t old, size_t n) {
     (void)user;
@@ -104,6 +157,7 @@ int main(void) {
     RUN(saturating_store);
     RUN(arena);
     RUN(pool_parallel_for);
+    RUN(pool_spin_sleep_and_concurrent_callers);
     RUN(alloc_hook_failure);
     RUN(op_list_sorted_and_lookup);
     TEST_SUMMARY();

@@ -1,62 +1,130 @@
 /* A fixed pool of worker threads running parallel-for loops, and the count of CPUs this
  * process may use (affinity mask, cgroup v2/v1 CPU quota). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/core.h"
+
+/* Workers spin this long for the next loop before sleeping: the kernels of one model run
+ * follow each other within microseconds, so a run wakes no one after its first loop,
+ * while an idle pool costs no CPU after the spin. */
+enum { SPIN_NS = 200 * 1000 };
 
 struct ib__pool {
     int n_threads; /* including the caller */
     pthread_t *threads;
     pthread_mutex_t busy; /* held by the caller whose loop the pool runs */
-    pthread_mutex_t mu;
+    pthread_mutex_t mu;   /* with the condition variables: sleeping and waking only */
     pthread_cond_t work_cv;
     pthread_cond_t done_cv;
-    /* current job */
+    /* current job, published by the release increment of `generation` */
     ib__range_fn fn;
     void *ctx;
     int64_t n;
     int64_t chunk;
-    int64_t next;       /* next chunk start, guarded by mu */
-    int pending;        /* workers still on this job */
-    unsigned long generation;
-    int stop;
+    _Atomic int64_t next;     /* next chunk start */
+    _Atomic int pending;      /* workers still on this job */
+    _Atomic unsigned long generation;
+    _Atomic int sleepers;     /* workers waiting on work_cv */
+    _Atomic int caller_waits; /* the caller waits on done_cv */
+    _Atomic int stop;
 };
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Spins until pred(p, arg) holds or SPIN_NS pass; true when it held. */
+static bool spin_until(const ib__pool *p, bool (*pred)(const ib__pool *, unsigned long),
+                       unsigned long arg) {
+    int64_t deadline = 0;
+    for (unsigned i = 1;; i++) {
+        if (pred(p, arg)) return true;
+        cpu_relax();
+        if ((i & 255) == 0) {
+            int64_t t = mono_ns();
+            if (!deadline) deadline = t + SPIN_NS;
+            else if (t > deadline) return false;
+        }
+    }
+}
+
+static bool new_job(const ib__pool *p, unsigned long seen) {
+    return atomic_load_explicit(&p->generation, memory_order_acquire) != seen ||
+           atomic_load_explicit(&p->stop, memory_order_relaxed);
+}
+
+static bool job_done(const ib__pool *p, unsigned long unused) {
+    (void)unused;
+    return atomic_load_explicit(&p->pending, memory_order_acquire) == 0;
+}
+
 static void run_chunks(ib__pool *p) {
+    const int64_t n = p->n, chunk = p->chunk;
+    ib__range_fn fn = p->fn;
+    void *ctx = p->ctx;
     for (;;) {
-        pthread_mutex_lock(&p->mu);
-        int64_t begin = p->next;
-        if (begin >= p->n) {
-            pthread_mutex_unlock(&p->mu);
+        int64_t begin = atomic_fetch_add_explicit(&p->next, chunk, memory_order_relaxed);
+        if (begin >= n) return;
+        fn(ctx, begin, begin + chunk < n ? begin + chunk : n);
+    }
+}
+
+/* Pins worker `index` to the index-th CPU the process may use (the caller keeps its own
+ * affinity): workers stay on their core's caches between loops. */
+static void pin_worker(pthread_t t, int index) {
+    cpu_set_t allowed, one;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2) return;
+    int seen = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &allowed)) continue;
+        if (seen++ == index % CPU_COUNT(&allowed)) {
+            CPU_ZERO(&one);
+            CPU_SET(c, &one);
+            pthread_setaffinity_np(t, sizeof one, &one); /* best effort */
             return;
         }
-        int64_t end = begin + p->chunk < p->n ? begin + p->chunk : p->n;
-        p->next = end;
-        ib__range_fn fn = p->fn;
-        void *ctx = p->ctx;
-        pthread_mutex_unlock(&p->mu);
-        fn(ctx, begin, end);
     }
 }
 
 static void *worker_main(void *arg) {
     ib__pool *p = arg;
     unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && p->generation == seen) pthread_cond_wait(&p->work_cv, &p->mu);
-        if (p->stop) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        if (!spin_until(p, new_job, seen)) {
+            /* Dekker with the caller: sleepers is raised before generation is read again,
+             * the caller raises generation before reading sleepers, so one sees the other. */
+            pthread_mutex_lock(&p->mu);
+            atomic_fetch_add(&p->sleepers, 1);
+            while (!new_job(p, seen)) pthread_cond_wait(&p->work_cv, &p->mu);
+            atomic_fetch_sub(&p->sleepers, 1);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop)) break;
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
         run_chunks(p);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done_cv);
+        if (atomic_fetch_sub(&p->pending, 1) == 1 &&
+            atomic_load(&p->caller_waits)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -80,6 +148,7 @@ ib_status ib__pool_create(int n_threads, ib__pool **out) {
                 ib__pool_destroy(p);
                 return ib__error(IB_ERR_RUNTIME, "cannot start thread pool worker %d", i);
             }
+            pin_worker(p->threads[i], i + 1);
         }
     }
     *out = p;
@@ -90,7 +159,7 @@ void ib__pool_destroy(ib__pool *p) {
     if (!p) return;
     if (p->threads) {
         pthread_mutex_lock(&p->mu);
-        p->stop = 1;
+        atomic_store(&p->stop, 1);
         pthread_cond_broadcast(&p->work_cv);
         pthread_mutex_unlock(&p->mu);
         for (int i = 0; i < p->n_threads - 1; i++) pthread_join(p->threads[i], NULL);
@@ -111,22 +180,28 @@ void ib__parallel_for(ib__pool *p, int64_t n, ib__range_fn fn, void *ctx) {
         fn(ctx, 0, n);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
-    /* A few chunks per thread balance uneven work without much locking. */
+    /* A few chunks per thread balance uneven work; claiming one is an atomic add. */
     int64_t chunks = (int64_t)p->n_threads * 4;
     p->chunk = (n + chunks - 1) / chunks;
-    p->next = 0;
-    p->pending = p->n_threads - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->work_cv);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_seq_cst);
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->work_cv);
+        pthread_mutex_unlock(&p->mu);
+    }
     run_chunks(p);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done_cv, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    if (!spin_until(p, job_done, 0)) {
+        pthread_mutex_lock(&p->mu);
+        atomic_store(&p->caller_waits, 1);
+        while (!job_done(p, 0)) pthread_cond_wait(&p->done_cv, &p->mu);
+        atomic_store(&p->caller_waits, 0);
+        pthread_mutex_unlock(&p->mu);
+    }
     pthread_mutex_unlock(&p->busy);
 }
 
