@@ -169,8 +169,10 @@ static bool is_activation(const ib__lower *L, const ib__pkernel *k, int32_t i) {
     return b->kind != IB_BUF_WEIGHT && b->rank == 4 && b->dtype == IB_DTYPE_FLOAT32;
 }
 
-/* k with its activations blocked by `block`; true when a template takes it. */
-static ib_status try_nchwc(ib__lower *L, ib__pkernel *k, int32_t block, bool *added) {
+/* k with its activations blocked by `block` (with plain_x, a conv's input 0 stays as it
+ * is); true when a template takes it. */
+static ib_status try_nchwc(ib__lower *L, ib__pkernel *k, int32_t block, bool plain_x,
+                           bool *added) {
     *added = false;
     if (k->n_out != 1 || k->out[0] < 0) return IB_OK;
     const ib__pbuf *ob = &L->plan->bufs[k->out[0]];
@@ -180,7 +182,7 @@ static ib_status try_nchwc(ib__lower *L, ib__pkernel *k, int32_t block, bool *ad
     begin(L, &a);
     ib_status st = IB_OK;
     for (int32_t i = 0; i < t.n_in && st == IB_OK; i++) {
-        if (t.in[i] < 0) continue;
+        if (t.in[i] < 0 || (plain_x && i == 0)) continue;
         if (is_activation(L, &t, i))
             st = view_in(L, &a, t.in[i], IB_LAYOUT_NCHWC, block, &t.in[i]);
         else if (L->plan->bufs[t.in[i]].layout == IB_LAYOUT_NCHWC)
@@ -274,7 +276,15 @@ ib_status ib__layout_add_kernel(ib__lower *L, ib__pkernel *k, bool allow_fallbac
         for (int32_t j = 0; j < n_tried; j++) seen |= tried[j] == block;
         if (seen || n_tried == 8) continue;
         tried[n_tried++] = block;
-        IB_TRY(try_nchwc(L, k, block, added));
+        /* A stem conv reads its few input channels from the plain image: blocking 3
+         * channels by 16 would write and read 5x the bytes in a single-threaded copy. */
+        const ib__pbuf *x0 = k->n_in > 0 && k->in[0] >= 0 ? &L->plan->bufs[k->in[0]] : NULL;
+        if (op == IB_OP_CONV && x0 && x0->layout == IB_LAYOUT_PLAIN && x0->rank == 4 &&
+            x0->dims[1] > 0 && x0->dims[1] < block) {
+            IB_TRY(try_nchwc(L, k, block, true, added));
+            if (*added) return IB_OK;
+        }
+        IB_TRY(try_nchwc(L, k, block, false, added));
         if (*added) return IB_OK;
     }
     /* PLAIN: blocked inputs are converted back. */
