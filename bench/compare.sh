@@ -7,6 +7,7 @@
 # usage: bench/compare.sh [--models resnet18,resnet50,mobilenet_v2,bert] [--batch 1,8]
 #                         [--runs N] [--repeats K] [--warmup W] [--threads T] [--json]
 #                         [--no-roofline] [--no-accuracy] [--ib-run] [--ib-reference] [--no-build]
+#                         [--priority]  (root: measured processes at autogroup nice -20)
 #   IB_BUILD: the build directory to use (default build); the CLI is $IB_BUILD/inferbooster.
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)

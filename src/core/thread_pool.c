@@ -86,8 +86,11 @@ static void run_chunks(ib__pool *p) {
 }
 
 /* Pins worker `index` to the index-th CPU the process may use (the caller keeps its own
- * affinity): workers stay on their core's caches between loops. */
+ * affinity): workers stay on their core's caches between loops. INFERBOOSTER_PIN_THREADS=0
+ * leaves them free, for machines shared with other busy processes. */
 static void pin_worker(pthread_t t, int index) {
+    const char *env = getenv("INFERBOOSTER_PIN_THREADS");
+    if (env && strcmp(env, "0") == 0) return;
     cpu_set_t allowed, one;
     if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2) return;
     int seen = 0;
