@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Data-movement kernel templates (transpose, gather, cast) against the reference executor.
 
-Each round builds one ONNX model holding many independent Transpose, Gather and Cast nodes
+Each round (one per ISA level: host, x86-64-v3, generic) builds one ONNX model holding many independent Transpose, Gather and Cast nodes
 on randomised shapes, permutations, axes, index values (negative ones too) and dtypes,
 compiles it with `inferbooster compile`, checks that every node got a generated kernel
 (only float->integer casts stay reference fallbacks), runs the artifact and the reference
@@ -127,14 +127,14 @@ def input_args(d, feeds):
     return args
 
 
-def one_round(seed, d):
+def one_round(seed, target, d):
     rng = np.random.default_rng(seed)
     model, feeds, fallbacks = build_round(rng, 14)
     path = os.path.join(d, "model.onnx")
     onnx.save(model, path)
     art = os.path.join(d, "artifact")
-    r = run(["compile", path, "-o", art])
-    check(r.returncode == 0, f"seed {seed}: compile: {r.stderr.strip()}")
+    r = run(["compile", path, "-o", art, "--target", target])
+    check(r.returncode == 0, f"seed {seed} {target}: compile: {r.stderr.strip()}")
     if r.returncode != 0:
         return
     meta = json.load(open(os.path.join(art, "meta.json")))
@@ -186,10 +186,11 @@ def main():
     global CACHE_DIR
     with tempfile.TemporaryDirectory() as d:
         CACHE_DIR = os.path.join(d, "cache")
-        for seed in (1, 2, 3):
+        # every ISA level this machine runs (the host is AVX-512 or AVX2 here)
+        for seed, target in ((1, "host"), (2, "host"), (3, "x86-64-v3"), (4, "generic")):
             sub = os.path.join(d, f"round{seed}")
             os.mkdir(sub)
-            one_round(seed, sub)
+            one_round(seed, target, sub)
         out_of_range(d)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
