@@ -327,7 +327,7 @@ static void *worker(void *arg) {
 
         uint64_t t0 = ib__now_ns();
         for (ib__infer_request *r = batch; r; r = r->next) r->t_start_ns = t0;
-        execute(s, session, batch, count, items, batching ? padded_batch(&s->cfg, items) : items);
+        execute(s, session, batch, count, items, batching && s->cfg.pad_batches ? padded_batch(&s->cfg, items) : items);
         uint64_t t1 = ib__now_ns();
 
         pthread_mutex_lock(&s->lock);

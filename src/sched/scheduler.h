@@ -50,6 +50,7 @@ typedef struct ib__sched_config {
     int64_t max_queue_delay_us;
     int64_t max_queue_size; /* 0: IB__SCHED_DEFAULT_QUEUE */
     int instances;          /* worker threads; >= 1 */
+    bool pad_batches;       /* pad gathered batches to ib__sched_batch_sizes (compiled sessions) */
 } ib__sched_config;
 
 /* Counters since creation (Triton's metric meanings; durations in microseconds). */

@@ -251,6 +251,7 @@ static ib_status load_version(ib__repository *r, const char *name, const ib__mod
     sc->max_queue_delay_us = m->cfg.max_queue_delay_us;
     sc->max_queue_size = m->cfg.max_queue_size;
     sc->instances = (int)m->cfg.instance_count;
+    sc->pad_batches = !r->opts.use_reference; /* the reference executor gains nothing from it */
     /* The optimised session's options; unless --reference or blocking, the version goes
      * live on the reference executor and this one is built in the background. */
     ib_session_options opt;
