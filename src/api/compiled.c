@@ -47,7 +47,10 @@ struct ib__compiled {
 static bool compiler_file_name(const char *n) {
     size_t len = strlen(n);
     static const char *const exact[] = {"model.so", "weights.bin", "meta.json", "model.onnx",
-                                        "model_main.c", "model.so.log", "kernel_abi.h"};
+                                        "model_main.c", "model.so.log", "kernel_abi.h",
+                                        /* CUDA artifacts */
+                                        "model.fatbin", "model.fatbin.log", "model.cu",
+                                        "cuda_plan.txt"};
     for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
         if (strcmp(n, exact[i]) == 0) return true;
     if (strncmp(n, "unit_", 5) == 0 && len > 2 && strcmp(n + len - 2, ".c") == 0) return true;

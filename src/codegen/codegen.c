@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "codegen/codegen.h"
+#include "codegen/cuda/cuda_codegen.h"
 #include "codegen/emit_common.h"
 #include "codegen/toolchain.h"
 #include "ir/graph_stats.h"
@@ -195,6 +196,11 @@ ib_status ib__codegen_meta_json(const ib__plan *plan, ib__sb *sb) {
     json_str(sb, plan->target.name);
     ib__sb_printf(sb, ", \"vector_bits\": %d, \"cc\": ", plan->target.vector_bits);
     json_str(sb, plan->target.cc);
+    if (ib__target_is_cuda(&plan->target)) {
+        static const char *const precisions[] = {"fp32", "tf32", "fp16", "bf16"};
+        ib__sb_printf(sb, ", \"device\": \"cuda\", \"cuda_sm\": %d, \"precision\": \"%s\"",
+                      (int)plan->target.cuda_sm, precisions[plan->target.precision & 3]);
+    }
     ib__sb_printf(sb, "},\n  \"batch\": %lld,\n", (long long)ib__codegen_plan_batch(plan));
     ib__sb_printf(sb, "  \"inputs\": ");
     json_io(sb, plan, false, plan->n_inputs);
@@ -509,6 +515,7 @@ static void remove_include_copy(const char *dir) {
 }
 
 ib_status ib__codegen_build(const ib__plan *plan, const char *dir, bool keep_source) {
+    if (ib__target_is_cuda(&plan->target)) return ib__cuda_codegen_build(plan, dir, keep_source);
     int32_t n = 0;
     char **units = NULL;
     IB_TRY(ib__codegen_module(plan, dir, &n, &units));

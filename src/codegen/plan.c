@@ -119,14 +119,26 @@ static const ib__kernel_template *const g_templates[] = {
 #undef IB__TEMPLATE_REF
 };
 
+static const ib__kernel_template *const g_cuda_templates[] = {
+#define IB__TEMPLATE_REF(name) &ib__template_##name,
+    IB_CUDA_TEMPLATE_LIST(IB__TEMPLATE_REF)
+#undef IB__TEMPLATE_REF
+};
+
 const ib__kernel_template *ib__template_find(const ib__plan *plan, const ib__pkernel *k) {
-    for (size_t i = 0; i < sizeof g_templates / sizeof g_templates[0]; i++)
-        if (g_templates[i]->supports && g_templates[i]->supports(plan, k)) return g_templates[i];
+    bool cuda = ib__target_is_cuda(&plan->target);
+    const ib__kernel_template *const *list = cuda ? g_cuda_templates : g_templates;
+    size_t n = cuda ? sizeof g_cuda_templates / sizeof *g_cuda_templates
+                    : sizeof g_templates / sizeof *g_templates;
+    for (size_t i = 0; i < n; i++)
+        if (list[i]->supports && list[i]->supports(plan, k)) return list[i];
     return NULL;
 }
 
 const ib__kernel_template *ib__template_by_name(const char *name) {
     for (size_t i = 0; i < sizeof g_templates / sizeof g_templates[0]; i++)
         if (strcmp(g_templates[i]->name, name) == 0) return g_templates[i];
+    for (size_t i = 0; i < sizeof g_cuda_templates / sizeof *g_cuda_templates; i++)
+        if (strcmp(g_cuda_templates[i]->name, name) == 0) return g_cuda_templates[i];
     return NULL;
 }

@@ -121,6 +121,13 @@ ib_status ib__plan_add_kernel(ib__plan *plan, const ib__pkernel *k, int32_t *out
 size_t ib__pbuf_physical_bytes(const ib__pbuf *b);
 
 /* ---- Kernel templates -------------------------------------------------------------- */
+/* How a device kernel is launched: grid and block dims, dynamic shared memory bytes. */
+typedef struct ib__launch_dims {
+    int64_t grid[3];
+    int32_t block[3];
+    int32_t smem_bytes;
+} ib__launch_dims;
+
 /* A template generates one kind of kernel (conv2d_nchwc, gemm, pool2d_nchwc, ...).
  * All callbacks are pure functions of their arguments. */
 struct ib__kernel_template {
@@ -147,6 +154,10 @@ struct ib__kernel_template {
     ib_status (*emit)(const ib__plan *plan, const ib__pkernel *k, ib__sb *out);
     /* Floating-point operations of the kernel (for reports and the tuner). */
     double (*flops)(const ib__plan *plan, const ib__pkernel *k);
+    /* Device (CUDA) templates only, NULL for CPU ones: the launch of the kernel, whose
+     * emit writes `extern "C" __global__ void <fn_name>(float *a0, ...)` taking the same
+     * buffers as args[] above, one pointer each (NULL for unary epilogue steps). */
+    ib_status (*launch)(const ib__plan *plan, const ib__pkernel *k, ib__launch_dims *out);
 };
 
 /* Adds a WEIGHT buffer holding `nbytes` of `data` (copied into the blob at a 64-byte
@@ -174,7 +185,21 @@ ib_status ib__plan_add_weight(ib__plan *plan, const ib__pbuf *desc, const void *
 IB_KERNEL_TEMPLATE_LIST(IB__TEMPLATE_DECL)
 #undef IB__TEMPLATE_DECL
 
-/* The first template (in list order) that supports k, or NULL. */
+/* The CUDA templates (src/codegen/cuda/), used instead of the list above on CUDA targets. */
+#define IB_CUDA_TEMPLATE_LIST(X) \
+    X(cuda_conv2d)               \
+    X(cuda_conv2d_depthwise)     \
+    X(cuda_gemm)                 \
+    X(cuda_pool2d)               \
+    X(cuda_softmax)              \
+    X(cuda_layernorm)            \
+    X(cuda_eltwise)
+
+#define IB__TEMPLATE_DECL(name) extern const ib__kernel_template ib__template_##name;
+IB_CUDA_TEMPLATE_LIST(IB__TEMPLATE_DECL)
+#undef IB__TEMPLATE_DECL
+
+/* The first template (in list order, the target's list) that supports k, or NULL. */
 const ib__kernel_template *ib__template_find(const ib__plan *plan, const ib__pkernel *k);
 const ib__kernel_template *ib__template_by_name(const char *name);
 

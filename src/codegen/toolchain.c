@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -151,6 +152,66 @@ done:
         }
     ib__free(objs);
     ib__free(pids);
+    if (st == IB_OK) unlink(log_path);
+    return st;
+}
+
+static bool executable(const char *path) {
+    struct stat sb;
+    return path && path[0] && stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && access(path, X_OK) == 0;
+}
+
+const char *ib__toolchain_nvcc(void) {
+    static _Thread_local char found[4096];
+    const char *env = getenv("IB_NVCC");
+    if (env && env[0]) return executable(env) ? env : NULL;
+    if (executable("/usr/local/cuda/bin/nvcc")) return "/usr/local/cuda/bin/nvcc";
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        const char *end = strchr(path, ':');
+        size_t n = end ? (size_t)(end - path) : strlen(path);
+        if (n > 0 && n < sizeof found - 8) {
+            snprintf(found, sizeof found, "%.*s/nvcc", (int)n, path);
+            if (executable(found)) return found;
+        }
+        path = end ? end + 1 : NULL;
+    }
+    return NULL;
+}
+
+ib_status ib__toolchain_build_cuda(const char *source, const int32_t *sms, int32_t n_sms,
+                                   const char *out_fatbin) {
+    const char *nvcc = ib__toolchain_nvcc();
+    if (!nvcc)
+        return ib__error(IB_ERR_UNSUPPORTED, "no nvcc found (set IB_NVCC, or install the CUDA "
+                         "toolkit at /usr/local/cuda)");
+    if (n_sms < 1 || n_sms > 8) return ib__error(IB_ERR_INVALID_ARGUMENT, "1 to 8 architectures");
+    char log_path[4096];
+    snprintf(log_path, sizeof log_path, "%s.log", out_fatbin);
+    unlink(log_path);
+    /* -gencode arch=compute_XY,code=[sm_XY,compute_XY]: the cubin, and PTX that newer GPUs
+     * compile at load time */
+    char gencode[8][64];
+    const char *argv[MAX_ARGS];
+    int n = 0;
+    argv[n++] = nvcc;
+    argv[n++] = "-fatbin";
+    argv[n++] = "-O3";
+    argv[n++] = "-std=c++17";
+    argv[n++] = "-w";
+    for (int32_t i = 0; i < n_sms; i++) {
+        snprintf(gencode[i], sizeof gencode[i], "arch=compute_%d,code=[sm_%d,compute_%d]",
+                 (int)sms[i], (int)sms[i], (int)sms[i]);
+        argv[n++] = "-gencode";
+        argv[n++] = gencode[i];
+    }
+    argv[n++] = "-o";
+    argv[n++] = out_fatbin;
+    argv[n++] = source;
+    argv[n] = NULL;
+    pid_t pid;
+    ib_status st = spawn(argv, log_path, &pid);
+    if (st == IB_OK) st = wait_ok(pid, "nvcc", log_path);
     if (st == IB_OK) unlink(log_path);
     return st;
 }

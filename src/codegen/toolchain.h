@@ -13,6 +13,16 @@ ib_status ib__toolchain_build_shared(const ib__target *target, int32_t n_sources
                                      const char *const *sources, const char *include_dir,
                                      const char *out_so, int32_t jobs);
 
+/* The nvcc to use: $IB_NVCC when set, else /usr/local/cuda/bin/nvcc, else the first
+ * `nvcc` on PATH; NULL when none is executable. */
+const char *ib__toolchain_nvcc(void);
+
+/* Compiles the CUDA C file `source` into the fat binary `out_fatbin` holding a cubin
+ * and the PTX of each compute capability in `sms` (80 = sm_80; n_sms of them), with
+ * nvcc run without a shell. On failure the message holds nvcc's output (trimmed). */
+ib_status ib__toolchain_build_cuda(const char *source, const int32_t *sms, int32_t n_sms,
+                                   const char *out_fatbin);
+
 /* The directory holding inferbooster/kernel_abi.h for generated code: the source tree's
  * include/ when built from it (IB_SOURCE_INCLUDE_DIR), else a copy written into
  * `scratch_dir`. Returns a path valid until the next call. */

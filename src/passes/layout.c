@@ -264,6 +264,8 @@ ib_status ib__layout_add_kernel(ib__lower *L, ib__pkernel *k, bool allow_fallbac
                         op == IB_OP_GLOBAL_AVERAGE_POOL || op == IB_OP_GLOBAL_MAX_POOL ||
                         (blocked_in && op != IB_OP_IDENTITY && k->tmpl == NULL &&
                          k->n_nodes >= 1 && ib__node_elementwise(op));
+    /* NCHWc serves CPU vector units; the GPU kernels read plain NCHW. */
+    if (ib__target_is_cuda(&L->plan->target)) want_blocked = false;
     for (size_t i = 0; want_blocked && i < sizeof k_templates / sizeof *k_templates; i++) {
         const ib__kernel_template *t = k_templates[i];
         if (!t->preferred_layout || !t->supports || t == &ib__template_layout_transform) continue;

@@ -1,4 +1,5 @@
-/* Target descriptions: the x86-64 levels the compiler supports, and "host". */
+/* Target descriptions: the x86-64 levels the compiler supports, the CUDA targets, and
+ * "host". */
 #include <stdio.h>
 #include <string.h>
 
@@ -34,7 +35,83 @@ static void set_level(ib__target *t, const char *name) {
     }
 }
 
+/* "cuda-sm80", "cuda-sm90", each optionally "-tf32" / "-fp16" / "-bf16". */
+static bool parse_cuda(const char *name, ib__target *t) {
+    static const struct { const char *suffix; ib__precision p; } precisions[] = {
+        {"", IB_PRECISION_FP32}, {"-tf32", IB_PRECISION_TF32},
+        {"-fp16", IB_PRECISION_FP16}, {"-bf16", IB_PRECISION_BF16}};
+    static const struct { const char *base; int32_t sm, smem, sms; } gpus[] = {
+        {"cuda-sm80", 80, 163 * 1024, 108}, /* A100: 164 KiB per SM, 227 KiB on Hopper */
+        {"cuda-sm90", 90, 227 * 1024, 132}, /* H100 SXM */
+    };
+    for (size_t g = 0; g < sizeof gpus / sizeof *gpus; g++) {
+        size_t n = strlen(gpus[g].base);
+        if (strncmp(name, gpus[g].base, n) != 0) continue;
+        for (size_t p = 0; p < sizeof precisions / sizeof *precisions; p++) {
+            if (strcmp(name + n, precisions[p].suffix) != 0) continue;
+            snprintf(t->name, sizeof t->name, "%s", name);
+            t->device = IB_DEVICE_CUDA;
+            t->cuda_sm = gpus[g].sm;
+            t->precision = precisions[p].p;
+            t->gpu_smem_bytes = gpus[g].smem;
+            t->gpu_sm_count = gpus[g].sms;
+            t->vector_bits = 128; /* float4 global accesses */
+            t->vector_regs = 255; /* registers per thread */
+            t->has_fma = true;
+            snprintf(t->cc, sizeof t->cc, "nvcc");
+            return true;
+        }
+    }
+    return false;
+}
+
+static ib_status resolve_cuda(const char *name, ib__target *out) {
+    ib__target t;
+    memset(&t, 0, sizeof t);
+    if (!parse_cuda(name, &t)) return ib__error(IB_ERR_INVALID_ARGUMENT, "unknown target '%s'", name);
+    ib__cpu_info cpu;
+    ib__cpu_detect(&cpu);
+    fill_caches(&t, &cpu);
+    t.num_cores = ib__usable_cpus();
+    /* Runs here when a GPU of this compute capability (or newer) is present. */
+    ib__gpu_info gpu;
+    ib__gpu_detect(&gpu);
+    for (int32_t i = 0; i < gpu.count; i++) {
+        int32_t sm = gpu.devices[i].cc_major * 10 + gpu.devices[i].cc_minor;
+        if (sm >= t.cuda_sm && !t.is_host) {
+            t.is_host = true;
+            if (gpu.devices[i].sm_count > 0) t.gpu_sm_count = gpu.devices[i].sm_count;
+        }
+    }
+    *out = t;
+    return IB_OK;
+}
+
+ib_status ib__target_resolve_for_model(const char *name, double model_flops, ib__target *out) {
+    if (!name || strcmp(name, "host") == 0) {
+        ib__gpu_info gpu;
+        ib__gpu_detect(&gpu);
+        int32_t best = 0;
+        for (int32_t i = 0; i < gpu.count; i++) {
+            int32_t sm = gpu.devices[i].cc_major * 10 + gpu.devices[i].cc_minor;
+            if (sm > best) best = sm;
+        }
+        /* Small models are launch-bound on a GPU and stay on the CPU. */
+        if (best >= 80 && model_flops >= IB_GPU_MIN_FLOPS)
+            return resolve_cuda(best >= 90 ? "cuda-sm90" : "cuda-sm80", out);
+    }
+    return ib__target_resolve(name, out);
+}
+
 ib_status ib__target_resolve(const char *name, ib__target *out) {
+    if (name && strncmp(name, "cuda-", 5) == 0) {
+        ib__target c;
+        if (resolve_cuda(name, &c) == IB_OK) {
+            *out = c;
+            return IB_OK;
+        }
+        ib__error_clear();
+    }
     ib__target t;
     memset(&t, 0, sizeof t);
     ib__cpu_info cpu;
@@ -64,7 +141,8 @@ ib_status ib__target_resolve(const char *name, ib__target *out) {
 #endif
     } else {
         return ib__error(IB_ERR_INVALID_ARGUMENT,
-                         "unknown target '%s' (known: host, x86-64-v4, x86-64-v3, generic)", name);
+                         "unknown target '%s' (known: host, x86-64-v4, x86-64-v3, generic, "
+                         "cuda-sm80, cuda-sm90, with -tf32/-fp16/-bf16)", name);
     }
     fill_caches(&t, &cpu);
     t.num_cores = ib__usable_cpus();

@@ -9,12 +9,9 @@
 
 #include "codegen/emit_common.h"
 #include "codegen/templates/conv2d_nchwc.h"
+#include "codegen/templates/pool2d.h"
 
-typedef struct pool_geom {
-    bool global, is_max, cip;
-    int64_t N, C, IH, IW, OH, OW, K[2], S[2], D[2], PB[2], PE[2];
-    int32_t B;
-} pool_geom;
+
 
 static const ib__pbuf *buf_of(const ib__plan *plan, int32_t id) {
     return (id >= 0 && id < plan->n_bufs) ? &plan->bufs[id] : NULL;
@@ -42,7 +39,7 @@ static void tap_range(int64_t s, int64_t d, int64_t k, int64_t in, int64_t *lo, 
     *hi = h;
 }
 
-static ib_status pool_geom_get(const ib__plan *plan, const ib__pkernel *k, pool_geom *g) {
+ib_status ib__pool_geom_get(const ib__plan *plan, const ib__pkernel *k, ib__pool_geom *g) {
     if (k->n_nodes < 1 || !k->nodes || !k->nodes[0] || k->n_in < 1 || k->n_out < 1)
         return ib__error(IB_ERR_UNSUPPORTED, "pool kernel without an anchor");
     const ib__node *n = k->nodes[0];
@@ -117,8 +114,8 @@ static ib_status pool_geom_get(const ib__plan *plan, const ib__pkernel *k, pool_
 }
 
 static bool supports(const ib__plan *plan, const ib__pkernel *k) {
-    pool_geom g;
-    if (k->n_in != 1 || k->n_out != 1 || pool_geom_get(plan, k, &g) != IB_OK) {
+    ib__pool_geom g;
+    if (k->n_in != 1 || k->n_out != 1 || ib__pool_geom_get(plan, k, &g) != IB_OK) {
         ib__error_clear();
         return false;
     }
@@ -176,8 +173,8 @@ static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__kn
 }
 
 static ib_status pack_weights(ib__plan *plan, ib__pkernel *k) {
-    pool_geom g;
-    IB_TRY(pool_geom_get(plan, k, &g));
+    ib__pool_geom g;
+    IB_TRY(ib__pool_geom_get(plan, k, &g));
     return ib__conv_pad_channel_operands(plan, k, g.C, g.B);
 }
 
@@ -187,7 +184,7 @@ static void emit_table(ib__sb *sb, const char *fn, const char *name, const int64
     ib__sb_printf(sb, "};\n");
 }
 
-static ib_status emit_global(const ib__plan *plan, const ib__pkernel *k, const pool_geom *g,
+static ib_status emit_global(const ib__plan *plan, const ib__pkernel *k, const ib__pool_geom *g,
                              ib__sb *sb) {
     const char *fn = k->fn_name;
     const int32_t B = g->B;
@@ -260,8 +257,8 @@ static ib_status emit_global(const ib__plan *plan, const ib__pkernel *k, const p
 }
 
 static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
-    pool_geom g;
-    IB_TRY(pool_geom_get(plan, k, &g));
+    ib__pool_geom g;
+    IB_TRY(ib__pool_geom_get(plan, k, &g));
     if (g.global) return emit_global(plan, k, &g, sb);
     const char *fn = k->fn_name;
     const int32_t B = g.B;
@@ -347,8 +344,8 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
 }
 
 static double flops(const ib__plan *plan, const ib__pkernel *k) {
-    pool_geom g;
-    if (pool_geom_get(plan, k, &g) != IB_OK) {
+    ib__pool_geom g;
+    if (ib__pool_geom_get(plan, k, &g) != IB_OK) {
         ib__error_clear();
         return 0;
     }
