@@ -9,8 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "codegen/cuda/cuda_emit.h"
 #include "codegen/toolchain.h"
 #include "kernel_harness.h"
+#include "runtime/cuda_runtime.h"
 
 typedef struct kh_val {
     ib__value v; /* first: an ib__value * of ours converts back */
@@ -40,6 +42,7 @@ struct ib_kh_batch {
     ib__sb unit;
     int32_t n_units;   /* compiled so far, for unique file names */
     bool compile_only; /* the host cannot run the target's code: build, do not run */
+    char no_run_reason[200];
 };
 
 static void *keep(ib_kh_batch *b, void *p) {
@@ -51,6 +54,11 @@ static void *keep(ib_kh_batch *b, void *p) {
     }
     b->objs[b->n_objs++] = p;
     return p;
+}
+
+static void emit_prelude(ib__sb *sb, const ib__target *t) {
+    if (ib__target_is_cuda(t)) ib__cuda_prelude(sb, t);
+    else ib__emit_prelude(sb, t);
 }
 
 static float frand(ib_kh_batch *b) {
@@ -74,8 +82,15 @@ ib_status ib_kh_batch_create_ex(const char *target_name, ib__pool *pool, bool al
     b->pool = pool;
     b->rng = 0x9E3779B97F4A7C15ull;
     b->compile_only = !t.is_host;
+    if (ib__target_is_cuda(&t)) { /* runs only with a GPU and its driver present */
+        b->compile_only = !ib__cuda_driver_available(b->no_run_reason, sizeof b->no_run_reason);
+        if (!t.is_host && !b->compile_only) {
+            snprintf(b->no_run_reason, sizeof b->no_run_reason, "the GPU is older than %s", t.name);
+            b->compile_only = true;
+        }
+    }
     ib__sb_init(&b->unit);
-    ib__emit_prelude(&b->unit, &t);
+    emit_prelude(&b->unit, &t);
     *out = b;
     return IB_OK;
 }
@@ -89,7 +104,7 @@ static void clear_cases(ib_kh_batch *b) {
     b->n_cases = 0;
     ib__sb_free(&b->unit);
     ib__sb_init(&b->unit);
-    ib__emit_prelude(&b->unit, &b->target);
+    emit_prelude(&b->unit, &b->target);
 }
 
 void ib_kh_batch_destroy(ib_kh_batch *b) {
@@ -353,6 +368,9 @@ static ib_status make_step(ib__plan *plan, const ib__node *n, const ib__value *p
                (opnd->rank == 3 || opnd->rank == 4) &&
                opnd->dims[opnd->rank - 3] == out->dims[1]) {
         e->operand_kind = IB_EPI_PER_CHANNEL;
+    } else if (out->rank >= 1 && out->rank != 4 && opnd->rank == 1 &&
+               ko->count == out->dims[out->rank - 1]) {
+        e->operand_kind = IB_EPI_PER_CHANNEL; /* a bias over the last dim (Gemm/MatMul) */
     } else {
         return ib__error(IB_ERR_UNSUPPORTED, "%s: operand shape not scalar/per-channel/full",
                          ib__node_label(n));
@@ -522,6 +540,56 @@ static float *materialise(const ib__pbuf *pb, bool fill) {
     return p;
 }
 
+/* Compares a case's output buffer (physical layout) with the reference; NULL fails. */
+static bool check_output(ib_kh_batch *b, kh_case *c, const float *outp, double tol) {
+    const ib__plan *plan = c->plan;
+    bool ok = outp != NULL;
+    const ib__pbuf *ob = &plan->bufs[c->out_buf];
+    const kh_val *want = c->want;
+    float *got = ib__malloc((size_t)(want->count ? want->count : 1) * sizeof(float));
+    if (ok && got) {
+        if (ob->layout == IB_LAYOUT_NCHWC) {
+            ib_kh_from_nchwc(outp, ob->dims, ob->block, got);
+            int64_t N = ob->dims[0], C = ob->dims[1], HW = ob->dims[2] * ob->dims[3];
+            int64_t CB = (C + ob->block - 1) / ob->block;
+            for (int64_t n = 0; n < N && ok; n++)
+                for (int64_t p = 0; p < HW && ok; p++)
+                    for (int64_t ch = C; ch < CB * ob->block; ch++) {
+                        float x = outp[((n * CB + ch / ob->block) * HW + p) * ob->block +
+                                       ch % ob->block];
+                        if (!isfinite(x)) {
+                            fprintf(stderr, "  [%s] %s: padding channel %lld not finite\n",
+                                    b->target.name, c->label, (long long)ch);
+                            ok = false;
+                            break;
+                        }
+                    }
+        } else {
+            memcpy(got, outp, (size_t)want->count * sizeof(float));
+        }
+        double worst = 0;
+        int64_t wi = 0;
+        for (int64_t i = 0; i < want->count; i++) {
+            double w = want->data[i], g = got[i];
+            double e = fabs(g - w) / fmax(1.0, fabs(w));
+            if (!(e <= worst)) { /* NaN counts as worst */
+                worst = isnan(e) ? INFINITY : e;
+                wi = i;
+            }
+        }
+        if (!(worst <= tol)) {
+            fprintf(stderr, "  [%s] %s: max rel error %g at %lld (got %g want %g)\n",
+                    b->target.name, c->label, worst, (long long)wi, (double)got[wi],
+                    (double)want->data[wi]);
+            ok = false;
+        }
+    } else if (ok) {
+        ok = false;
+    }
+    ib__free(got);
+    return ok;
+}
+
 static bool run_case(ib_kh_batch *b, kh_case *c, int (*entry)(int32_t, const ib_kernel_abi *,
                                                                void *const *), int32_t idx,
                      double tol) {
@@ -588,56 +656,120 @@ static bool run_case(ib_kh_batch *b, kh_case *c, int (*entry)(int32_t, const ib_
                b->target.name, c->label, best * 1e3, fl / best * 1e-9, best_cpu * 1e3,
                fl / best_cpu * 1e-9);
     }
-    const ib__pbuf *ob = &plan->bufs[c->out_buf];
-    const kh_val *want = c->want;
-    float *got = ib__malloc((size_t)(want->count ? want->count : 1) * sizeof(float));
-    if (ok && got && outp) {
-        if (ob->layout == IB_LAYOUT_NCHWC) {
-            ib_kh_from_nchwc(outp, ob->dims, ob->block, got);
-            int64_t N = ob->dims[0], C = ob->dims[1], HW = ob->dims[2] * ob->dims[3];
-            int64_t CB = (C + ob->block - 1) / ob->block;
-            for (int64_t n = 0; n < N && ok; n++)
-                for (int64_t p = 0; p < HW && ok; p++)
-                    for (int64_t ch = C; ch < CB * ob->block; ch++) {
-                        float x = outp[((n * CB + ch / ob->block) * HW + p) * ob->block +
-                                       ch % ob->block];
-                        if (!isfinite(x)) {
-                            fprintf(stderr, "  [%s] %s: padding channel %lld not finite\n",
-                                    b->target.name, c->label, (long long)ch);
-                            ok = false;
-                            break;
-                        }
-                    }
-        } else {
-            memcpy(got, outp, (size_t)want->count * sizeof(float));
-        }
-        double worst = 0;
-        int64_t wi = 0;
-        for (int64_t i = 0; i < want->count; i++) {
-            double w = want->data[i], g = got[i];
-            double e = fabs(g - w) / fmax(1.0, fabs(w));
-            if (!(e <= worst)) { /* NaN counts as worst */
-                worst = isnan(e) ? INFINITY : e;
-                wi = i;
-            }
-        }
-        if (!(worst <= tol)) {
-            fprintf(stderr, "  [%s] %s: max rel error %g at %lld (got %g want %g)\n",
-                    b->target.name, c->label, worst, (long long)wi, (double)got[wi],
-                    (double)want->data[wi]);
-            ok = false;
-        }
-    } else if (ok) {
-        ok = false;
-    }
-    ib__free(got);
+    ok = check_output(b, c, ok ? outp : NULL, tol);
     for (int32_t i = 0; i < n_owned; i++) ib__aligned_free(owned[i]);
     return ok;
+}
+
+/* A case on the GPU: the same buffers as run_case, uploaded, the kernel launched with its
+ * template's launch dims, the output read back. */
+static bool run_case_cuda(ib_kh_batch *b, kh_case *c, const void *fatbin, double tol) {
+    ib__plan *plan = c->plan;
+    const ib__pkernel *k = &plan->kernels[0];
+    ib__cuda_kernel_arg args[3 * IB_MAX_KERNEL_ARGS];
+    float *owned[3 * IB_MAX_KERNEL_ARGS];
+    int32_t ids[3 * IB_MAX_KERNEL_ARGS], n_args = 0, n_owned = 0;
+    for (int32_t i = 0; i < k->n_in; i++) ids[n_args++] = k->in[i];
+    for (int32_t i = 0; i < k->n_out; i++) ids[n_args++] = k->out[i];
+    for (int32_t i = 0; i < k->n_epi; i++) ids[n_args++] = k->epi[i].operand_buf;
+    float *outp = NULL;
+    bool ok = true;
+    for (int32_t i = 0; i < n_args && ok; i++) {
+        memset(&args[i], 0, sizeof args[i]);
+        if (ids[i] < 0) continue;
+        const ib__pbuf *pb = &plan->bufs[ids[i]];
+        if (pb->kind == IB_BUF_WEIGHT) {
+            args[i].host = plan->weights + pb->offset;
+            args[i].nbytes = pb->nbytes;
+            continue;
+        }
+        float *p = materialise(pb, pb->kind == IB_BUF_INPUT);
+        if (!p) {
+            ok = false;
+            break;
+        }
+        owned[n_owned++] = p;
+        args[i].host = p;
+        args[i].nbytes = ib__pbuf_physical_bytes(pb);
+        args[i].read_back = ids[i] == c->out_buf;
+        if (ids[i] == c->out_buf) outp = p;
+    }
+    ib__launch_dims ld;
+    if (ok && k->tmpl->launch(plan, k, &ld) != IB_OK) {
+        fprintf(stderr, "  [%s] %s: launch: %s\n", b->target.name, c->label, ib_last_error());
+        ok = false;
+    }
+    if (ok && ib__cuda_run_kernel(fatbin, k->fn_name, &ld, n_args, args, 0) != IB_OK) {
+        fprintf(stderr, "  [%s] %s: %s\n", b->target.name, c->label, ib_last_error());
+        ok = false;
+    }
+    ok = check_output(b, c, ok ? outp : NULL, tol);
+    for (int32_t i = 0; i < n_owned; i++) ib__aligned_free(owned[i]);
+    return ok;
+}
+
+/* The CUDA batch: one nvcc run for sm_80 and sm_90 over every case, then each case on the
+ * GPU when one is present. */
+static int32_t run_cuda(ib_kh_batch *b, double tol) {
+    int32_t n = b->n_cases, failed = 0;
+    char dir[] = "/tmp/ib_kh_cuda.XXXXXX", src[256], fb[256];
+    if (ib__sb_status(&b->unit) || !mkdtemp(dir)) return n;
+    snprintf(src, sizeof src, "%s/unit%d.cu", dir, (int)b->n_units);
+    snprintf(fb, sizeof fb, "%s/unit%d.fatbin", dir, (int)b->n_units);
+    b->n_units++;
+    FILE *f = fopen(src, "w");
+    bool written = f && fwrite(b->unit.data, 1, b->unit.len, f) == b->unit.len;
+    if (f) fclose(f);
+    const int32_t sms[2] = {80, 90};
+    ib_status built = written ? ib__toolchain_build_cuda(src, sms, 2, fb) : IB_ERR_IO;
+    unsigned char *image = NULL;
+    if (built != IB_OK) {
+        fprintf(stderr, "  [%s] nvcc failed: %s\n", b->target.name, ib_last_error());
+        if (getenv("IB_KH_KEEP")) fprintf(stderr, "  source kept: %s\n", src);
+        failed = n;
+    } else if (b->compile_only) {
+        printf("  [%s] %d kernels compiled for sm_80 and sm_90 by nvcc, not run: %s\n",
+               b->target.name, (int)n, b->no_run_reason);
+    } else {
+        FILE *g = fopen(fb, "rb");
+        long size = -1;
+        if (g && fseek(g, 0, SEEK_END) == 0) size = ftell(g);
+        if (g && size > 0 && fseek(g, 0, SEEK_SET) == 0 && (image = ib__aligned_alloc((size_t)size))) {
+            if (fread(image, 1, (size_t)size, g) != (size_t)size) {
+                ib__aligned_free(image);
+                image = NULL;
+            }
+        }
+        if (g) fclose(g);
+        if (!image) failed = n;
+        for (int32_t i = 0; image && i < n; i++)
+            if (!run_case_cuda(b, &b->cases[i], image, tol)) failed++;
+        if (image) printf("  [%s] %d kernels run on the GPU, %d failed\n", b->target.name, (int)n, (int)failed);
+    }
+    ib__aligned_free(image);
+    if (getenv("IB_KH_KEEP")) {
+        fprintf(stderr, "  kept %s\n", src);
+    } else {
+        unlink(src);
+        unlink(fb);
+        char log[300];
+        snprintf(log, sizeof log, "%s.log", fb);
+        unlink(log);
+        rmdir(dir);
+    }
+    clear_cases(b);
+    return failed;
+}
+
+bool ib_kh_compile_only(const ib_kh_batch *b, const char **why) {
+    if (why) *why = b->no_run_reason[0] ? b->no_run_reason : "this machine cannot run the target";
+    return b->compile_only;
 }
 
 int32_t ib_kh_run(ib_kh_batch *b, double tol) {
     int32_t n = b->n_cases, failed = 0;
     if (n == 0) return 0;
+    if (ib__target_is_cuda(&b->target)) return run_cuda(b, tol);
     ib__sb_printf(&b->unit, "\n__attribute__((visibility(\"default\"))) int test_entry(int idx, "
                             "const ib_kernel_abi *abi, void *const *args) {\n  switch (idx) {\n");
     for (int32_t i = 0; i < n; i++)

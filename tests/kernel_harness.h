@@ -88,6 +88,10 @@ bool ib_kh_supported(ib_kh_batch *b, const ib_kh_spec *spec);
  * fails). Cases are cleared afterwards; values stay. */
 int32_t ib_kh_run(ib_kh_batch *b, double tol);
 
+/* True when the batch only compiles its kernels (*why: the reason, e.g. no NVIDIA
+ * GPU/driver). CUDA batches compile with nvcc for sm_80 and sm_90 in one run. */
+bool ib_kh_compile_only(const ib_kh_batch *b, const char **why);
+
 /* Plain NCHW <-> NCHWc (block `bl`; channels past C are zero-filled by to_nchwc). */
 void ib_kh_to_nchwc(const float *plain, const int64_t *dims, int32_t bl, float *blocked);
 void ib_kh_from_nchwc(const float *blocked, const int64_t *dims, int32_t bl, float *plain);

@@ -122,7 +122,8 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
     if (batch < 0) return ib__error(IB_ERR_INVALID_ARGUMENT, "batch must be >= 0, got %d", batch);
     double t0 = now_ms();
     ib__target target;
-    IB_TRY(ib__target_resolve(target_name, &target));
+    /* "host" with a GPU detected tries the GPU first; the plan decides below */
+    IB_TRY(ib__target_resolve_for_model(target_name, -1.0, &target));
     IB_TRY(ib__check_supported(model->graph));
     bool exists = false;
     IB_TRY(check_replaceable(out_dir, &exists));
@@ -131,6 +132,14 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
     opt.batch = batch;
     ib__plan *plan = NULL;
     ib_status st = ib__build_plan(model->graph, &target, &opt, &plan);
+    if (ib__target_is_cuda(&target) && (!target_name || strcmp(target_name, "host") == 0) &&
+        (st != IB_OK || !ib__codegen_gpu_worthwhile(plan))) {
+        ib__plan_destroy(plan); /* too small for the GPU, or not all of it runs there */
+        plan = NULL;
+        ib__error_clear();
+        IB_TRY(ib__target_resolve(target_name, &target));
+        st = ib__build_plan(model->graph, &target, &opt, &plan);
+    }
     if (st) return ib__error_prefix(st, "cannot compile: ");
     char parent[4096], tmp[4200], path[4300];
     parent_dir(out_dir, parent, sizeof parent);

@@ -21,8 +21,11 @@ int ib__cmd_hw(int argc, char **argv);
 int ib__cmd_compile(int argc, char **argv);
 int ib__cmd_bench(int argc, char **argv);
 
-/* True when `path` is a directory holding model.so (an artifact from `compile`). */
+/* True when `path` is a directory holding model.so or, for a CUDA target, cuda_plan.txt
+ * (an artifact from `compile`). */
 bool ib__cli_is_artifact(const char *path);
+/* `run` on a CUDA artifact (cmd_run_cuda.c); ib__cmd_run hands it over. */
+int ib__cmd_run_cuda(int argc, char **argv);
 int ib__cmd_serve(int argc, char **argv);
 int ib__cmd_cache(int argc, char **argv);
 

@@ -11,7 +11,10 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: inferbooster compile MODEL.onnx [options]\n"
             "\n"
-            "  --target T      host (default), x86-64-v4, x86-64-v3 or generic\n"
+            "  --target T      host (default), x86-64-v4, x86-64-v3, generic, or an NVIDIA GPU:\n"
+            "                  cuda-sm80, cuda-sm90 (fp32; -tf32, -fp16, -bf16 suffixes use\n"
+            "                  tensor cores); host picks the GPU when one is detected and\n"
+            "                  the model is big enough to gain from it\n"
             "  --batch N       size of the symbolic batch dimension (default: the model's, 1\n"
             "                  when symbolic)\n"
             "  -o DIR          artifact directory (default: MODEL's name + \".ibc\"); an\n"
@@ -27,6 +30,8 @@ bool ib__cli_is_artifact(const char *path) {
     if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return false;
     char p[4200];
     snprintf(p, sizeof p, "%s/model.so", path);
+    if (stat(p, &sb) == 0) return true;
+    snprintf(p, sizeof p, "%s/cuda_plan.txt", path);
     return stat(p, &sb) == 0;
 }
 

@@ -10,6 +10,7 @@
 #include "api/model_internal.h"
 #include "cli/cli.h"
 #include "cli/npy.h"
+#include "runtime/cuda_runtime.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -462,6 +463,10 @@ int ib__cmd_run(int argc, char **argv) {
     if (rc >= 0) {
         free_options(&o);
         return rc;
+    }
+    if (ib__cuda_is_artifact(o.model_path)) { /* runs on a GPU, through the CUDA runtime */
+        free_options(&o);
+        return ib__cmd_run_cuda(argc, argv);
     }
     run_state st;
     memset(&st, 0, sizeof st);

@@ -105,6 +105,17 @@ int32_t ib__codegen_fallback_count(const ib__plan *plan) {
     return n;
 }
 
+bool ib__codegen_gpu_worthwhile(const ib__plan *plan) {
+    if (!plan || !ib__target_is_cuda(&plan->target)) return false;
+    double flops = 0.0;
+    for (int32_t k = 0; k < plan->n_kernels; k++) {
+        const ib__pkernel *pk = &plan->kernels[k];
+        if (!pk->tmpl || !pk->tmpl->launch) return false;
+        if (pk->tmpl->flops) flops += pk->tmpl->flops(plan, pk);
+    }
+    return flops >= IB_GPU_MIN_FLOPS;
+}
+
 int64_t ib__codegen_plan_batch(const ib__plan *plan) {
     for (int32_t i = 0; i < plan->n_inputs; i++) {
         const ib__value *v = model_input_value(plan, i);

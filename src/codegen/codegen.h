@@ -34,6 +34,11 @@ ib_status ib__codegen_output_source(const ib__plan *plan, int32_t i, int32_t *wr
 /* Kernels without a template (run by the reference op through abi->fallback). */
 int32_t ib__codegen_fallback_count(const ib__plan *plan);
 
+/* For "host" with a GPU present: whether plan (built for a CUDA target) runs wholly on
+ * the GPU and does at least IB_GPU_MIN_FLOPS per run (smaller models are launch-bound
+ * there and stay on the CPU). */
+bool ib__codegen_gpu_worthwhile(const ib__plan *plan);
+
 /* Batch the plan was specialised for: dim 0 of its first rank >= 1 input, else 0. */
 int64_t ib__codegen_plan_batch(const ib__plan *plan);
 

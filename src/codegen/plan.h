@@ -193,7 +193,10 @@ IB_KERNEL_TEMPLATE_LIST(IB__TEMPLATE_DECL)
     X(cuda_pool2d)               \
     X(cuda_softmax)              \
     X(cuda_layernorm)            \
-    X(cuda_eltwise)
+    X(cuda_eltwise)              \
+    X(cuda_gather)               \
+    X(cuda_transpose)            \
+    X(cuda_cast)
 
 #define IB__TEMPLATE_DECL(name) extern const ib__kernel_template ib__template_##name;
 IB_CUDA_TEMPLATE_LIST(IB__TEMPLATE_DECL)

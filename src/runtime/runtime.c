@@ -16,6 +16,7 @@
 #include "inferbooster/kernel_abi.h"
 #include "ops/ops.h"
 #include "runtime/runtime.h"
+#include "runtime/cuda_runtime.h"
 
 typedef int (*model_run_fn)(const ib_kernel_abi *abi, void *const *inputs, void *const *outputs,
                             void *arena, const void *weights);
@@ -288,7 +289,10 @@ ib_status ib__rt_open_artifact(const char *dir, ib__rt_model **out) {
     if (len < 0 || (size_t)len >= sizeof path)
         return ib__error(IB_ERR_INVALID_ARGUMENT, "artifact path too long");
     if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
-        return ib__error(IB_ERR_IO, "artifact '%s' has no model.so", dir);
+        return ib__error(ib__cuda_is_artifact(dir) ? IB_ERR_UNSUPPORTED : IB_ERR_IO,
+                         ib__cuda_is_artifact(dir) ? "artifact '%s' was compiled for an NVIDIA GPU: "
+                         "'inferbooster run' runs it through the CUDA runtime"
+                                                   : "artifact '%s' has no model.so", dir);
     ib__rt_model *rt = rt_alloc();
     if (!rt) return IB_ERR_OUT_OF_MEMORY;
     ib_status st = IB_OK;

@@ -97,7 +97,7 @@ ib_status ib__target_resolve_for_model(const char *name, double model_flops, ib_
             if (sm > best) best = sm;
         }
         /* Small models are launch-bound on a GPU and stay on the CPU. */
-        if (best >= 80 && model_flops >= IB_GPU_MIN_FLOPS)
+        if (best >= 80 && (model_flops < 0 || model_flops >= IB_GPU_MIN_FLOPS))
             return resolve_cuda(best >= 90 ? "cuda-sm90" : "cuda-sm80", out);
     }
     return ib__target_resolve(name, out);

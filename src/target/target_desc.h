@@ -53,7 +53,8 @@ ib_status ib__target_resolve(const char *name, ib__target *out);
 
 /* As ib__target_resolve, but "host" (or NULL) becomes the detected GPU's CUDA target when
  * one of compute capability 8.0+ is present and the model is big enough to gain from it
- * (`model_flops` per inference at least IB_GPU_MIN_FLOPS); otherwise the CPU. */
+ * (`model_flops` per inference at least IB_GPU_MIN_FLOPS, or unknown: < 0, for the caller
+ * to decide from the plan); otherwise the CPU. */
 #define IB_GPU_MIN_FLOPS 2.0e8
 ib_status ib__target_resolve_for_model(const char *name, double model_flops, ib__target *out);
 

@@ -78,7 +78,7 @@ ib_status ib__cuda_codegen_plan_text(const ib__plan *plan, ib__sb *sb) {
     ib__sb_printf(sb, "arena %zu\n", plan->arena_bytes);
     ib__sb_printf(sb, "weights %zu %016llx\n", plan->weights_bytes,
                   (unsigned long long)ib__rt_hash(plan->weights, plan->weights_bytes));
-    ib__sb_printf(sb, "inputs %d\n", (int)plan->n_inputs);
+    ib__sb_printf(sb, "io %d %d\n", (int)plan->n_inputs, (int)plan->n_outputs);
     for (int32_t i = 0; i < plan->n_inputs; i++) {
         ib__rt_io_entry e;
         IB_TRY(ib__codegen_io_entry(plan, false, i, &e));
@@ -86,7 +86,6 @@ ib_status ib__cuda_codegen_plan_text(const ib__plan *plan, ib__sb *sb) {
             return ib__error(IB_ERR_UNSUPPORTED, "input %d has open dims: a CUDA plan needs them fixed", i);
         io_line(sb, "input", i, &e);
     }
-    ib__sb_printf(sb, "outputs %d\n", (int)plan->n_outputs);
     for (int32_t o = 0; o < plan->n_outputs; o++) {
         ib__rt_io_entry e;
         IB_TRY(ib__codegen_io_entry(plan, true, o, &e));

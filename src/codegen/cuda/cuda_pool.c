@@ -71,7 +71,8 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
                     g.is_max ? "fmaxf(v, x[i])" : "v + x[i]");
         ib__sb_line(sb, "v = %s(v);", g.is_max ? "ib_warp_max" : "ib_warp_sum");
         ib__sb_line(sb, "if (lane != 0) return;");
-        if (!g.is_max) ib__sb_line(sb, "v *= %.9gf;", 1.0 / (double)HW);
+        char inv[48];
+        if (!g.is_max) ib__sb_line(sb, "v *= %s;", ib__cuda_flit(inv, sizeof inv, (float)(1.0 / (double)HW)));
         ib__sb_line(sb, "const int64_t c = plane %% %lld, e = plane;", (long long)g.C);
         ib__sb_line(sb, "(void)c;");
     } else {
