@@ -344,6 +344,9 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
         if (items < 8 * cores || xbytes > l2 / 2) break;
         ohb = h;
     }
+    /* the same number of parts with rows spread evenly: 56 rows as 28 + 28, not 55 + 1 */
+    int64_t parts = (g.OH + ohb - 1) / ohb;
+    ohb = (g.OH + parts - 1) / parts;
     ib__knobs_set(knobs, "oh_block", ohb);
 }
 
