@@ -21,7 +21,10 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$TMP/repo"
 cp -r "$SRC/examples/model_repository/mlp" "$TMP/repo/mlp"
-"$BIN" serve --model-repository "$TMP/repo" --http-port 0 --threads 1 --compile-all >"$TMP/log" 2>&1 &
+cp -r "$SRC/examples/model_repository/mlp" "$TMP/repo/early"
+sed -i 's/^name: "mlp"/name: "early"/' "$TMP/repo/early/config.pbtxt"
+"$BIN" serve --model-repository "$TMP/repo" --http-port 0 --threads 1 --compile-all \
+    --model-control-mode explicit --load-model mlp >"$TMP/log" 2>&1 &
 SERVER_PID=$!
 PORT=
 for _ in $(seq 100); do
@@ -109,6 +112,23 @@ check(state["compiled_at"] is not None and state["ok"] > state["compiled_at"], "
 print("     %d requests, %d before the swap, 0 failed" % (state["ok"], state["ok_before"]) if not state["errors"] else "")
 st, body = get("/metrics")
 text = body.decode()
+# A version unloaded while its compiled session is still being built: the unload answers,
+# the optimizer stops at its next step, and the model can be loaded again.
+def post(path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    c.request("POST", path, b""); r = c.getresponse(); body = r.read(); c.close()
+    return r.status, body
+st, _ = post("/v2/repository/models/early/load")
+st2, meta = get("/v2/models/early")
+check(st == 200 and json.loads(meta)["parameters"]["optimization"] == "running", "early: loaded, compiling")
+t = time.time()
+st, body = post("/v2/repository/models/early/unload")
+check(st == 200, "unload while compiling: %d %s" % (st, body[:200]))
+st, _ = get("/v2/models/early/ready")
+check(st != 200, "early is no longer ready after its unload")
+st, _ = post("/v2/repository/models/early/load")
+check(st == 200, "early loads again")
+print("     unload during the background compile took %.2f s" % (time.time() - t))
 check('ib_model_executor_info{model="mlp",version="1",executor="compiled",optimization="swapped"} 1' in text,
       "executor metric after the swap")
 check('ib_model_session_swaps_total{model="mlp",version="1"} 1' in text, "one session swap counted")

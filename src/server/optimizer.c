@@ -8,6 +8,8 @@
 
 #include "core/core.h"
 
+enum { HANDOFF_RUNNING = 0, HANDOFF_FINISHED, HANDOFF_ORPHANED };
+
 const char *ib__optimize_state_name(int state) {
     switch (state) {
     case IB__OPTIMIZE_RUNNING: return "running";
@@ -97,6 +99,13 @@ static void *optimize_main(void *arg) {
     ib_session_destroy(compiled);
     atomic_store(&m->optimize_state, state);
     ib__free(job);
+    int expected = HANDOFF_RUNNING;
+    if (!atomic_compare_exchange_strong(&m->optimizer_handoff, &expected, HANDOFF_FINISHED)) {
+        /* Abandoned while running: nobody will join this thread, and it frees the version. */
+        pthread_detach(pthread_self());
+        m->optimizer_started = false;
+        m->orphaned(m);
+    }
     return NULL;
 }
 
@@ -105,6 +114,7 @@ ib_status ib__optimizer_start(ib__served_model *m, const ib_session_options *opt
     if (!job) return ib__error(IB_ERR_OUT_OF_MEMORY, "optimizer: out of memory");
     job->m = m;
     job->options = *options;
+    atomic_store(&m->optimizer_handoff, HANDOFF_RUNNING);
     atomic_store(&m->optimize_state, IB__OPTIMIZE_RUNNING);
     int rc = pthread_create(&m->optimizer, NULL, optimize_main, job);
     if (rc != 0) {
@@ -116,9 +126,12 @@ ib_status ib__optimizer_start(ib__served_model *m, const ib_session_options *opt
     return IB_OK;
 }
 
-void ib__optimizer_join(ib__served_model *m) {
-    if (!m->optimizer_started) return;
+bool ib__optimizer_abandon(ib__served_model *m) {
+    if (!m->optimizer_started) return false;
     atomic_store(&m->optimize_cancel, true);
-    pthread_join(m->optimizer, NULL);
+    int expected = HANDOFF_RUNNING;
+    if (atomic_compare_exchange_strong(&m->optimizer_handoff, &expected, HANDOFF_ORPHANED)) return true;
+    pthread_join(m->optimizer, NULL); /* it has finished */
     m->optimizer_started = false;
+    return false;
 }

@@ -21,9 +21,12 @@ ib_status ib__optimizer_warm_up(ib__served_model *m, ib_session *session);
 /* Starts the background thread: builds a session with `options`, warms it, and when it
  * runs compiled code, swaps it in through the scheduler. m->sched must exist. */
 ib_status ib__optimizer_start(ib__served_model *m, const ib_session_options *options);
-/* Asks the thread to stop at its next step and waits for it (a compile in progress runs
- * to its end). Safe when none was started. */
-void ib__optimizer_join(ib__served_model *m);
+/* For a version being destroyed: asks the thread to stop at its next step. Returns true
+ * when the thread is still running (a compile cannot be interrupted): it then owns the
+ * version and calls m->orphaned(m) when it ends, so neither an unload nor the HTTP thread
+ * releasing the last reference waits for a compile. Returns false when no thread runs
+ * (joined): the caller destroys the version. */
+bool ib__optimizer_abandon(ib__served_model *m);
 /* "none", "running", "swapped", "kept", "failed". */
 const char *ib__optimize_state_name(int state);
 

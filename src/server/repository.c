@@ -34,6 +34,10 @@ struct ib__repository {
     pthread_mutex_t lock;      /* entries, refs */
     pthread_mutex_t load_lock; /* one load/unload at a time */
     model_entry *entries;
+    /* Versions dropped while their optimizer was compiling, freed by that thread. */
+    pthread_mutex_t orphan_lock;
+    pthread_cond_t orphan_gone;
+    int orphans;
 };
 
 bool ib__repo_name_valid(const char *name) {
@@ -61,13 +65,35 @@ static bool parse_version(const char *s, int64_t *out) {
     return true;
 }
 
-static void served_destroy(ib__served_model *m) {
-    if (!m) return;
-    ib__optimizer_join(m); /* before the scheduler: the optimizer swaps through it */
+static void served_free(ib__served_model *m) {
     ib__sched_destroy(m->sched);
     ib_session_destroy(m->session);
     ib_model_destroy(m->model);
     ib__free(m);
+}
+
+/* m->orphaned: the optimizer thread of an abandoned version frees it when it ends. */
+static void orphan_free(ib__served_model *m) {
+    ib__repository *r = m->owner;
+    served_free(m);
+    pthread_mutex_lock(&r->orphan_lock);
+    r->orphans--;
+    pthread_cond_broadcast(&r->orphan_gone);
+    pthread_mutex_unlock(&r->orphan_lock);
+}
+
+static void served_destroy(ib__served_model *m) {
+    if (!m) return;
+    ib__repository *r = m->owner;
+    /* Counted before the hand-off, so the thread's decrement can never come first. */
+    pthread_mutex_lock(&r->orphan_lock);
+    r->orphans++;
+    pthread_mutex_unlock(&r->orphan_lock);
+    if (ib__optimizer_abandon(m)) return;
+    pthread_mutex_lock(&r->orphan_lock);
+    r->orphans--;
+    pthread_mutex_unlock(&r->orphan_lock);
+    served_free(m);
 }
 
 ib_status ib__repo_create(const char *root, const ib__repo_options *opts, ib__repository **out) {
@@ -84,6 +110,8 @@ ib_status ib__repo_create(const char *root, const ib__repo_options *opts, ib__re
     if (opts) r->opts = *opts;
     pthread_mutex_init(&r->lock, NULL);
     pthread_mutex_init(&r->load_lock, NULL);
+    pthread_mutex_init(&r->orphan_lock, NULL);
+    pthread_cond_init(&r->orphan_gone, NULL);
     *out = r;
     return IB_OK;
 }
@@ -98,6 +126,12 @@ void ib__repo_destroy(ib__repository *r) {
         }
         ib__free(e);
     }
+    /* Compiles cannot be interrupted: wait for abandoned versions' threads to free them. */
+    pthread_mutex_lock(&r->orphan_lock);
+    while (r->orphans > 0) pthread_cond_wait(&r->orphan_gone, &r->orphan_lock);
+    pthread_mutex_unlock(&r->orphan_lock);
+    pthread_mutex_destroy(&r->orphan_lock);
+    pthread_cond_destroy(&r->orphan_gone);
     pthread_mutex_destroy(&r->lock);
     pthread_mutex_destroy(&r->load_lock);
     ib__free(r->root);
@@ -240,6 +274,8 @@ static ib_status load_version(ib__repository *r, const char *name, const ib__mod
     if (!m) return ib__error(IB_ERR_OUT_OF_MEMORY, "model '%s': out of memory", name);
     snprintf(m->name, sizeof m->name, "%s", name);
     m->version = version;
+    m->owner = r;
+    m->orphaned = orphan_free;
     m->cfg = *base;
     ib_status st = ib_model_load_file(path, &m->model);
     if (st == IB_OK) st = ib__model_config_complete(&m->cfg, m->model);

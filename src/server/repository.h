@@ -29,6 +29,10 @@ typedef struct ib__served_model {
     atomic_bool optimize_cancel;
     bool optimizer_started;
     pthread_t optimizer;
+    atomic_int optimizer_handoff; /* who frees the version when it is dropped mid-compile */
+    /* Called by the optimizer thread when the repository abandoned the version to it. */
+    void (*orphaned)(struct ib__served_model *m);
+    void *owner; /* the repository */
     _Atomic uint64_t compile_us; /* building and warming the optimised session */
     char optimize_note[256];     /* why the reference session stayed, when it did */
     int refs;     /* under the repository lock */
