@@ -101,8 +101,9 @@ static bool send_all(int fd, const char *p, size_t n) {
 }
 
 /* Reads one response (Content-Length framed) into body; returns the status code, or -1 on
- * a connection error or a response this client cannot frame. *keep: may the connection
- * be reused. `head` keeps bytes read past the end of this response (none: no pipelining). */
+ * a connection error or a response this client cannot frame (chunked, or bytes past its
+ * end: the client never pipelines, so there can be none). *keep: may the connection be
+ * reused. */
 static int read_response(int fd, buffer *body, bool *keep) {
     char head[MAX_RESPONSE_HEAD];
     size_t hl = 0;

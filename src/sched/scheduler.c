@@ -83,6 +83,22 @@ static int64_t padded_batch(const ib__sched_config *cfg, int64_t items) {
     return items;
 }
 
+/* How many items to take when `avail` could be gathered. Padding `avail` up to a warmed
+ * size wastes the padded rows' compute; when that would be more than a quarter of the
+ * execution, take the largest warmed size that fits instead and leave the rest queued for
+ * the next execution (as Triton forms preferred sizes), so a warmed session never runs
+ * mostly zeros. */
+static int64_t batch_cap(const ib__sched_config *cfg, int64_t avail) {
+    if (!cfg->pad_batches) return cfg->max_batch_size;
+    int64_t padded = padded_batch(cfg, avail);
+    if ((padded - avail) * 4 <= padded) return cfg->max_batch_size;
+    int64_t sizes[IB__SCHED_MAX_PREFERRED + 2], best = 1;
+    size_t n = ib__sched_batch_sizes(cfg, sizes, sizeof sizes / sizeof sizes[0]);
+    for (size_t i = 0; i < n; i++)
+        if (sizes[i] <= avail) best = sizes[i];
+    return best;
+}
+
 static int64_t batch_target(const ib__sched_config *cfg) {
     int64_t t = 0;
     for (size_t i = 0; i < cfg->n_preferred; i++)
@@ -268,6 +284,7 @@ static void *worker(void *arg) {
             if (!s->head || head_expired(s)) continue; /* the loop's top fails expired requests */
         }
         /* Take the head and, when batching, the compatible requests behind it. */
+        int64_t cap = batching ? batch_cap(&s->cfg, gatherable(s)) : 0;
         ib__infer_request *h = s->head, *batch = h, *btail = h;
         s->head = h->next;
         size_t count = 1;
@@ -276,7 +293,7 @@ static void *worker(void *arg) {
             ib__infer_request **link = &s->head;
             while (*link) {
                 ib__infer_request *r = *link;
-                if (compatible(h, r) && items + r->batch <= s->cfg.max_batch_size) {
+                if (compatible(h, r) && items + r->batch <= cap) {
                     *link = r->next;
                     btail->next = r;
                     btail = r;
