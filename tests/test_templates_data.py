@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""Data-movement kernel templates (transpose, gather, cast) against the reference executor.
+"""Data-movement kernel templates (strided_copy for Transpose and Slice, gather, cast, concat)
+against the reference executor.
 
-Each round (one per ISA level: host, x86-64-v3, generic) builds one ONNX model holding many independent Transpose, Gather and Cast nodes
-on randomised shapes, permutations, axes, index values (negative ones too) and dtypes,
+Each round (one per ISA level: host, x86-64-v3, generic) builds one ONNX model holding many independent Transpose, Slice, Gather, Cast and Concat
+nodes on randomised shapes, permutations, slice bounds and steps, axes, index values (negative
+ones too) and dtypes,
 compiles it with `inferbooster compile`, checks that every node got a generated kernel
 (only float->integer casts stay reference fallbacks), runs the artifact and the reference
 executor on the same inputs and requires identical outputs. A Gather with an index out of
@@ -98,6 +100,47 @@ def build_round(rng, n_each):
             add_input(ix, idx, idx_elem)
         nodes.append(helper.make_node("Gather", [x, ix], [f"g{i}_y"], name=f"gather_{i}", axis=axis))
         outputs.append(helper.make_tensor_value_info(f"g{i}_y", elem, None))
+    for i in range(n_each):  # Slice: constant bounds, any axes subset, steps of either sign
+        rank = int(rng.integers(1, 5))
+        shape = [int(d) for d in rng.integers(1, 10, size=rank)]
+        if rng.random() < 0.3:
+            shape[-1] = int(rng.integers(100, 400))
+        axes = [int(a) for a in rng.permutation(rank)[:int(rng.integers(1, rank + 1))]]
+        starts, ends, steps = [], [], []
+        for a in axes:
+            n = shape[a]
+            step = int(rng.choice([1, 1, 2, 3, -1, -2]))
+            s, e = int(rng.integers(-n - 2, n + 2)), int(rng.integers(-n - 2, n + 2))
+            if rng.random() < 0.2:  # open ends, as exporters write them
+                e = 2**63 - 1 if step > 0 else -2**63
+            starts.append(s), ends.append(e), steps.append(step)
+        np_type, elem = DTYPES[int(rng.integers(len(DTYPES)))]
+        x = f"s{i}_x"
+        add_input(x, random_data(rng, shape, np_type), elem)
+        names = []
+        for what, vals in (("starts", starts), ("ends", ends), ("axes", axes), ("steps", steps)):
+            nm = f"s{i}_{what}"
+            nodes.append(helper.make_node("Constant", [], [nm], value=helper.make_tensor(
+                nm, TensorProto.INT64, [len(vals)], vals)))
+            names.append(nm)
+        if all(st == 1 for st in steps) and rng.random() < 0.5:
+            names = names[:3]  # steps omitted
+        nodes.append(helper.make_node("Slice", [x] + names, [f"s{i}_y"], name=f"slice_{i}"))
+        outputs.append(helper.make_tensor_value_info(f"s{i}_y", elem, None))
+    for i in range(n_each // 2):  # Concat: 1-4 inputs along any axis
+        rank = int(rng.integers(1, 5))
+        shape = [int(d) for d in rng.integers(1, 7, size=rank)]
+        axis = int(rng.integers(-rank, rank))
+        np_type, elem = DTYPES[int(rng.integers(len(DTYPES)))]
+        ins = []
+        for j in range(int(rng.integers(1, 5))):
+            sh = list(shape)
+            sh[axis] = int(rng.integers(1, 6))
+            nm = f"k{i}_{j}"
+            add_input(nm, random_data(rng, sh, np_type), elem)
+            ins.append(nm)
+        nodes.append(helper.make_node("Concat", ins, [f"k{i}_y"], name=f"concat_{i}", axis=axis))
+        outputs.append(helper.make_tensor_value_info(f"k{i}_y", elem, None))
     for i, (src, dst) in enumerate(CASTS + FALLBACK_CASTS):
         shape = [int(d) for d in rng.integers(1, 40, size=int(rng.integers(1, 4)))]
         x = f"c{i}_x"

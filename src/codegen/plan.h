@@ -176,9 +176,10 @@ ib_status ib__plan_add_weight(ib__plan *plan, const ib__pbuf *desc, const void *
     X(layernorm)                   \
     X(attention)                   \
     X(eltwise)                     \
-    X(transpose)                   \
+    X(strided_copy)                \
     X(gather)                      \
     X(cast)                        \
+    X(concat)                      \
     X(layout_transform)
 
 #define IB__TEMPLATE_DECL(name) extern const ib__kernel_template ib__template_##name;

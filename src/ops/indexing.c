@@ -623,6 +623,26 @@ static ib_status slice_args_read(const ib__node *node, int32_t opset, const ib_t
     return IB_OK;
 }
 
+ib_status ib__slice_region(const ib__node *node, int32_t opset, int32_t rank, const int64_t *dims,
+                           const ib_tensor *const args[4], int64_t *start, int64_t *step,
+                           int64_t *len) {
+    bool present[4];
+    for (int k = 0; k < 4; k++) present[k] = args[k] != NULL;
+    slice_args a;
+    bool known;
+    IB_TRY(slice_args_read(node, opset, args, present, &a, &known));
+    if (!known)
+        return ib__error(IB_ERR_UNSUPPORTED, "%s: slice bounds are not constant",
+                         ib__node_label(node));
+    slice_plan p;
+    IB_TRY(slice_compute(node, rank, dims, a.n, a.starts, a.ends, a.has_axes ? a.axes : NULL,
+                         a.has_steps ? a.steps : NULL, &p));
+    memcpy(start, p.start, sizeof(int64_t) * (size_t)rank);
+    memcpy(step, p.step, sizeof(int64_t) * (size_t)rank);
+    memcpy(len, p.len, sizeof(int64_t) * (size_t)rank);
+    return IB_OK;
+}
+
 static ib_status infer_slice(ib__infer_ctx *c) {
     IB_TRY(ib__require_input(c, 0));
     const ib__value *x = c->in[0];

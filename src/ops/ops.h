@@ -128,4 +128,12 @@ void ib__bcast_offsets(const ib__bcast *b, int64_t oi, int64_t *offsets);
 void ib__strided_copy(void *dst, const void *src, int32_t rank, const int64_t *dims,
                       const int64_t *strides, size_t es, ib__pool *pool);
 
+/* The region a Slice node takes from an input of `dims`: per axis its first index, step
+ * and length (the spec's clamping applied). args: the node's starts, ends, axes and steps
+ * tensors (NULL where absent; opset < 10 reads the attributes). For compilers that copy
+ * the region themselves; the reference op uses the same rules. */
+ib_status ib__slice_region(const ib__node *node, int32_t opset, int32_t rank, const int64_t *dims,
+                           const ib_tensor *const args[4], int64_t *start, int64_t *step,
+                           int64_t *len);
+
 #endif /* IB_OPS_H */
