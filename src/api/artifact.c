@@ -12,6 +12,7 @@
 
 #include "api/compiled.h"
 #include "codegen/codegen.h"
+#include "tune/tune.h"
 #include "ir/shape_inference.h"
 
 static double now_ms(void) {
@@ -130,6 +131,9 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
     ib__compile_options opt;
     ib__compile_options_init(&opt);
     opt.batch = batch;
+    ib__tune_knobs *tuned = NULL; /* the tuning database's best knobs, when there is one */
+    IB_TRY(ib__tune_compile_knobs(&target, &tuned));
+    if (tuned) opt.knob_source = ib__tune_knobs_source(tuned);
     ib__plan *plan = NULL;
     ib_status st = ib__build_plan(model->graph, &target, &opt, &plan);
     if (ib__target_is_cuda(&target) && (!target_name || strcmp(target_name, "host") == 0) &&
@@ -137,9 +141,17 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
         ib__plan_destroy(plan); /* too small for the GPU, or not all of it runs there */
         plan = NULL;
         ib__error_clear();
-        IB_TRY(ib__target_resolve(target_name, &target));
-        st = ib__build_plan(model->graph, &target, &opt, &plan);
+        /* the CPU target's tuning records, not the GPU's */
+        ib__tune_knobs_destroy(tuned);
+        tuned = NULL;
+        opt.knob_source = NULL;
+        st = ib__target_resolve(target_name, &target);
+        if (st == IB_OK) st = ib__tune_compile_knobs(&target, &tuned);
+        if (tuned) opt.knob_source = ib__tune_knobs_source(tuned);
+        if (st == IB_OK) st = ib__build_plan(model->graph, &target, &opt, &plan);
     }
+    int32_t tuned_kernels = tuned ? ib__tune_knobs_applied(tuned) : 0;
+    ib__tune_knobs_destroy(tuned);
     if (st) return ib__error_prefix(st, "cannot compile: ");
     char parent[4096], tmp[4200], path[4300];
     parent_dir(out_dir, parent, sizeof parent);
@@ -196,6 +208,7 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
         report->arena_bytes = plan->arena_bytes;
         report->weights_bytes = plan->weights_bytes;
         report->has_model_copy = fallback > 0;
+        report->tuned_kernels = tuned_kernels;
         report->compile_ms = now_ms() - t0;
     }
     ib__plan_destroy(plan);

@@ -13,6 +13,7 @@
 
 #include "api/compiled.h"
 #include "codegen/codegen.h"
+#include "tune/tune.h"
 
 enum { MAX_VARIANTS = 32 };
 
@@ -166,8 +167,12 @@ static ib_status build_variant(ib__compiled *c, int64_t batch, ib__rt_model **rt
     ib__compile_options opt;
     ib__compile_options_init(&opt);
     opt.batch = (int32_t)batch;
+    ib__tune_knobs *tuned = NULL; /* the tuning database's best knobs, when there is one */
+    IB_TRY(ib__tune_compile_knobs(&c->target, &tuned));
+    if (tuned) opt.knob_source = ib__tune_knobs_source(tuned);
     ib__plan *plan = NULL;
     ib_status st = ib__build_plan(c->graph, &c->target, &opt, &plan);
+    ib__tune_knobs_destroy(tuned);
     if (st == IB_ERR_UNSUPPORTED) {
         ib__error_clear();
         return IB_OK;

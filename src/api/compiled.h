@@ -43,6 +43,7 @@ typedef struct ib__compile_report {
     size_t arena_bytes, weights_bytes;
     double compile_ms;
     bool has_model_copy; /* model.onnx stored for the fallback steps */
+    int32_t tuned_kernels; /* kernels given knobs from the tuning database */
 } ib__compile_report;
 
 /* Compiles `model` (loaded from `model_path`, which is copied into the artifact when

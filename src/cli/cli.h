@@ -28,6 +28,7 @@ bool ib__cli_is_artifact(const char *path);
 int ib__cmd_run_cuda(int argc, char **argv);
 int ib__cmd_serve(int argc, char **argv);
 int ib__cmd_cache(int argc, char **argv);
+int ib__cmd_tune(int argc, char **argv);
 
 /* The exit code for a failed library call: IB_EXIT_USAGE when the status blames the
  * caller's input (bad model, file, shape, unsupported op), else IB_EXIT_FAILURE. */

@@ -119,6 +119,7 @@ int ib__cmd_compile(int argc, char **argv) {
                rep.fallback);
         printf("  arena:    %s\n", ib__cli_human((double)rep.arena_bytes, "B", a, sizeof a));
         printf("  weights:  %s\n", ib__cli_human((double)rep.weights_bytes, "B", w, sizeof w));
+        if (rep.tuned_kernels) printf("  tuned:    %d kernels (tuning database)\n", rep.tuned_kernels);
         printf("  time:     %.0f ms\n", rep.compile_ms);
     }
     ib_model_destroy(model);

@@ -16,6 +16,7 @@ static const struct {
     {"bench", ib__cmd_bench, "measure latency, throughput and peak memory of a model or artifact"},
     {"hw", ib__cmd_hw, "show the host's CPU and GPU as InferBooster sees them"},
     {"serve", ib__cmd_serve, "serve a model repository over the Open Inference Protocol (HTTP)"},
+    {"tune", ib__cmd_tune, "tune a model's kernels by measurement into the tuning database"},
     {"cache", ib__cmd_cache, "list, inspect, evict, clear and verify the compiled-model cache"},
 };
 

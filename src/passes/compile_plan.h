@@ -43,15 +43,26 @@
 
 #include "codegen/plan.h"
 
+/* Where tuned knobs come from (the tuning database, src/tune/): called for every
+ * template kernel after its template filled default knobs and before its weights are
+ * packed; `index` is the id the kernel will have in plan->kernels. It may overwrite
+ * *knobs (it must check them with the template's knobs_valid) or leave them. */
+typedef struct ib__knob_source {
+    void (*pick)(void *ctx, const ib__plan *plan, const ib__pkernel *k, int32_t index,
+                 ib__knobs *knobs);
+    void *ctx;
+} ib__knob_source;
+
 typedef struct ib__compile_options {
     /* 0: as the model says (a symbolic batch dim becomes 1); > 0: symbolic batch dims
      * (dim 0 of the inputs, and every dim sharing its name) take this value. */
     int32_t batch;
     bool allow_fallback; /* nodes no template supports run the reference op (true) */
     bool disable_fusion; /* every node its own kernel */
+    const ib__knob_source *knob_source; /* NULL: the templates' default knobs */
 } ib__compile_options;
 
-/* Fills the defaults: batch 0, allow_fallback true, fusion on. */
+/* Fills the defaults: batch 0, allow_fallback true, fusion on, default knobs. */
 void ib__compile_options_init(ib__compile_options *opt);
 
 /* Builds the plan for `graph` (never modified) on `target`. IB_ERR_UNSUPPORTED, naming

@@ -151,6 +151,10 @@ static ib_status commit(ib__lower *L, attempt *a, ib__pkernel *k) {
     for (int32_t i = 0; i < a->n_pre; i++) IB_TRY(add_transform(L, a->pre[i].src, a->pre[i].dst));
     if (k->tmpl) {
         if (k->tmpl->default_knobs) k->tmpl->default_knobs(L->plan, k, &k->knobs);
+        /* tuned knobs before packing: a template may pack for its knobs (gemm's nr) */
+        if (L->opt.knob_source && L->opt.knob_source->pick)
+            L->opt.knob_source->pick(L->opt.knob_source->ctx, L->plan, k, L->plan->n_kernels,
+                                     &k->knobs);
         if (k->tmpl->pack_weights) IB_TRY(k->tmpl->pack_weights(L->plan, k));
     }
     char name[48];

@@ -1,0 +1,244 @@
+/* `inferbooster tune MODEL`: lists a model's tunable workloads, tunes them by measurement
+ * into the tuning database, and exports or imports database files. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/model_internal.h"
+#include "cli/cli.h"
+#include "tune/tune.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: inferbooster tune MODEL.onnx [options]\n"
+            "       inferbooster tune --export FILE | --import FILE [--db PATH]\n"
+            "\n"
+            "  --list-tasks     print the model's tunable workloads (de-duplicated) and exit\n"
+            "  --trials N       measured configurations per workload (default 64)\n"
+            "  --budget T       overall time limit: 90s, 20m, 1h (default: none)\n"
+            "  --batch N        size of the symbolic batch dimension (default 1)\n"
+            "  --target T       host (default); tuning measures on this machine\n"
+            "  --db PATH        tuning database (default: <cache dir>/tuning.jsonl)\n"
+            "  --threads N      threads the kernels run on while measured (default: all)\n"
+            "  --seed N         random seed of the search (default 1)\n"
+            "  --json           --list-tasks as JSON\n"
+            "  --export FILE    write every record of the database to FILE\n"
+            "  --import FILE    append FILE's records that the database lacks\n"
+            "\n"
+            "Each measurement is appended to the database at once, so an interrupted run\n"
+            "loses nothing and running again continues. 'compile' and sessions use each\n"
+            "workload's best record automatically (INFERBOOSTER_TUNING_DB=PATH|off).\n");
+}
+
+static bool parse_budget(const char *s, double *out) {
+    char *end = NULL;
+    double v = strtod(s, &end);
+    if (!end || end == s || !(v >= 0) || v > 1e7) return false;
+    double mul = 1;
+    if (*end == 's' || *end == '\0') mul = 1;
+    else if (*end == 'm') mul = 60;
+    else if (*end == 'h') mul = 3600;
+    else return false;
+    if (*end && end[1]) return false;
+    *out = v * mul;
+    return true;
+}
+
+static void print_tasks(const ib__tune_taskset *ts, const ib__tune_db *db, const char *target,
+                        bool json) {
+    double total = 0;
+    for (int32_t i = 0; i < ts->n; i++) total += ts->tasks[i].count * ts->tasks[i].flops;
+    if (json) printf("{\"target\": \"%s\", \"tasks\": [", target);
+    else
+        printf("%-4s %-16s %5s %9s %6s %7s  %s\n", "task", "hash", "count", "MFLOP", "weight",
+               "records", "workload");
+    for (int32_t i = 0; i < ts->n; i++) {
+        const ib__tune_task *t = &ts->tasks[i];
+        int32_t n_all = 0, n_ok = 0;
+        ib__tune_db_count(db, target, t->key, &n_all, &n_ok);
+        double w = total > 0 ? t->count * t->flops / total : 0;
+        if (json) {
+            printf("%s\n  {\"index\": %d, \"hash\": \"%s\", \"template\": ", i ? "," : "", i, t->hash);
+            ib__json_string(stdout, t->tmpl->name);
+            printf(", \"count\": %d, \"flops\": %.0f, \"weight\": ", t->count, t->flops);
+            ib__json_number(stdout, w);
+            printf(", \"records\": %d, \"label\": ", n_all);
+            ib__json_string(stdout, t->label);
+            printf(", \"key\": ");
+            ib__json_string(stdout, t->key);
+            printf(", \"default_knobs\": {");
+            for (int32_t k = 0; k < t->defaults.n; k++) {
+                printf("%s", k ? ", " : "");
+                ib__json_string(stdout, t->defaults.name[k]);
+                printf(": %lld", (long long)t->defaults.value[k]);
+            }
+            printf("}}");
+        } else {
+            printf("%-4d %-16s %5d %9.1f %6.3f %7d  %s\n", i, t->hash, t->count, t->flops * 1e-6, w,
+                   n_all, t->label);
+        }
+    }
+    if (json) printf("\n]}\n");
+    else printf("%d tasks, %.1f MFLOP per run in tunable kernels\n", ts->n, total * 1e-6);
+}
+
+int ib__cmd_tune(int argc, char **argv) {
+    const char *model_path = NULL, *target_name = NULL, *db_path = NULL;
+    const char *export_path = NULL, *import_path = NULL;
+    long long trials = 64, batch = 1, threads = 0, seed = 1;
+    double budget = 0;
+    bool list = false, json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int m;
+        if (ib__cli_is_help(argv[i])) {
+            usage(stdout);
+            return IB_EXIT_OK;
+        }
+        if ((m = ib__cli_option(argc, argv, &i, "--target", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            target_name = v;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--db", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            db_path = v;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--export", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            export_path = v;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--import", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            import_path = v;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--trials", &v)) != 0) {
+            if (m < 0 || !ib__cli_parse_int(v, 1, 100000, "--trials", &trials)) return IB_EXIT_USAGE;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--batch", &v)) != 0) {
+            if (m < 0 || !ib__cli_parse_int(v, 1, 1 << 20, "--batch", &batch)) return IB_EXIT_USAGE;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--threads", &v)) != 0) {
+            if (m < 0 || !ib__cli_parse_int(v, 1, 4096, "--threads", &threads)) return IB_EXIT_USAGE;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--seed", &v)) != 0) {
+            if (m < 0 || !ib__cli_parse_int(v, 0, 1ll << 62, "--seed", &seed)) return IB_EXIT_USAGE;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--budget", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            if (!parse_budget(v, &budget))
+                return ib__cli_usage_error("tune: --budget wants a duration such as 90s, 20m or "
+                                           "1h, got '%s'", v);
+        } else if (strcmp(argv[i], "--list-tasks") == 0) {
+            list = true;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            ib__cli_usage_error("tune: unknown option '%s'", argv[i]);
+            usage(stderr);
+            return IB_EXIT_USAGE;
+        } else if (model_path) {
+            return ib__cli_usage_error("tune: one model at a time ('%s' and '%s')", model_path,
+                                       argv[i]);
+        } else {
+            model_path = argv[i];
+        }
+    }
+    if (export_path && import_path)
+        return ib__cli_usage_error("tune: --export and --import are separate runs");
+    if (!model_path && !export_path && !import_path) {
+        ib__cli_usage_error("tune: no model given");
+        usage(stderr);
+        return IB_EXIT_USAGE;
+    }
+    char *default_db = NULL;
+    if (!db_path) {
+        ib_status s = ib__tune_db_default_path(&default_db);
+        if (s) return ib__cli_fail(s, "tune");
+        db_path = default_db;
+    }
+    ib__tune_db *db = NULL;
+    ib_status s = ib__tune_db_open(db_path, &db);
+    if (s) {
+        ib__free(default_db);
+        return ib__cli_fail(s, "tune");
+    }
+    int rc = IB_EXIT_OK;
+    if (export_path || import_path) {
+        if (export_path) {
+            s = ib__tune_db_export(db, export_path);
+            if (s) rc = ib__cli_fail(s, "tune --export");
+            else printf("exported %d records from %s to %s\n", ib__tune_db_size(db), db_path,
+                        export_path);
+        } else {
+            int32_t added = 0;
+            s = ib__tune_db_import(db, import_path, &added);
+            if (s) rc = ib__cli_fail(s, "tune --import");
+            else printf("imported %d new records from %s into %s\n", added, import_path, db_path);
+        }
+        if (rc || !model_path) goto done;
+    }
+    ib__target target;
+    if ((s = ib__target_resolve(target_name, &target)) != IB_OK) {
+        rc = ib__cli_fail(s, "tune");
+        goto done;
+    }
+    if (!target.is_host && !list) {
+        rc = ib__cli_usage_error("tune: target %s cannot run on this machine; tuning measures "
+                                 "here (--list-tasks works for any target)", target.name);
+        goto done;
+    }
+    if (threads > 0) target.num_cores = (int32_t)threads;
+    ib_model *model = NULL;
+    if ((s = ib_model_load_file(model_path, &model)) != IB_OK) {
+        rc = ib__cli_fail(s, "cannot load model '%s'", model_path);
+        goto done;
+    }
+    ib__tune_taskset *ts = NULL;
+    s = ib__tune_extract(ib__model_graph(model), &target, (int32_t)batch, &ts);
+    if (s) {
+        rc = ib__cli_fail(s, "cannot plan '%s'", model_path);
+        ib_model_destroy(model);
+        goto done;
+    }
+    char tkey[IB_TUNE_TARGET_MAX];
+    ib__tune_target_key(&target, tkey);
+    if (list) {
+        print_tasks(ts, db, tkey, json);
+    } else {
+        ib__tune_options o;
+        memset(&o, 0, sizeof o);
+        o.trials = (int32_t)trials;
+        o.budget_s = budget;
+        o.batch = 16;
+        o.seed = (uint64_t)seed;
+        o.measure.threads = (int32_t)threads;
+        o.measure.repeats = 7;
+        o.measure.priority = true;
+        o.log = stdout;
+        ib__tune_summary *sum = ib__calloc((size_t)(ts->n ? ts->n : 1), sizeof *sum);
+        if (!sum) s = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
+        else s = ib__tune_run(ts, db, &o, sum);
+        if (s) {
+            rc = ib__cli_fail(s, "tune '%s'", model_path);
+        } else {
+            double d_tot = 0, b_tot = 0;
+            printf("\n%-4s %-44s %5s %10s %10s %7s %8s\n", "task", "workload", "count",
+                   "default ms", "tuned ms", "trials", "GFLOP/s");
+            for (int32_t i = 0; i < ts->n; i++) {
+                const ib__tune_task *t = &ts->tasks[i];
+                int32_t n_all = 0, n_ok = 0;
+                ib__tune_db_count(db, tkey, t->key, &n_all, &n_ok);
+                double best = sum[i].best_ms, dflt = sum[i].default_ms;
+                printf("%-4d %-44.44s %5d %10.4f %10.4f %7d %8.1f\n", i, t->label, t->count, dflt,
+                       best, n_all, best > 0 ? t->flops / (best * 1e-3) * 1e-9 : 0.0);
+                if (dflt > 0 && best > 0) {
+                    d_tot += dflt * t->count;
+                    b_tot += best * t->count;
+                }
+            }
+            if (b_tot > 0)
+                printf("tunable kernels, sum over the model: default %.3f ms, tuned %.3f ms "
+                       "(%.2fx)\n", d_tot, b_tot, d_tot / b_tot);
+            printf("database: %s (%d records)\n", db_path, ib__tune_db_size(db));
+        }
+        ib__free(sum);
+    }
+    ib__tune_taskset_destroy(ts);
+    ib_model_destroy(model);
+done:
+    ib__tune_db_close(db);
+    ib__free(default_db);
+    return rc;
+}

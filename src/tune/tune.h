@@ -1,0 +1,179 @@
+/* The auto-tuner's internal interface: workloads (tasks) of a plan, the tuning database,
+ * search spaces over a template's knobs, the measurement harness and the search driver.
+ * The compiler reaches it only through an ib__knob_source (passes/compile_plan.h). */
+#ifndef IB_TUNE_TUNE_H
+#define IB_TUNE_TUNE_H
+
+#include <stdio.h>
+
+#include "passes/compile_plan.h"
+
+/* ---- Workloads ------------------------------------------------------------------------ */
+#define IB_TUNE_KEY_MAX 1024
+#define IB_TUNE_TARGET_MAX 64
+#define IB_TUNE_HEX 64
+
+/* "x86-64-v4/2c": the target name and the cores its defaults are planned for. */
+void ib__tune_target_key(const ib__target *t, char out[IB_TUNE_TARGET_MAX]);
+
+/* The canonical workload key of template kernel k as the layout pass commits it
+ * (template, anchor ops and attributes, every argument's role, dtype, dims, layout,
+ * epilogue signature). Stable across models and runs; weight values are not in it.
+ * False when k is not tunable (no template, no knobs_valid, no knobs, or too long). */
+bool ib__tune_workload_key(const ib__plan *plan, const ib__pkernel *k, char *out, size_t cap);
+/* First 16 hex digits of SHA-256(key). */
+void ib__tune_key_hash(const char *key, char out[17]);
+
+typedef struct ib__tune_task {
+    char key[IB_TUNE_KEY_MAX];
+    char hash[17];
+    const ib__kernel_template *tmpl;
+    int32_t kernel;      /* a representative kernel: index into the plan's kernels */
+    int32_t count;       /* occurrences in the plan */
+    double flops;        /* of one occurrence */
+    ib__knobs defaults;  /* the template's default knobs for it */
+    char label[96];      /* "conv2d_nchwc 1x64x56x56 k3x3 s1" style, for people */
+} ib__tune_task;
+
+typedef struct ib__tune_taskset {
+    ib__plan *plan;      /* built with default knobs; owned */
+    int32_t n, cap;
+    ib__tune_task *tasks; /* de-duplicated, by weight (count x flops) descending */
+} ib__tune_taskset;
+
+/* Builds the plan of graph for (target, batch) with default knobs and extracts its
+ * tunable workloads. */
+ib_status ib__tune_extract(const ib__graph *graph, const ib__target *target, int32_t batch,
+                           ib__tune_taskset **out);
+void ib__tune_taskset_destroy(ib__tune_taskset *ts);
+
+/* ---- Tuning database ------------------------------------------------------------------ */
+typedef struct ib__tune_record {
+    char *key;                       /* workload key (ib__malloc'ed) */
+    char target[IB_TUNE_TARGET_MAX];
+    char tmpl[32];
+    int32_t n_knobs;
+    char knob_name[IB_MAX_KNOBS][24];
+    int64_t knob_value[IB_MAX_KNOBS];
+    bool ok;                         /* false: the candidate failed (note says why) */
+    double ms;                       /* median latency of one run */
+    double gflops;
+    double when;                     /* seconds since the epoch */
+    char note[64];
+} ib__tune_record;
+
+typedef struct ib__tune_db ib__tune_db;
+
+/* <cache dir>/tuning.jsonl, the cache's default directory rule (INFERBOOSTER_CACHE_DIR,
+ * else $XDG_CACHE_HOME/inferbooster, else $HOME/.cache/inferbooster). ib__free it. */
+ib_status ib__tune_db_default_path(char **out);
+/* Opens (reading every complete line; a torn or foreign line is skipped) the database at
+ * path; a missing file is an empty database, created on the first append. */
+ib_status ib__tune_db_open(const char *path, ib__tune_db **out);
+void ib__tune_db_close(ib__tune_db *db);
+const char *ib__tune_db_path(const ib__tune_db *db);
+int32_t ib__tune_db_size(const ib__tune_db *db);
+const ib__tune_record *ib__tune_db_at(const ib__tune_db *db, int32_t i);
+/* Appends r as one JSON line: one write() on an O_APPEND descriptor, then fsync. */
+ib_status ib__tune_db_append(ib__tune_db *db, const ib__tune_record *r);
+/* The fastest successful record of (target, key), or NULL. */
+const ib__tune_record *ib__tune_db_best(const ib__tune_db *db, const char *target,
+                                        const char *key);
+/* Records of (target, key): all, and how many succeeded. */
+void ib__tune_db_count(const ib__tune_db *db, const char *target, const char *key,
+                       int32_t *n_all, int32_t *n_ok);
+/* True when (target, key, knobs) was measured already (successfully or not). */
+bool ib__tune_db_has(const ib__tune_db *db, const char *target, const char *key,
+                     const ib__knobs *knobs);
+/* Writes every record to path (atomically: temp file, fsync, rename). */
+ib_status ib__tune_db_export(const ib__tune_db *db, const char *path);
+/* Appends the records of the database file at path that this one lacks; *added counts. */
+ib_status ib__tune_db_import(ib__tune_db *db, const char *path, int32_t *added);
+/* One record as its JSON line (with the newline); for the tests. */
+ib_status ib__tune_record_json(const ib__tune_record *r, ib__sb *out);
+/* Parses one JSON line into r (r->key ib__malloc'ed); false for anything else. */
+bool ib__tune_record_parse(const char *line, size_t len, ib__tune_record *r);
+void ib__tune_record_set_knobs(ib__tune_record *r, const ib__knobs *k);
+
+/* ---- Tuned knobs for the compiler ---------------------------------------------------- */
+/* A knob source that applies each workload's best record (when its template's
+ * knobs_valid accepts it) and remembers which records it used. */
+typedef struct ib__tune_knobs ib__tune_knobs;
+/* db may be NULL (nothing applied; keys still recorded per kernel). */
+ib_status ib__tune_knobs_create(const ib__tune_db *db, const ib__target *target,
+                                ib__tune_knobs **out);
+void ib__tune_knobs_destroy(ib__tune_knobs *tk);
+const ib__knob_source *ib__tune_knobs_source(ib__tune_knobs *tk);
+/* SHA-256 hex of the records applied so far ("" when none): what a compile's cache key
+ * needs so that it changes when tuning changes the knobs. */
+void ib__tune_knobs_digest(const ib__tune_knobs *tk, char out[IB_TUNE_HEX + 1]);
+int32_t ib__tune_knobs_applied(const ib__tune_knobs *tk);
+/* The workload key recorded for kernel index (NULL when not tunable). */
+const char *ib__tune_knobs_key_of(const ib__tune_knobs *tk, int32_t index);
+
+/* The knob source compile paths attach: the database at INFERBOOSTER_TUNING_DB ("off":
+ * none) or the default path, when it exists. *out NULL (IB_OK) when there is none. */
+ib_status ib__tune_compile_knobs(const ib__target *target, ib__tune_knobs **out);
+
+/* ---- Search space ------------------------------------------------------------------- */
+typedef struct ib__tune_space {
+    int32_t n;                           /* knobs */
+    const char *name[IB_MAX_KNOBS];
+    int32_t n_vals[IB_MAX_KNOBS];
+    int64_t vals[IB_MAX_KNOBS][48];      /* candidate values, ascending */
+    int64_t dflt[IB_MAX_KNOBS];
+} ib__tune_space;
+
+/* Candidate values of each knob of task's defaults: booleans 0/1, ranges and powers of
+ * two around the default, fixed where packing depends on it (gemm's nr). */
+void ib__tune_space_init(const ib__tune_task *task, ib__tune_space *sp);
+/* Total configurations before pruning (saturating). */
+double ib__tune_space_size(const ib__tune_space *sp);
+/* True when knobs pass the template's knobs_valid for the task's kernel. */
+bool ib__tune_space_valid(const ib__plan *plan, const ib__tune_task *task, const ib__knobs *k);
+
+/* ---- Measurement --------------------------------------------------------------------- */
+typedef struct ib__tune_result {
+    bool ok;
+    double ms;     /* median */
+    char note[64]; /* why it failed */
+} ib__tune_result;
+
+typedef struct ib__tune_measure_opts {
+    int32_t threads;     /* 0: the CPUs this process may use */
+    int32_t repeats;     /* timed runs per candidate (at least 3) */
+    double timeout_s;    /* per candidate, 0: 10 s */
+    bool priority;       /* child in its own session at nice -20 (when permitted) */
+} ib__tune_measure_opts;
+
+/* Compiles n candidate knob sets of plan kernel `kernel` (two compile units, both cores)
+ * and runs them in a forked child with a timeout per candidate: each output is checked
+ * against the plan's own knobs' (1e-4 relative), then timed (warm-up, repeats, median).
+ * A crash, hang, error or mismatch fails that candidate only. IB_OK unless nothing could
+ * be measured at all (the reference kernel failed). */
+ib_status ib__tune_measure(const ib__plan *plan, int32_t kernel, int32_t n,
+                           const ib__knobs *cands, const ib__tune_measure_opts *o,
+                           ib__tune_result *res);
+
+/* ---- Search driver --------------------------------------------------------------------- */
+typedef struct ib__tune_options {
+    int32_t trials;      /* per task, > 0 */
+    double budget_s;     /* overall wall time, 0: unlimited */
+    int32_t batch;       /* candidates per measurement batch */
+    uint64_t seed;
+    ib__tune_measure_opts measure;
+    FILE *log;           /* progress lines (NULL: none) */
+} ib__tune_options;
+
+typedef struct ib__tune_summary {
+    int32_t trials;        /* measured in this run */
+    double default_ms;     /* default knobs' median (0: unknown) */
+    double best_ms;        /* best record (0: none) */
+} ib__tune_summary;
+
+/* Tunes every task of ts, appending each measurement to db; resumes from what db holds.
+ * summary: ts->n entries (may be NULL). */
+ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_options *o,
+                       ib__tune_summary *summary);
+
+#endif /* IB_TUNE_TUNE_H */

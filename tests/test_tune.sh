@@ -1,0 +1,190 @@
+#!/bin/bash
+# Auto-tuning through the CLI on a tiny conv model (three identical 3x3 conv layers and a
+# 1x1 conv): task extraction de-duplicates the repeated layers, a few trials write records
+# that a later compile uses (meta.json knobs = the database's best), a second run resumes,
+# candidates that crash, hang or compute wrong results are recorded as failed while
+# tuning goes on, and bad input gets exit code 2.
+#
+# usage: test_tune.sh CLI
+set -u
+if [ $# -ne 1 ] || [ ! -x "$1" ]; then
+    echo "usage: $0 CLI" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+CLI=$1
+PY=/usr/bin/python3
+T=$(mktemp -d /tmp/ib_test_tune.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export INFERBOOSTER_CACHE_DIR=$T/cache
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+check() { if [ "$2" -eq 0 ]; then ok "$1"; else bad "$1"; fi; }
+
+$PY - "$T/tiny.onnx" <<'EOF'
+import sys
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+rng = np.random.default_rng(5)
+nodes, inits = [], []
+prev = "x"
+for i in range(3):
+    w = (rng.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32)
+    b = (rng.standard_normal(16) * 0.1).astype(np.float32)
+    inits += [numpy_helper.from_array(w, "w%d" % i), numpy_helper.from_array(b, "b%d" % i)]
+    nodes.append(helper.make_node("Conv", [prev, "w%d" % i, "b%d" % i], ["c%d" % i],
+                                  kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+    nodes.append(helper.make_node("Relu", ["c%d" % i], ["r%d" % i]))
+    prev = "r%d" % i
+w = (rng.standard_normal((32, 16, 1, 1)) * 0.1).astype(np.float32)
+inits.append(numpy_helper.from_array(w, "wp"))
+nodes.append(helper.make_node("Conv", [prev, "wp"], ["y"], kernel_shape=[1, 1]))
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 12, 12])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 12, 12])
+g = helper.make_graph(nodes, "tiny", [x], [y], inits)
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), sys.argv[1])
+EOF
+check "tiny conv model written" $?
+
+# ---- tasks -----------------------------------------------------------------------------
+"$CLI" tune "$T/tiny.onnx" --list-tasks --json --db "$T/db.jsonl" > "$T/tasks.json"
+check "--list-tasks --json exits 0" $?
+$PY - "$T/tasks.json" <<'EOF'
+import json, sys
+t = json.load(open(sys.argv[1]))["tasks"]
+by = {x["template"]: x for x in t}
+assert len(t) == 2, t
+assert by["conv2d_nchwc"]["count"] == 3, by          # three identical layers, one task
+assert by["conv2d_pointwise"]["count"] == 1, by
+assert t[0]["template"] == "conv2d_nchwc"             # heaviest first (3 x 3x3 conv)
+assert len(by["conv2d_nchwc"]["hash"]) == 16 and by["conv2d_nchwc"]["key"].startswith("t=conv2d_nchwc|")
+assert by["conv2d_nchwc"]["default_knobs"]["ow_block"] >= 1
+EOF
+check "tasks de-duplicated (3 identical convs -> count 3), weighted, keyed" $?
+"$CLI" tune "$T/tiny.onnx" --list-tasks > "$T/tasks.txt"
+grep -q "2 tasks" "$T/tasks.txt"; check "--list-tasks prints a table" $?
+
+# ---- tuning writes records; compile uses the best ------------------------------------------
+"$CLI" tune "$T/tiny.onnx" --trials 6 --db "$T/db.jsonl" > "$T/tune1.txt" 2>&1
+check "tune --trials 6 exits 0" $?
+grep -q "^\[task 1/2\]" "$T/tune1.txt" && grep -q "default ms" "$T/tune1.txt"
+check "progress lines and the final table" $?
+n1=$(wc -l < "$T/db.jsonl")
+[ "$n1" -eq 12 ]; check "6 records per task appended ($n1)" $?
+
+"$CLI" tune "$T/tiny.onnx" --trials 6 --db "$T/db.jsonl" > "$T/tune2.txt" 2>&1
+n2=$(wc -l < "$T/db.jsonl")
+[ "$n2" -eq "$n1" ]; check "a second run with the same trials measures nothing new" $?
+"$CLI" tune "$T/tiny.onnx" --trials 8 --db "$T/db.jsonl" > "$T/tune3.txt" 2>&1
+n3=$(wc -l < "$T/db.jsonl")
+[ "$n3" -eq 16 ]; check "--trials 8 continues from the database (+2 per task: $n3)" $?
+
+INFERBOOSTER_TUNING_DB=$T/db.jsonl "$CLI" compile "$T/tiny.onnx" -o "$T/tuned.ibc" > "$T/c1.txt" 2>&1
+check "compile with the tuning database" $?
+$PY - "$T/db.jsonl" "$T/tuned.ibc/meta.json" <<'EOF'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+meta = json.load(open(sys.argv[2]))
+best = {}
+for r in recs:
+    if r["ok"] and (r["template"] not in best or r["ms"] < best[r["template"]]["ms"]):
+        best[r["template"]] = r
+seen = 0
+for k in meta["kernels"]:
+    if k["template"] in best:
+        assert k["knobs"] == best[k["template"]]["knobs"], (k, best[k["template"]])
+        seen += 1
+assert seen == 4, seen
+EOF
+check "the artifact's knobs are the database's best of each workload" $?
+
+# A planted record (valid knobs, fastest) wins; a faster invalid one falls back to defaults.
+$PY - "$T/tasks.json" "$T/db.jsonl" "$T/planted.jsonl" "$T/invalid.jsonl" <<'EOF'
+import json, sys
+t = [x for x in json.load(open(sys.argv[1]))["tasks"] if x["template"] == "conv2d_nchwc"][0]
+base = open(sys.argv[2]).read()
+target = json.loads(base.splitlines()[0])["target"]
+k = dict(t["default_knobs"]); k["ow_block"] = 3; k["oc_block"] = 1; k["ic_block"] = 1
+rec = {"v": 1, "target": target, "template": "conv2d_nchwc", "key": t["key"], "knobs": k,
+       "ok": True, "ms": 1e-6, "gflops": 1, "time": 0, "note": "planted"}
+open(sys.argv[3], "w").write(base + json.dumps(rec) + "\n")
+k2 = dict(k); k2["ow_block"] = 999
+rec2 = dict(rec, knobs=k2, ms=1e-7)
+open(sys.argv[4], "w").write(base + json.dumps(rec) + "\n" + json.dumps(rec2) + "\n")
+json.dump({"planted": k, "defaults": t["default_knobs"]}, open(sys.argv[3] + ".want", "w"))
+EOF
+INFERBOOSTER_TUNING_DB=$T/planted.jsonl "$CLI" compile "$T/tiny.onnx" -o "$T/planted.ibc" > "$T/c2.txt" 2>&1 &&
+INFERBOOSTER_TUNING_DB=$T/invalid.jsonl "$CLI" compile "$T/tiny.onnx" -o "$T/invalid.ibc" > "$T/c3.txt" 2>&1 &&
+INFERBOOSTER_TUNING_DB=off "$CLI" compile "$T/tiny.onnx" -o "$T/off.ibc" > "$T/c4.txt" 2>&1
+check "compiles with planted, invalid and no tuning records" $?
+$PY - "$T/planted.jsonl.want" "$T/planted.ibc/meta.json" "$T/invalid.ibc/meta.json" "$T/off.ibc/meta.json" <<'EOF'
+import json, sys
+want = json.load(open(sys.argv[1]))
+def convs(p):
+    return [k["knobs"] for k in json.load(open(p))["kernels"] if k["template"] == "conv2d_nchwc"]
+assert convs(sys.argv[2]) == [want["planted"]] * 3, convs(sys.argv[2])
+assert convs(sys.argv[3]) == [want["defaults"]] * 3, convs(sys.argv[3])   # invalid best: defaults
+assert convs(sys.argv[4]) == [want["defaults"]] * 3, convs(sys.argv[4])
+EOF
+check "planted best applied to all 3 layers; an invalid best gives the defaults" $?
+grep -q "tuned:    4 kernels" "$T/c2.txt"; check "compile reports the tuned kernels" $?
+"$CLI" run "$T/planted.ibc" > "$T/run_planted.txt" 2>&1 && "$CLI" run "$T/off.ibc" > "$T/run_off.txt" 2>&1
+check "tuned and untuned artifacts run" $?
+$PY - "$T/run_planted.txt" "$T/run_off.txt" <<'EOF'
+import re, sys
+def sums(p):
+    return [float(x) for x in re.findall(r"sum[= ]+(-?[0-9.eE+-]+)", open(p).read())]
+a, b = sums(sys.argv[1]), sums(sys.argv[2])
+assert a and len(a) == len(b), (a, b)
+for x, y in zip(a, b):
+    assert abs(x - y) <= 1e-3 * max(1.0, abs(y)), (x, y)
+EOF
+check "tuned and untuned artifacts give the same output" $?
+
+# ---- export / import -------------------------------------------------------------------------
+"$CLI" tune --export "$T/exported.jsonl" --db "$T/db.jsonl" > /dev/null &&
+"$CLI" tune --import "$T/exported.jsonl" --db "$T/fresh.jsonl" > "$T/imp.txt"
+check "--export and --import exit 0" $?
+[ "$(wc -l < "$T/fresh.jsonl")" -eq "$n3" ] && grep -q "imported $n3 new records" "$T/imp.txt"
+check "import brings every record" $?
+"$CLI" tune --import "$T/exported.jsonl" --db "$T/fresh.jsonl" | grep -q "imported 0 new"
+check "importing again adds nothing" $?
+mkdir -p "$T/cache" && cp "$T/db.jsonl" "$T/cache/tuning.jsonl"
+"$CLI" tune "$T/tiny.onnx" --list-tasks | grep -q " 8  conv2d_nchwc"
+check "the default database lives in the cache directory" $?
+
+# ---- broken candidates -------------------------------------------------------------------
+for kind in crash hang wrong; do
+    INFERBOOSTER_TUNE_BREAK=$kind:1 timeout 300 "$CLI" tune "$T/tiny.onnx" --trials 4 \
+        --db "$T/broken_$kind.jsonl" > "$T/broken_$kind.txt" 2>&1
+    rc=$?
+    $PY - "$T/broken_$kind.jsonl" "$kind" <<'EOF'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+want = {"crash": "crashed (signal", "hang": "timed out", "wrong": "wrong output"}[sys.argv[2]]
+bad = [r for r in recs if not r["ok"]]
+assert len(recs) == 8, len(recs)                       # both tasks got all 4 trials
+assert len(bad) == 2 and all(r["note"].startswith(want) for r in bad), bad
+assert sum(r["ok"] for r in recs) == 6                 # the others were measured
+EOF
+    check "a candidate that does '$kind' fails alone, tuning goes on (rc $rc)" $(( rc != 0 || $? != 0 ))
+done
+
+# ---- bad input --------------------------------------------------------------------------------
+"$CLI" tune "$T/missing.onnx" --list-tasks --db "$T/x.jsonl" > /dev/null 2>&1
+[ $? -eq 2 ]; check "a missing model exits 2" $?
+"$CLI" tune "$T/tiny.onnx" --budget 5x > /dev/null 2>&1
+[ $? -eq 2 ]; check "a bad --budget exits 2" $?
+"$CLI" tune "$T/tiny.onnx" --trials 0 > /dev/null 2>&1
+[ $? -eq 2 ]; check "--trials 0 exits 2" $?
+"$CLI" tune > /dev/null 2>&1
+[ $? -eq 2 ]; check "no model exits 2" $?
+printf 'garbage\n{"v":1,"target":"x","key":"k","knobs":{},"ok":true,"ms":1}\n{"v":1,"tar' > "$T/garbled.jsonl"
+INFERBOOSTER_TUNING_DB=$T/garbled.jsonl "$CLI" compile "$T/tiny.onnx" -o "$T/g.ibc" > /dev/null 2>&1
+check "a garbled database does not stop compile" $?
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
