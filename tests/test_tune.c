@@ -174,6 +174,38 @@ static void test_default_path(void) {
     unsetenv("XDG_CACHE_HOME");
 }
 
+/* The pre-build digest changes when a better record arrives, not with file order. */
+static void test_compile_digest(void) {
+    ib__target t;
+    CHECK(ib__target_resolve("generic", &t) == IB_OK);
+    char tkey[IB_TUNE_TARGET_MAX], p[256], d0[IB_TUNE_HEX + 1], d1[IB_TUNE_HEX + 1],
+        d2[IB_TUNE_HEX + 1], doff[IB_TUNE_HEX + 1];
+    ib__tune_target_key(&t, tkey);
+    path_in(p, sizeof p, "digest.jsonl");
+    setenv("INFERBOOSTER_TUNING_DB", p, 1);
+    CHECK(ib__tune_compile_digest(&t, d0) == IB_OK && d0[0] == '\0'); /* no file yet */
+    ib__tune_db *db = NULL;
+    CHECK(ib__tune_db_open(p, &db) == IB_OK);
+    if (!db) return;
+    ib__tune_record r;
+    make_record(&r, "kd", 4, 0.5, true);
+    snprintf(r.target, sizeof r.target, "%s", tkey);
+    CHECK(ib__tune_db_append(db, &r) == IB_OK);
+    CHECK(ib__tune_compile_digest(&t, d1) == IB_OK && strlen(d1) == 64);
+    make_record(&r, "kd", 5, 0.9, true); /* slower: the best is unchanged */
+    snprintf(r.target, sizeof r.target, "%s", tkey);
+    CHECK(ib__tune_db_append(db, &r) == IB_OK);
+    CHECK(ib__tune_compile_digest(&t, d2) == IB_OK && strcmp(d1, d2) == 0);
+    make_record(&r, "kd", 6, 0.1, true); /* faster: a new best */
+    snprintf(r.target, sizeof r.target, "%s", tkey);
+    CHECK(ib__tune_db_append(db, &r) == IB_OK);
+    CHECK(ib__tune_compile_digest(&t, d2) == IB_OK && strcmp(d1, d2) != 0);
+    setenv("INFERBOOSTER_TUNING_DB", "off", 1);
+    CHECK(ib__tune_compile_digest(&t, doff) == IB_OK && doff[0] == '\0');
+    unsetenv("INFERBOOSTER_TUNING_DB");
+    ib__tune_db_close(db);
+}
+
 int main(void) {
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");
@@ -183,6 +215,7 @@ int main(void) {
     RUN(torn_lines);
     RUN(parse_rejects);
     RUN(default_path);
+    RUN(compile_digest);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);

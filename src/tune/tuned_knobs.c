@@ -158,3 +158,46 @@ ib_status ib__tune_compile_knobs(const ib__target *target, ib__tune_knobs **out)
     *out = tk;
     return IB_OK;
 }
+
+static int rec_cmp(const void *a, const void *b) {
+    const ib__tune_record *x = *(const ib__tune_record *const *)a;
+    const ib__tune_record *y = *(const ib__tune_record *const *)b;
+    return strcmp(x->key, y->key);
+}
+
+ib_status ib__tune_compile_digest(const ib__target *target, char out[IB_TUNE_HEX + 1]) {
+    out[0] = '\0';
+    ib__tune_knobs *tk = NULL;
+    IB_TRY(ib__tune_compile_knobs(target, &tk));
+    if (!tk) return IB_OK;
+    const ib__tune_db *db = tk->db;
+    int32_t n = ib__tune_db_size(db), m = 0;
+    const ib__tune_record **best = ib__calloc((size_t)(n ? n : 1), sizeof *best);
+    if (!best) {
+        ib__tune_knobs_destroy(tk);
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    /* one best record per workload key, in key order (file order must not matter) */
+    for (int32_t i = 0; i < n; i++) {
+        const ib__tune_record *r = ib__tune_db_at(db, i);
+        if (!r->ok || strcmp(r->target, tk->target) != 0) continue;
+        if (ib__tune_db_best(db, tk->target, r->key) != r) continue;
+        best[m++] = r;
+    }
+    qsort(best, (size_t)m, sizeof *best, rec_cmp);
+    for (int32_t i = 0; i < m && tk->md; i++) {
+        ib__sb line;
+        ib__sb_init(&line);
+        ib__sb_printf(&line, "%s\t%s\t", best[i]->key, tk->target);
+        for (int32_t j = 0; j < best[i]->n_knobs; j++)
+            ib__sb_printf(&line, "%s=%lld;", best[i]->knob_name[j], (long long)best[i]->knob_value[j]);
+        ib__sb_printf(&line, "\n");
+        if (ib__sb_status(&line) == IB_OK) EVP_DigestUpdate(tk->md, line.data, line.len);
+        ib__sb_free(&line);
+        tk->applied++;
+    }
+    ib__tune_knobs_digest(tk, out);
+    ib__free(best);
+    ib__tune_knobs_destroy(tk);
+    return IB_OK;
+}
