@@ -10,15 +10,23 @@ PY := /usr/bin/python3
 APT_PACKAGES := cmake gcc clang make pkg-config libprotobuf-c-dev protobuf-c-compiler \
 	libclang-rt-14-dev libonnx-testdata python3-numpy python3-onnx python3-torch \
 	python3-torchvision libopenblas0-openmp time libssl-dev \
-	libmicrohttpd-dev libjansson-dev curl
+	libmicrohttpd-dev libjansson-dev curl \
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 
-.PHONY: all build deps test test-release test-asan serve fuzz bench clean
+.PHONY: all build cross deps test test-release test-asan serve fuzz bench clean
 
 all: build
 
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
+
+# The deployable runtime for 64-bit ARM: build-aarch64/inferbooster-run (runs artifacts
+# from `inferbooster compile --target aarch64`; under qemu-aarch64 -L /usr/aarch64-linux-gnu).
+cross:
+	@cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
+		-DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-aarch64 -j$(JOBS)
 
 # Idempotent: installs only what is missing (needs root on a fresh Debian 12).
 deps:
@@ -57,4 +65,4 @@ fuzz: deps
 	@cmake --preset fuzz >/dev/null && cmake --build build-fuzz -j$(JOBS)
 
 clean:
-	rm -rf build build-asan build-debug build-fuzz
+	rm -rf build build-asan build-debug build-fuzz build-aarch64

@@ -115,6 +115,31 @@ static ib_status check_replaceable(const char *dir, bool *exists) {
                      "'%s' exists and is not an InferBooster artifact: not replacing it", dir);
 }
 
+/* An artifact for another architecture runs under the deployable runtime (core and
+ * target only, see runtime.c), which cannot rebuild a plan from model.onnx: that needs the
+ * loader, the passes and the reference ops, i.e. the whole compiler on the device. So a
+ * plan with reference-op steps is refused for such a target, naming the first step. */
+static ib_status check_deployable(const ib__plan *plan) {
+#if defined(__aarch64__)
+    bool foreign = plan->target.arch != IB_ARCH_AARCH64;
+#else
+    bool foreign = plan->target.arch != IB_ARCH_X86_64;
+#endif
+    if (!foreign) return IB_OK;
+    int32_t n = ib__codegen_fallback_count(plan);
+    for (int32_t k = 0; n > 0 && k < plan->n_kernels; k++)
+        if (!plan->kernels[k].tmpl && plan->kernels[k].n_nodes > 0)
+            return ib__error(IB_ERR_UNSUPPORTED,
+                             "cannot compile for %s: %d node(s) have no generated kernel and "
+                             "would run the reference op, which the deployable runtime does "
+                             "not include (first: %s)",
+                             plan->target.name, n, ib__node_label(plan->kernels[k].nodes[0]));
+    if (n > 0)
+        return ib__error(IB_ERR_UNSUPPORTED, "cannot compile for %s: %d reference-op steps",
+                         plan->target.name, n);
+    return IB_OK;
+}
+
 ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
                                const char *target_name, int32_t batch, const char *out_dir,
                                bool keep_source, ib__compile_report *report) {
@@ -153,6 +178,11 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
     int32_t tuned_kernels = tuned ? ib__tune_knobs_applied(tuned) : 0;
     ib__tune_knobs_destroy(tuned);
     if (st) return ib__error_prefix(st, "cannot compile: ");
+    st = check_deployable(plan);
+    if (st) {
+        ib__plan_destroy(plan);
+        return st;
+    }
     char parent[4096], tmp[4200], path[4300];
     parent_dir(out_dir, parent, sizeof parent);
     int len = snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", out_dir);

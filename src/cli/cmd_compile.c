@@ -11,7 +11,9 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: inferbooster compile MODEL.onnx [options]\n"
             "\n"
-            "  --target T      host (default), x86-64-v4, x86-64-v3, generic, or an NVIDIA GPU:\n"
+            "  --target T      host (default), x86-64-v4, x86-64-v3, generic; aarch64 or\n"
+            "                  aarch64-dotprod (64-bit ARM, cross-compiled: run the artifact\n"
+            "                  with inferbooster-run, make cross); or an NVIDIA GPU:\n"
             "                  cuda-sm80, cuda-sm90 (fp32; -tf32, -fp16, -bf16 suffixes use\n"
             "                  tensor cores); host picks the GPU when one is detected and\n"
             "                  the model is big enough to gain from it\n"

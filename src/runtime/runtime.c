@@ -1,6 +1,7 @@
-/* Executable models: load a compiled module (dlopen) or take a plan to interpret, map
- * the weights, hand out per-run arenas from a free list, bind inputs and outputs by
- * name and run the kernels (fallback steps through the reference ops). */
+/* Executable models: load a compiled module (dlopen), map the weights, hand out per-run
+ * arenas from a free list, bind inputs and outputs by name and run the kernels. Plans
+ * and their reference-op steps are runtime_plan.c's; this file needs core and target
+ * alone, so it is the deployable runtime (make cross). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,41 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codegen/codegen.h"
-#include "inferbooster/kernel_abi.h"
-#include "ops/ops.h"
-#include "runtime/runtime.h"
-#include "runtime/cuda_runtime.h"
+#include "runtime/runtime_internal.h"
+#include "target/target_desc.h"
 
-typedef int (*model_run_fn)(const ib_kernel_abi *abi, void *const *inputs, void *const *outputs,
-                            void *arena, const void *weights);
-
-enum { MAX_IO = 4096, MAX_ARGS = 256 };
-
-struct ib__rt_model {
-    ib__plan *plan; /* owned; NULL for an artifact without fallback steps */
-    void *so;       /* dlopen handle, NULL when interpreting */
-    model_run_fn entry;
-    const unsigned char *weights;
-    size_t weights_bytes;
-    void *map; /* mmap of weights.bin */
-    size_t map_len;
-    uint64_t sizes[IB_RT_SIZE_COUNT];
-    char target[32];
-    int64_t target_desc[IB_RT_TARGET_COUNT]; /* artifacts only */
-    int32_t n_in, n_out;
-    ib__rt_io_entry *io; /* n_in + n_out, names owned */
-    int32_t *out_write;  /* per output: OUTPUT buffer (plan) or -1 */
-    int32_t *out_copy;   /* per output: buffer copied in after the kernels, or -1 */
-    size_t arena_bytes;  /* planned TEMP peak */
-    size_t run_bytes;    /* arena + scratch for outputs the caller did not request */
-    size_t *out_scratch; /* per output: offset of its scratch in a run's arena */
-    pthread_mutex_t mu;
-    void **free_arenas;
-    int32_t n_free, cap_free;
-    int32_t n_arenas; /* allocated in all */
-    const ib_model_kernel_info *steps; /* the module's ib_model_kernels[], or NULL */
-};
 
 uint64_t ib__rt_hash(const void *data, size_t n) {
     const unsigned char *p = data;
@@ -58,7 +27,7 @@ uint64_t ib__rt_hash(const void *data, size_t n) {
     return h;
 }
 
-static ib__rt_model *rt_alloc(void) {
+ib__rt_model *ib__rt_alloc(void) {
     ib__rt_model *rt = ib__calloc(1, sizeof *rt);
     if (!rt) {
         ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory loading a model");
@@ -80,13 +49,13 @@ void ib__rt_destroy(ib__rt_model *rt) {
     ib__free(rt->out_scratch);
     if (rt->map) munmap(rt->map, rt->map_len);
     if (rt->so) dlclose(rt->so);
-    ib__plan_destroy(rt->plan);
+    if (rt->plan && rt->plan_free) rt->plan_free(rt->plan);
     pthread_mutex_destroy(&rt->mu);
     ib__free(rt);
 }
 
-static ib_status alloc_io(ib__rt_model *rt, int32_t n_in, int32_t n_out) {
-    if (n_in < 0 || n_out < 0 || n_in > MAX_IO || n_out > MAX_IO)
+ib_status ib__rt_alloc_io(ib__rt_model *rt, int32_t n_in, int32_t n_out) {
+    if (n_in < 0 || n_out < 0 || n_in > IB_RT_MAX_IO || n_out > IB_RT_MAX_IO)
         return ib__error(IB_ERR_INVALID_MODEL, "the model declares %d inputs and %d outputs",
                          n_in, n_out);
     rt->n_in = n_in;
@@ -101,8 +70,7 @@ static ib_status alloc_io(ib__rt_model *rt, int32_t n_in, int32_t n_out) {
     return IB_OK;
 }
 
-/* Copies an I/O entry, checking what a module's table may hold. */
-static ib_status set_io(ib__rt_model *rt, int32_t slot, const ib__rt_io_entry *e) {
+ib_status ib__rt_set_io(ib__rt_model *rt, int32_t slot, const ib__rt_io_entry *e) {
     if (!e->name || e->rank < 0 || e->rank > IB_MAX_RANK || !ib__dtype_is_valid(e->dtype))
         return ib__error(IB_ERR_INVALID_MODEL, "%s %d has an invalid description",
                          slot < rt->n_in ? "input" : "output",
@@ -113,8 +81,7 @@ static ib_status set_io(ib__rt_model *rt, int32_t slot, const ib__rt_io_entry *e
     return IB_OK;
 }
 
-/* Output scratch for outputs a run does not hand back: after the planned arena. */
-static ib_status layout_run_arena(ib__rt_model *rt) {
+ib_status ib__rt_layout_run_arena(ib__rt_model *rt) {
     size_t off = (rt->arena_bytes + 63) & ~(size_t)63;
     for (int32_t o = 0; o < rt->n_out; o++) {
         int64_t nb = rt->io[rt->n_in + o].nbytes;
@@ -128,107 +95,6 @@ static ib_status layout_run_arena(ib__rt_model *rt) {
     return IB_OK;
 }
 
-/* Nodes the runtime cannot run as a fallback step: their bodies need the executor. */
-static bool node_has_subgraph(const ib__node *n) {
-    for (int32_t a = 0; a < n->n_attrs; a++)
-        if (n->attrs[a].kind == IB_ATTR_GRAPH || n->attrs[a].kind == IB_ATTR_GRAPHS) return true;
-    return false;
-}
-
-/* Checks the fallback steps of a plan are ones the runtime can run. */
-static ib_status check_plan_steps(const ib__plan *plan) {
-    for (int32_t k = 0; k < plan->n_kernels; k++) {
-        const ib__pkernel *pk = &plan->kernels[k];
-        if (pk->n_in < 0 || pk->n_out < 0 || pk->n_in > IB_MAX_KERNEL_ARGS ||
-            pk->n_out > IB_MAX_KERNEL_ARGS)
-            return ib__error(IB_ERR_INTERNAL, "kernel %d has bad argument counts", k);
-        for (int32_t i = 0; i < pk->n_in + pk->n_out; i++) {
-            int32_t b = i < pk->n_in ? pk->in[i] : pk->out[i - pk->n_in];
-            if (b < -1 || b >= plan->n_bufs)
-                return ib__error(IB_ERR_INTERNAL, "kernel %d argument %d: bad buffer %d", k, i, b);
-        }
-        if (pk->tmpl) continue;
-        if (pk->n_nodes != 1 || !pk->nodes || !pk->nodes[0] || pk->n_epi != 0)
-            return ib__error(IB_ERR_INTERNAL, "fallback kernel %d must hold one node", k);
-        const ib__node *node = pk->nodes[0];
-        const ib__op_def *def = ib__op_get(node->op);
-        if (!def || !def->run || def->dynamic_outputs || node_has_subgraph(node))
-            return ib__error(IB_ERR_UNSUPPORTED, "%s cannot run as a planned step",
-                             ib__node_label(node));
-        if (pk->n_in > node->n_inputs || pk->n_out > node->n_outputs)
-            return ib__error(IB_ERR_INTERNAL, "fallback kernel %d: more arguments than %s has",
-                             k, ib__node_label(node));
-        for (int32_t i = 0; i < pk->n_in + pk->n_out; i++) {
-            int32_t b = i < pk->n_in ? pk->in[i] : pk->out[i - pk->n_in];
-            if (b < 0) continue;
-            const ib__pbuf *pb = &plan->bufs[b];
-            if (pb->layout != IB_LAYOUT_PLAIN || ib_dtype_size(pb->dtype) == 0)
-                return ib__error(IB_ERR_UNSUPPORTED, "%s: buffer %d is not a plain numeric "
-                                 "tensor", ib__node_label(node), b);
-        }
-    }
-    return IB_OK;
-}
-
-static ib_status io_from_plan(ib__rt_model *rt, const ib__plan *plan) {
-    IB_TRY(alloc_io(rt, plan->n_inputs, plan->n_outputs));
-    for (int32_t i = 0; i < plan->n_inputs + plan->n_outputs; i++) {
-        ib__rt_io_entry e;
-        bool out = i >= plan->n_inputs;
-        IB_TRY(ib__codegen_io_entry(plan, out, out ? i - plan->n_inputs : i, &e));
-        IB_TRY(set_io(rt, i, &e));
-    }
-    for (int32_t o = 0; o < plan->n_outputs; o++)
-        IB_TRY(ib__codegen_output_source(plan, o, &rt->out_write[o], &rt->out_copy[o]));
-    return IB_OK;
-}
-
-ib_status ib__rt_create_from_plan(ib__plan *plan, const char *so_path, ib__rt_model **out) {
-    ib__rt_model *rt = rt_alloc();
-    if (!rt) {
-        ib__plan_destroy(plan);
-        return IB_ERR_OUT_OF_MEMORY;
-    }
-    rt->plan = plan;
-    ib_status st = check_plan_steps(plan);
-    if (st == IB_OK && !so_path)
-        for (int32_t k = 0; k < plan->n_kernels && st == IB_OK; k++)
-            if (plan->kernels[k].tmpl)
-                st = ib__error(IB_ERR_INTERNAL, "kernel %d has a template: it needs the "
-                               "compiled module", k);
-    if (st == IB_OK) st = io_from_plan(rt, plan);
-    if (st == IB_OK) {
-        rt->weights = plan->weights;
-        rt->weights_bytes = plan->weights_bytes;
-        rt->arena_bytes = plan->arena_bytes;
-        snprintf(rt->target, sizeof rt->target, "%s", plan->target.name);
-        rt->sizes[IB_RT_SIZE_ARENA] = plan->arena_bytes;
-        rt->sizes[IB_RT_SIZE_WEIGHTS] = plan->weights_bytes;
-        rt->sizes[IB_RT_SIZE_KERNELS] = (uint64_t)plan->n_kernels;
-        rt->sizes[IB_RT_SIZE_FALLBACKS] = (uint64_t)ib__codegen_fallback_count(plan);
-        rt->sizes[IB_RT_SIZE_BATCH] = (uint64_t)ib__codegen_plan_batch(plan);
-        st = layout_run_arena(rt);
-    }
-    if (st == IB_OK && so_path) {
-        rt->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
-        if (!rt->so) {
-            const char *why = dlerror();
-            st = ib__error(IB_ERR_RUNTIME, "cannot load the compiled module '%s': %s", so_path,
-                           why ? why : "unknown error");
-        } else {
-            rt->entry = (model_run_fn)dlsym(rt->so, "ib_model_run");
-            rt->steps = dlsym(rt->so, "ib_model_kernels");
-            if (!rt->entry)
-                st = ib__error(IB_ERR_RUNTIME, "module '%s' lacks ib_model_run", so_path);
-        }
-    }
-    if (st) {
-        ib__rt_destroy(rt);
-        return st;
-    }
-    *out = rt;
-    return IB_OK;
-}
 
 /* ---- Artifacts ---------------------------------------------------------------------- */
 
@@ -279,6 +145,39 @@ static ib_status map_weights(ib__rt_model *rt, const char *dir) {
     return st;
 }
 
+/* A CUDA artifact (cuda_runtime.c) has a cuda_plan.txt instead of model.so. Checked here
+ * by name, for the message only, so that this file needs nothing of the CUDA runtime. */
+static bool cuda_artifact(const char *dir) {
+    char p[4200];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/cuda_plan.txt", dir);
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* dlopen of a module for another CPU says only "cannot open shared object file": read
+ * the ELF header's machine first, so an aarch64 artifact on x86 (or the reverse) gets
+ * a message that says so. Anything else is left to dlopen to judge. */
+static ib_status check_machine(const char *path, const char *dir) {
+    unsigned char h[20];
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(h, 1, sizeof h, f) : 0;
+    if (f) fclose(f);
+    if (n < sizeof h || memcmp(h, "\x7f" "ELF", 4) != 0 || h[5] != 1 /* little-endian */)
+        return IB_OK;
+    unsigned machine = (unsigned)h[18] | (unsigned)h[19] << 8;
+#if defined(__aarch64__)
+    const unsigned self = 183; /* EM_AARCH64 */
+#elif defined(__x86_64__)
+    const unsigned self = 62; /* EM_X86_64 */
+#else
+    const unsigned self = machine;
+#endif
+    if (machine == self) return IB_OK;
+    const char *what = machine == 183 ? "64-bit ARM (aarch64)" : machine == 62 ? "x86-64" : "another CPU";
+    return ib__error(IB_ERR_UNSUPPORTED, "artifact '%s' holds code for %s, which this CPU cannot "
+                     "run (run it on that machine, e.g. with inferbooster-run)", dir, what);
+}
+
 ib_status ib__rt_open_artifact(const char *dir, ib__rt_model **out) {
     if (!dir || !out) return ib__error(IB_ERR_INVALID_ARGUMENT, "artifact directory required");
     struct stat sb;
@@ -289,16 +188,17 @@ ib_status ib__rt_open_artifact(const char *dir, ib__rt_model **out) {
     if (len < 0 || (size_t)len >= sizeof path)
         return ib__error(IB_ERR_INVALID_ARGUMENT, "artifact path too long");
     if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
-        return ib__error(ib__cuda_is_artifact(dir) ? IB_ERR_UNSUPPORTED : IB_ERR_IO,
-                         ib__cuda_is_artifact(dir) ? "artifact '%s' was compiled for an NVIDIA GPU: "
+        return ib__error(cuda_artifact(dir) ? IB_ERR_UNSUPPORTED : IB_ERR_IO,
+                         cuda_artifact(dir) ? "artifact '%s' was compiled for an NVIDIA GPU: "
                          "'inferbooster run' runs it through the CUDA runtime"
                                                    : "artifact '%s' has no model.so", dir);
-    ib__rt_model *rt = rt_alloc();
+    ib__rt_model *rt = ib__rt_alloc();
     if (!rt) return IB_ERR_OUT_OF_MEMORY;
     ib_status st = IB_OK;
     /* A path with a '/' makes dlopen load that file, never search the library path. */
     if (path[0] != '/' && strncmp(path, "./", 2) != 0 && !strchr(path, '/'))
         st = ib__error(IB_ERR_INTERNAL, "unexpected module path");
+    if (!st) st = check_machine(path, dir);
     rt->so = st ? NULL : dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!st && !rt->so) {
         const char *why = dlerror();
@@ -316,7 +216,7 @@ ib_status ib__rt_open_artifact(const char *dir, ib__rt_model **out) {
     const char *target = need_sym(rt->so, "ib_model_target", dir, &st);
     const int64_t *tdesc = need_sym(rt->so, "ib_model_target_desc", dir, &st);
     need_sym(rt->so, "ib_model_meta", dir, &st);
-    rt->entry = (model_run_fn)need_sym(rt->so, "ib_model_run", dir, &st);
+    rt->entry = (ib__rt_entry_fn)need_sym(rt->so, "ib_model_run", dir, &st);
     rt->steps = need_sym(rt->so, "ib_model_kernels", dir, &st);
     if (!st) {
         memcpy(rt->sizes, sizes, sizeof rt->sizes);
@@ -331,14 +231,14 @@ ib_status ib__rt_open_artifact(const char *dir, ib__rt_model **out) {
                            "artifact '%s' was compiled for %s, which this CPU cannot run", dir,
                            rt->target);
     }
-    if (!st) st = alloc_io(rt, n_io[0], n_io[1]);
-    for (int32_t i = 0; !st && i < rt->n_in + rt->n_out; i++) st = set_io(rt, i, &io[i]);
+    if (!st) st = ib__rt_alloc_io(rt, n_io[0], n_io[1]);
+    for (int32_t i = 0; !st && i < rt->n_in + rt->n_out; i++) st = ib__rt_set_io(rt, i, &io[i]);
     if (!st) {
         rt->arena_bytes = (size_t)rt->sizes[IB_RT_SIZE_ARENA];
         if (rt->sizes[IB_RT_SIZE_ARENA] > ((uint64_t)1 << 46))
             st = ib__error(IB_ERR_INVALID_MODEL, "artifact '%s': arena size is absurd", dir);
     }
-    if (!st) st = layout_run_arena(rt);
+    if (!st) st = ib__rt_layout_run_arena(rt);
     if (!st) st = map_weights(rt, dir);
     if (st) {
         ib__rt_destroy(rt);
@@ -374,30 +274,6 @@ int64_t ib__rt_fallback_count(const ib__rt_model *rt) {
     return (int64_t)rt->sizes[IB_RT_SIZE_FALLBACKS];
 }
 
-ib_status ib__rt_attach_plan(ib__rt_model *rt, ib__plan *plan) {
-    ib_status st = check_plan_steps(plan);
-    if (!st && ((uint64_t)plan->n_kernels != rt->sizes[IB_RT_SIZE_KERNELS] ||
-                plan->weights_bytes != rt->sizes[IB_RT_SIZE_WEIGHTS] ||
-                plan->arena_bytes != rt->sizes[IB_RT_SIZE_ARENA] ||
-                plan->n_inputs != rt->n_in || plan->n_outputs != rt->n_out ||
-                (plan->weights_bytes &&
-                 memcmp(plan->weights, rt->weights, plan->weights_bytes) != 0)))
-        st = ib__error(IB_ERR_INVALID_MODEL,
-                       "the artifact's model.onnx does not rebuild the plan model.so was "
-                       "compiled from (%d kernels, %zu weight bytes; module: %llu, %llu)",
-                       plan->n_kernels, plan->weights_bytes,
-                       (unsigned long long)rt->sizes[IB_RT_SIZE_KERNELS],
-                       (unsigned long long)rt->sizes[IB_RT_SIZE_WEIGHTS]);
-    for (int32_t o = 0; !st && o < plan->n_outputs; o++)
-        st = ib__codegen_output_source(plan, o, &rt->out_write[o], &rt->out_copy[o]);
-    if (st) {
-        ib__plan_destroy(plan);
-        return st;
-    }
-    ib__plan_destroy(rt->plan);
-    rt->plan = plan;
-    return IB_OK;
-}
 
 int32_t ib__rt_input_count(const ib__rt_model *rt) { return rt->n_in; }
 int32_t ib__rt_output_count(const ib__rt_model *rt) { return rt->n_out; }
@@ -450,93 +326,6 @@ static void arena_give(ib__rt_model *rt, void *a) {
 
 /* ---- Running ---------------------------------------------------------------------------- */
 
-typedef struct run_ctx {
-    ib__rt_model *rt;
-    ib__pool *pool;
-    void *const *inputs;
-    void *const *outputs;
-    unsigned char *arena;
-} run_ctx;
-
-static void *buf_ptr(const run_ctx *c, int32_t b) {
-    const ib__plan *p = c->rt->plan;
-    for (int depth = 0; b >= 0 && depth < 64; depth++) {
-        const ib__pbuf *pb = &p->bufs[b];
-        if (pb->alias_of >= 0 && pb->alias_of != b) {
-            b = pb->alias_of;
-            continue;
-        }
-        switch (pb->kind) {
-        case IB_BUF_INPUT: return c->inputs[pb->io_index];
-        case IB_BUF_OUTPUT: return c->outputs[pb->io_index];
-        case IB_BUF_TEMP: return c->arena + pb->offset;
-        case IB_BUF_WEIGHT: return (void *)(c->rt->weights + pb->offset);
-        }
-        return NULL;
-    }
-    return NULL;
-}
-
-static bool overlaps(const void *a, size_t na, const void *b, size_t nb) {
-    const char *x = a, *y = b;
-    return na && nb && x < y + nb && y < x + na;
-}
-
-/* Runs fallback kernel `step`: the anchor node's reference op on views of its buffers. */
-static int run_fallback(void *user, int32_t step, void *const *args) {
-    run_ctx *c = user;
-    const ib__plan *p = c->rt->plan;
-    if (!p || step < 0 || step >= p->n_kernels) {
-        ib__error(IB_ERR_RUNTIME, "fallback step %d has no plan", step);
-        return IB_ERR_RUNTIME;
-    }
-    const ib__pkernel *k = &p->kernels[step];
-    const ib__node *node = k->nodes[0];
-    const ib__op_def *def = ib__op_get(node->op);
-    ib_tensor views[2 * IB_MAX_KERNEL_ARGS];
-    const ib_tensor *in[IB_MAX_KERNEL_ARGS * 16];
-    ib_tensor *outs[IB_MAX_KERNEL_ARGS * 16];
-    int32_t n_in = node->n_inputs, n_out = node->n_outputs;
-    if (n_in > (int32_t)(sizeof in / sizeof in[0]) || n_out > (int32_t)(sizeof outs / sizeof outs[0])) {
-        ib__error(IB_ERR_UNSUPPORTED, "%s: too many inputs", ib__node_label(node));
-        return IB_ERR_UNSUPPORTED;
-    }
-    for (int32_t i = 0; i < n_in; i++) in[i] = NULL;
-    for (int32_t i = 0; i < n_out; i++) outs[i] = NULL;
-    for (int32_t a = 0; a < k->n_in + k->n_out; a++) {
-        int32_t b = a < k->n_in ? k->in[a] : k->out[a - k->n_in];
-        if (b < 0) continue;
-        const ib__pbuf *pb = &p->bufs[b];
-        ib_tensor *t = &views[a];
-        memset(t, 0, sizeof *t);
-        t->dtype = pb->dtype;
-        t->rank = pb->rank;
-        memcpy(t->shape, pb->dims, sizeof t->shape);
-        t->data = args[a];
-        int64_t n = ib__shape_count(pb->dims, pb->rank);
-        t->nbytes = n > 0 ? (size_t)n * ib_dtype_size(pb->dtype) : 0;
-        if (a < k->n_in) in[a] = t;
-        else outs[a - k->n_in] = t;
-    }
-    /* Executors hand ops zeroed outputs (some ops only write part of them); skip it
-     * when an output shares memory with an input (an in-place step). */
-    for (int32_t o = 0; o < k->n_out; o++) {
-        ib_tensor *t = outs[o];
-        if (!t || !t->nbytes || !t->data) continue;
-        bool inplace = false;
-        for (int32_t i = 0; i < k->n_in && !inplace; i++)
-            if (in[i] && overlaps(t->data, t->nbytes, in[i]->data, in[i]->nbytes)) inplace = true;
-        if (!inplace) memset(t->data, 0, t->nbytes);
-    }
-    ib__run_ctx rc = {node, node->opset, n_in, in, n_out, outs, c->pool, NULL};
-    ib_status st = def->run(&rc);
-    if (st) {
-        const char *msg = ib_last_error();
-        if (strstr(msg, "node") != msg) ib__error_prefix(st, "%s: ", ib__node_label(node));
-        return (int)st;
-    }
-    return 0;
-}
 
 static _Thread_local ib__rt_profile *tl_profile;
 
@@ -574,58 +363,47 @@ static void abi_parallel_for(void *pool, int64_t n, ib_kernel_range_fn fn, void 
     ib__parallel_for(pool, n, fn, ctx);
 }
 
-static ib_status execute(run_ctx *c) {
+/* The compiled module of an artifact whose plan was not attached reaches this for a
+ * reference-op step: the deployable runtime has no reference ops. */
+static int no_fallback(void *user, int32_t step, void *const *args) {
+    (void)user;
+    (void)args;
+    ib__error(IB_ERR_UNSUPPORTED, "kernel %d runs a reference op, which needs the model's plan "
+              "(this runtime runs compiled kernels only)", step);
+    return IB_ERR_UNSUPPORTED;
+}
+
+static ib_status execute(ib__rt_run_ctx *c) {
     ib__rt_model *rt = c->rt;
-    if (rt->entry) {
-        ib_kernel_abi abi;
-        memset(&abi, 0, sizeof abi);
-        abi.version = IB_KERNEL_ABI_VERSION;
-        abi.num_threads = c->pool ? ib__pool_size(c->pool) : 1;
-        abi.parallel_for = abi_parallel_for;
-        abi.pool = c->pool;
-        abi.fallback = run_fallback;
-        abi.fallback_user = c;
-        ib__rt_profile *prof = tl_profile;
-        if (prof && (!prof->rt || prof->rt == rt) && prof->n_steps >= ib__rt_step_count(rt)) {
-            prof->rt = rt;
-            prof->runs++;
-            abi.profile = profile_step;
-            abi.profile_user = prof;
-        }
-        int rc = rt->entry(&abi, c->inputs, c->outputs, c->arena, rt->weights);
-        if (rc >= 256) { /* a generated kernel failed: IB_KERNEL_STEP_FAILED(code, step) */
-            double flops;
-            const char *label = ib__rt_step_label(rt, (rc >> 8) - 1, &flops);
-            int code = rc & 255;
-            return ib__error(code == IB_KERNEL_ERR_INDEX ? IB_ERR_INVALID_ARGUMENT : IB_ERR_RUNTIME,
-                             "step %d (%s) failed: %s", (rc >> 8) - 1, label,
-                             code == IB_KERNEL_ERR_INDEX ? "an index is out of range"
-                                                         : "kernel error");
-        }
-        if (rc != 0) { /* a fallback step: its message is set */
-            if (!ib_last_error()[0])
-                ib__error(IB_ERR_RUNTIME, "a compiled kernel failed (code %d)", rc);
-            return rc > 0 && rc <= IB_ERR_INTERNAL ? (ib_status)rc : IB_ERR_RUNTIME;
-        }
-        return IB_OK;
+    if (!rt->entry) return rt->interpret(c);
+    ib_kernel_abi abi;
+    memset(&abi, 0, sizeof abi);
+    abi.version = IB_KERNEL_ABI_VERSION;
+    abi.num_threads = c->pool ? ib__pool_size(c->pool) : 1;
+    abi.parallel_for = abi_parallel_for;
+    abi.pool = c->pool;
+    abi.fallback = rt->fallback ? rt->fallback : no_fallback;
+    abi.fallback_user = c;
+    ib__rt_profile *prof = tl_profile;
+    if (prof && (!prof->rt || prof->rt == rt) && prof->n_steps >= ib__rt_step_count(rt)) {
+        prof->rt = rt;
+        prof->runs++;
+        abi.profile = profile_step;
+        abi.profile_user = prof;
     }
-    const ib__plan *p = rt->plan;
-    void *args[2 * IB_MAX_KERNEL_ARGS];
-    for (int32_t k = 0; k < p->n_kernels; k++) {
-        const ib__pkernel *pk = &p->kernels[k];
-        for (int32_t a = 0; a < pk->n_in + pk->n_out; a++) {
-            int32_t b = a < pk->n_in ? pk->in[a] : pk->out[a - pk->n_in];
-            args[a] = b >= 0 ? buf_ptr(c, b) : NULL;
-        }
-        int rc = run_fallback(c, k, args);
-        if (rc) return (ib_status)rc;
+    int rc = rt->entry(&abi, c->inputs, c->outputs, c->arena, rt->weights);
+    if (rc >= 256) { /* a generated kernel failed: IB_KERNEL_STEP_FAILED(code, step) */
+        double flops;
+        const char *label = ib__rt_step_label(rt, (rc >> 8) - 1, &flops);
+        int code = rc & 255;
+        return ib__error(code == IB_KERNEL_ERR_INDEX ? IB_ERR_INVALID_ARGUMENT : IB_ERR_RUNTIME,
+                         "step %d (%s) failed: %s", (rc >> 8) - 1, label,
+                         code == IB_KERNEL_ERR_INDEX ? "an index is out of range"
+                                                     : "kernel error");
     }
-    /* Outputs that no kernel writes (a weight, an input, another output). */
-    for (int32_t o = 0; o < rt->n_out; o++) {
-        if (rt->out_copy[o] < 0) continue;
-        const void *src = buf_ptr(c, rt->out_copy[o]);
-        size_t nb = (size_t)rt->io[rt->n_in + o].nbytes;
-        if (nb && src != c->outputs[o]) memmove(c->outputs[o], src, nb);
+    if (rc != 0) { /* a fallback step: its message is set */
+        if (!ib_last_error()[0]) ib__error(IB_ERR_RUNTIME, "a compiled kernel failed (code %d)", rc);
+        return rc > 0 && rc <= IB_ERR_INTERNAL ? (ib_status)rc : IB_ERR_RUNTIME;
     }
     return IB_OK;
 }
@@ -673,9 +451,9 @@ ib_status ib__rt_run(ib__rt_model *rt, ib__pool *pool, size_t n_inputs,
         return ib__error(IB_ERR_INVALID_ARGUMENT,
                          "all %d outputs requested but %zu output tensors given", rt->n_out,
                          n_outputs);
-    if (n_outputs > MAX_IO)
-        return ib__error(IB_ERR_INVALID_ARGUMENT, "at most %d outputs per run", MAX_IO);
-    if (!rt->entry && !rt->plan)
+    if (n_outputs > IB_RT_MAX_IO)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "at most %d outputs per run", IB_RT_MAX_IO);
+    if (!rt->entry && !rt->interpret)
         return ib__error(IB_ERR_RUNTIME, "the model has fallback steps but no plan");
     enum { SMALL = 64 };
     void *in_small[SMALL], *out_small[SMALL];
@@ -741,7 +519,7 @@ ib_status ib__rt_run(ib__rt_model *rt, ib__pool *pool, size_t n_inputs,
     for (int32_t o = 0; o < rt->n_out && st == IB_OK; o++)
         if (!out_ptrs[o]) out_ptrs[o] = (unsigned char *)arena + rt->out_scratch[o];
     if (st == IB_OK) {
-        run_ctx c = {rt, pool, in_ptrs, out_ptrs, arena};
+        ib__rt_run_ctx c = {rt, pool, in_ptrs, out_ptrs, arena};
         st = execute(&c);
     }
     for (size_t r = 0; r < n_outputs && st == IB_OK; r++) {

@@ -1,10 +1,15 @@
 /* The runtime: an executable model (a compiled module loaded with dlopen, or the kernel
  * plan interpreted step by step), its mapped weights, a free list of per-run arenas, and
- * the run entry that binds inputs and outputs by name. */
+ * the run entry that binds inputs and outputs by name. The functions that take a plan
+ * live in runtime_plan.c; the rest is the deployable runtime (core and target only). */
 #ifndef IB_RUNTIME_RUNTIME_H
 #define IB_RUNTIME_RUNTIME_H
 
-#include "codegen/plan.h"
+#include "core/core.h"
+#include "target/target_desc.h"
+
+/* Plans are the codegen's (codegen/plan.h); the runtime proper only holds one. */
+typedef struct ib__plan ib__plan;
 
 /* Layout of one entry of the `ib_model_io[]` table the generated module exports
  * (inputs first, then outputs); codegen emits the same struct. */

@@ -1,5 +1,5 @@
-/* Target descriptions: the x86-64 levels the compiler supports, the CUDA targets, and
- * "host". */
+/* Target descriptions: the x86-64 levels and the 64-bit ARM (NEON) targets the compiler
+ * supports, the CUDA targets, and "host". */
 #include <stdio.h>
 #include <string.h>
 
@@ -103,6 +103,33 @@ ib_status ib__target_resolve_for_model(const char *name, double model_flops, ib_
     return ib__target_resolve(name, out);
 }
 
+/* 64-bit ARM: NEON is 128-bit with 32 registers and FMA in every ARMv8-A core. A cross
+ * build cannot see the device, so caches and cores come from the description (Neoverse
+ * N1 / Cortex-A76 class: 64 KiB L1d, 1 MiB L2 per core; 4 cores, a Raspberry Pi 5 or
+ * Jetson Orin Nano) unless the code is built on the device itself. dotprod (ARMv8.2-A)
+ * adds the int8 dot product; the fp32 kernels are the same, tuned for N1. */
+static bool set_aarch64(ib__target *t, const char *name) {
+    bool dotprod = strcmp(name, "aarch64-dotprod") == 0;
+    if (!dotprod && strcmp(name, "aarch64") != 0) return false;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->arch = IB_ARCH_AARCH64;
+#if defined(__aarch64__)
+    snprintf(t->cc, sizeof t->cc, "cc");
+#else
+    snprintf(t->cc, sizeof t->cc, "aarch64-linux-gnu-gcc");
+#endif
+    t->vector_bits = 128;
+    t->vector_regs = 32;
+    t->has_fma = true;
+    t->cflags[0] = dotprod ? "-march=armv8.2-a+dotprod" : "-march=armv8-a";
+    t->cflags[1] = dotprod ? "-mtune=neoverse-n1" : "-mtune=cortex-a72";
+    t->l1d_bytes = 64 * 1024;
+    t->l2_bytes = 1024 * 1024;
+    t->l3_bytes = 4 * 1024 * 1024;
+    t->num_cores = 4;
+    return true;
+}
+
 ib_status ib__target_resolve(const char *name, ib__target *out) {
     if (name && strncmp(name, "cuda-", 5) == 0) {
         ib__target c;
@@ -118,7 +145,9 @@ ib_status ib__target_resolve(const char *name, ib__target *out) {
     bool host = !name || strcmp(name, "host") == 0;
     ib__cpu_detect(&cpu);
     if (host) {
-#if defined(__x86_64__)
+#if defined(__aarch64__)
+        set_aarch64(&t, ib__cpu_has(&cpu, IB_CPU_DOTPROD) ? "aarch64-dotprod" : "aarch64");
+#elif defined(__x86_64__)
         bool v4 = ib__cpu_has(&cpu, IB_CPU_AVX512F) && ib__cpu_has(&cpu, IB_CPU_AVX512BW) &&
                   ib__cpu_has(&cpu, IB_CPU_AVX512DQ) && ib__cpu_has(&cpu, IB_CPU_AVX512VL);
         bool v3 = ib__cpu_has(&cpu, IB_CPU_AVX2) && ib__cpu_has(&cpu, IB_CPU_FMA);
@@ -139,10 +168,19 @@ ib_status ib__target_resolve(const char *name, ib__target *out) {
         t.is_host = strcmp(name, "generic") == 0 || (strcmp(name, "x86-64-v3") == 0 && v3_ok) ||
                     (strcmp(name, "x86-64-v4") == 0 && v4_ok);
 #endif
+    } else if (set_aarch64(&t, name)) {
+#if defined(__aarch64__)
+        t.is_host = strcmp(name, "aarch64") == 0 || ib__cpu_has(&cpu, IB_CPU_DOTPROD);
+#endif
     } else {
         return ib__error(IB_ERR_INVALID_ARGUMENT,
                          "unknown target '%s' (known: host, x86-64-v4, x86-64-v3, generic, "
-                         "cuda-sm80, cuda-sm90, with -tf32/-fp16/-bf16)", name);
+                         "aarch64, aarch64-dotprod, cuda-sm80, cuda-sm90, with "
+                         "-tf32/-fp16/-bf16)", name);
+    }
+    if (t.arch == IB_ARCH_AARCH64 && !t.is_host) { /* a cross target keeps its description */
+        *out = t;
+        return IB_OK;
     }
     fill_caches(&t, &cpu);
     t.num_cores = ib__usable_cpus();

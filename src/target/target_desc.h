@@ -46,9 +46,10 @@ typedef struct ib__target {
 
 /* Resolves a target name: NULL or "host" (detects this CPU and picks the best of the
  * x86-64 levels it supports), "x86-64-v4" (AVX-512), "x86-64-v3" (AVX2+FMA), "generic"
- * (baseline x86-64 SSE2), "cuda-sm80" / "cuda-sm90" (NVIDIA Ampere / Hopper, optionally
- * with "-tf32", "-fp16" or "-bf16"). Unknown names: IB_ERR_INVALID_ARGUMENT listing the
- * known ones. */
+ * (baseline x86-64 SSE2), "aarch64" (ARMv8-A NEON), "aarch64-dotprod" (ARMv8.2-A; from
+ * x86 both build with the cross compiler aarch64-linux-gnu-gcc), "cuda-sm80" /
+ * "cuda-sm90" (NVIDIA Ampere / Hopper, optionally with "-tf32", "-fp16" or "-bf16").
+ * Unknown names: IB_ERR_INVALID_ARGUMENT listing the known ones. */
 ib_status ib__target_resolve(const char *name, ib__target *out);
 
 /* As ib__target_resolve, but "host" (or NULL) becomes the detected GPU's CUDA target when
