@@ -1,11 +1,16 @@
 /* Kernel-template test harness (see kernel_harness.h): hand-built one-kernel plans,
  * batched compilation of the emitted kernels, and comparison with the reference ops. */
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,7 +77,7 @@ ib_status ib_kh_batch_create_ex(const char *target_name, ib__pool *pool, bool al
                                 ib_kh_batch **out) {
     ib__target t;
     IB_TRY(ib__target_resolve(target_name, &t));
-    if (!t.is_host && !allow_compile_only) {
+    if (!ib_kh_can_run(&t) && !allow_compile_only) {
         ib__error_clear();
         return IB_ERR_UNSUPPORTED;
     }
@@ -81,7 +86,7 @@ ib_status ib_kh_batch_create_ex(const char *target_name, ib__pool *pool, bool al
     b->target = t;
     b->pool = pool;
     b->rng = 0x9E3779B97F4A7C15ull;
-    b->compile_only = !t.is_host;
+    b->compile_only = !ib_kh_can_run(&t);
     if (ib__target_is_cuda(&t)) { /* runs only with a GPU and its driver present */
         b->compile_only = !ib__cuda_driver_available(b->no_run_reason, sizeof b->no_run_reason);
         if (!t.is_host && !b->compile_only) {
@@ -510,6 +515,247 @@ int32_t ib_kh_add(ib_kh_batch *b, const ib_kh_spec *spec, const char *label) {
     return idx;
 }
 
+/* ---- units ------------------------------------------------------------------------ */
+
+extern char **environ;
+
+#define KH_SYSROOT "/usr/aarch64-linux-gnu"
+
+static bool on_path(const char *prog) {
+    const char *path = getenv("PATH");
+    char dir[4096];
+    while (path && *path) {
+        size_t n = strcspn(path, ":");
+        if (n > 0 && n < sizeof dir - 64) {
+            snprintf(dir, sizeof dir, "%.*s/%s", (int)n, path, prog);
+            if (access(dir, X_OK) == 0) return true;
+        }
+        path += n + (path[n] == ':');
+    }
+    return false;
+}
+
+bool ib_kh_emulated(const ib__target *t) {
+    return !t->is_host && t->arch == IB_ARCH_AARCH64 && on_path("qemu-aarch64") &&
+           on_path(t->cc) && access(KH_SYSROOT "/lib/ld-linux-aarch64.so.1", R_OK) == 0;
+}
+
+bool ib_kh_can_run(const ib__target *t) { return t->is_host || ib_kh_emulated(t); }
+
+/* Runs argv (no shell) with its output in `log`; true when it exits 0. */
+static bool run_quiet(const char *const *argv, const char *log) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) return false;
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return false;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static void print_log(const char *log) {
+    FILE *f = fopen(log, "r");
+    char line[512];
+    for (int n = 0; f && n < 30 && fgets(line, sizeof line, f); n++) fprintf(stderr, "    %s", line);
+    if (f) fclose(f);
+}
+
+/* The driver for emulated units, built once per process (per target compiler). */
+static char g_driver_dir[64], g_driver[128], g_driver_cc[64];
+
+static void remove_driver(void) {
+    char p[200];
+    unlink(g_driver);
+    snprintf(p, sizeof p, "%s/include/inferbooster/kernel_abi.h", g_driver_dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/include/inferbooster", g_driver_dir);
+    rmdir(p);
+    snprintf(p, sizeof p, "%s/include", g_driver_dir);
+    rmdir(p);
+    snprintf(p, sizeof p, "%s/driver.log", g_driver_dir);
+    unlink(p);
+    rmdir(g_driver_dir);
+}
+
+static const char *driver_for(const ib__target *t) {
+    if (g_driver[0] && strcmp(g_driver_cc, t->cc) == 0) return g_driver;
+    if (g_driver[0]) return NULL; /* one emulated compiler per process is all tests need */
+    snprintf(g_driver_dir, sizeof g_driver_dir, "/tmp/ib_khd.XXXXXX");
+    if (!mkdtemp(g_driver_dir)) return NULL;
+    char out[128], log[128];
+    snprintf(out, sizeof out, "%s/kernel_driver", g_driver_dir);
+    snprintf(log, sizeof log, "%s/driver.log", g_driver_dir);
+    const char *inc = ib__toolchain_abi_include_dir(g_driver_dir);
+    const char *argv[] = {t->cc, "-std=c11", "-O1", "-I", inc, IB_SOURCE_DIR "/tests/kernel_driver.c",
+                          "-o", out, "-ldl", NULL};
+    snprintf(g_driver, sizeof g_driver, "%s", out);
+    snprintf(g_driver_cc, sizeof g_driver_cc, "%s", t->cc);
+    atexit(remove_driver);
+    if (!inc || !run_quiet(argv, log)) {
+        fprintf(stderr, "  [%s] cannot build the kernel driver:\n", t->name);
+        print_log(log);
+        g_driver[0] = '\0';
+        g_driver_cc[0] = '\0';
+        return NULL;
+    }
+    return g_driver;
+}
+
+struct ib_kh_unit {
+    bool emulated;
+    void *dl;
+    int (*entry)(int32_t, const ib_kernel_abi *, void *const *);
+    const char *driver;
+    char so[256], entry_name[64], dir[64];
+    int32_t calls;
+};
+
+ib_status ib_kh_unit_open(const ib__target *t, const char *so, const char *entry,
+                          ib_kh_unit **out) {
+    if (!ib_kh_can_run(t))
+        return ib__error(IB_ERR_UNSUPPORTED, "code for %s cannot run here", t->name);
+    ib_kh_unit *u = ib__calloc(1, sizeof *u);
+    if (!u) return IB_ERR_OUT_OF_MEMORY;
+    u->emulated = !t->is_host;
+    snprintf(u->so, sizeof u->so, "%s", so);
+    snprintf(u->entry_name, sizeof u->entry_name, "%s", entry);
+    if (!u->emulated) {
+        u->dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+        if (u->dl) *(void **)&u->entry = dlsym(u->dl, entry);
+        if (!u->entry) {
+            ib_status st = ib__error(IB_ERR_RUNTIME, "dlopen %s: %s", so, dlerror());
+            ib_kh_unit_close(u);
+            return st;
+        }
+    } else {
+        snprintf(u->dir, sizeof u->dir, "/tmp/ib_khc.XXXXXX");
+        u->driver = driver_for(t);
+        if (!u->driver || !mkdtemp(u->dir)) {
+            u->dir[0] = '\0';
+            ib_kh_unit_close(u);
+            return ib__error(IB_ERR_RUNTIME, "no kernel driver for %s", t->name);
+        }
+    }
+    *out = u;
+    return IB_OK;
+}
+
+bool ib_kh_unit_is_emulated(const ib_kh_unit *u) { return u->emulated; }
+
+static int emulated_call(ib_kh_unit *u, int32_t idx, const ib_kernel_abi *abi, int32_t n_args,
+                         void *const *args, const size_t *arg_bytes, int32_t out_arg) {
+    char call[128], result[128], log[128];
+    snprintf(call, sizeof call, "%s/call", u->dir);
+    snprintf(result, sizeof result, "%s/result", u->dir);
+    snprintf(log, sizeof log, "%s/log", u->dir);
+    FILE *f = fopen(call, "wb");
+    if (!f) return -1;
+    uint32_t version = 1;
+    int32_t hdr[4] = {idx, abi->num_threads, n_args, out_arg};
+    bool ok = fwrite("IBKH", 1, 4, f) == 4 && fwrite(&version, 4, 1, f) == 1 &&
+              fwrite(hdr, sizeof hdr, 1, f) == 1;
+    for (int32_t i = 0; ok && i < n_args; i++) {
+        int64_t n = args[i] ? (int64_t)arg_bytes[i] : -1;
+        ok = fwrite(&n, 8, 1, f) == 1 && (n <= 0 || fwrite(args[i], 1, (size_t)n, f) == (size_t)n);
+    }
+    if (fclose(f) != 0) ok = false;
+    const char *argv[] = {"qemu-aarch64", "-L", KH_SYSROOT, u->driver, u->so, u->entry_name,
+                          call, result, NULL};
+    unlink(result);
+    if (!ok || !run_quiet(argv, log)) {
+        fprintf(stderr, "  emulated call of case %d failed:\n", (int)idx);
+        print_log(log);
+        return -1;
+    }
+    int32_t rc = -1;
+    f = fopen(result, "rb");
+    if (!f || fread(&rc, 4, 1, f) != 1 ||
+        fread(args[out_arg], 1, arg_bytes[out_arg], f) != arg_bytes[out_arg])
+        rc = -1;
+    if (f) fclose(f);
+    return rc;
+}
+
+int ib_kh_unit_call(ib_kh_unit *u, int32_t idx, const ib_kernel_abi *abi, int32_t n_args,
+                    void *const *args, const size_t *arg_bytes, int32_t out_arg) {
+    u->calls++;
+    if (!u->emulated) return u->entry(idx, abi, args);
+    if (out_arg < 0 || out_arg >= n_args || !args[out_arg]) return -1;
+    return emulated_call(u, idx, abi, n_args, args, arg_bytes, out_arg);
+}
+
+bool ib_kh_pick_targets(int argc, char **argv, const char *const *dflt, size_t n_dflt,
+                        const char *const **targets, size_t *n_targets) {
+    if (argc < 2) {
+        *targets = dflt;
+        *n_targets = n_dflt;
+        return true;
+    }
+    for (int i = 1; i < argc; i++) {
+        ib__target t;
+        if (ib__target_resolve(argv[i], &t) != IB_OK) {
+            fprintf(stderr, "%s\n", ib_last_error());
+            return false;
+        }
+        if (!ib_kh_can_run(&t)) {
+            fprintf(stderr, "cannot run code for target %s here: it needs %s and qemu-aarch64 "
+                    "with the sysroot %s (Debian gcc-aarch64-linux-gnu, qemu-user, "
+                    "libc6-dev-arm64-cross; `make deps` installs them)\n",
+                    argv[i], t.cc, KH_SYSROOT);
+            return false;
+        }
+    }
+    *targets = (const char *const *)(argv + 1);
+    *n_targets = (size_t)(argc - 1);
+    return true;
+}
+
+bool ib_kh_pick_targets(int argc, char **argv, const char *const *dflt, size_t n_dflt,
+                        const char *const **targets, size_t *n_targets) {
+    if (argc < 2) {
+        *targets = dflt;
+        *n_targets = n_dflt;
+        return true;
+    }
+    for (int i = 1; i < argc; i++) {
+        ib__target t;
+        if (ib__target_resolve(argv[i], &t) != IB_OK) {
+            fprintf(stderr, "%s\n", ib_last_error());
+            return false;
+        }
+        if (!ib_kh_can_run(&t)) {
+            fprintf(stderr, "cannot run code for target %s here: it needs %s and qemu-aarch64 "
+                    "with the sysroot %s (Debian gcc-aarch64-linux-gnu, qemu-user, "
+                    "libc6-dev-arm64-cross; `make deps` installs them)\n",
+                    argv[i], t.cc, KH_SYSROOT);
+            return false;
+        }
+    }
+    *targets = (const char *const *)(argv + 1);
+    *n_targets = (size_t)(argc - 1);
+    return true;
+}
+
+void ib_kh_unit_close(ib_kh_unit *u) {
+    if (!u) return;
+    if (u->dl) dlclose(u->dl);
+    if (u->dir[0]) {
+        const char *names[] = {"call", "result", "log"};
+        char p[128];
+        for (int i = 0; i < 3; i++) {
+            snprintf(p, sizeof p, "%s/%s", u->dir, names[i]);
+            unlink(p);
+        }
+        rmdir(u->dir);
+    }
+    ib__free(u);
+}
+
 /* ---- running ------------------------------------------------------------------------ */
 
 static void kh_parallel_for(void *pool, int64_t n, ib_kernel_range_fn fn, void *ctx) {
@@ -590,14 +836,13 @@ static bool check_output(ib_kh_batch *b, kh_case *c, const float *outp, double t
     return ok;
 }
 
-static bool run_case(ib_kh_batch *b, kh_case *c, int (*entry)(int32_t, const ib_kernel_abi *,
-                                                               void *const *), int32_t idx,
-                     double tol) {
+static bool run_case(ib_kh_batch *b, kh_case *c, ib_kh_unit *unit, int32_t idx, double tol) {
     ib__plan *plan = c->plan;
     const ib__pkernel *k = &plan->kernels[0];
     void *args[3 * IB_MAX_KERNEL_ARGS];
+    size_t bytes[3 * IB_MAX_KERNEL_ARGS];
     float *owned[3 * IB_MAX_KERNEL_ARGS];
-    int32_t n_args = 0, n_owned = 0;
+    int32_t n_args = 0, n_owned = 0, out_arg = -1;
     bool ok = true;
     int32_t ids[3 * IB_MAX_KERNEL_ARGS];
     for (int32_t i = 0; i < k->n_in; i++) ids[n_args++] = k->in[i];
@@ -607,16 +852,22 @@ static bool run_case(ib_kh_batch *b, kh_case *c, int (*entry)(int32_t, const ib_
     float *outp = NULL;
     for (int32_t i = 0; i < n_args; i++) {
         args[i] = NULL;
+        bytes[i] = 0;
         if (ids[i] < 0) continue;
         const ib__pbuf *pb = &plan->bufs[ids[i]];
         if (pb->kind == IB_BUF_WEIGHT) {
             args[i] = plan->weights + pb->offset;
+            bytes[i] = plan->weights_bytes - (size_t)pb->offset;
         } else {
             float *p = materialise(pb, pb->kind == IB_BUF_INPUT);
             if (!p) return false;
             owned[n_owned++] = p;
             args[i] = p;
-            if (ids[i] == c->out_buf) outp = p;
+            bytes[i] = ib__pbuf_physical_bytes(pb);
+            if (ids[i] == c->out_buf) {
+                outp = p;
+                out_arg = i;
+            }
         }
     }
     ib_kernel_abi abi;
@@ -626,14 +877,14 @@ static bool run_case(ib_kh_batch *b, kh_case *c, int (*entry)(int32_t, const ib_
     abi.parallel_for = kh_parallel_for;
     abi.pool = b->pool;
     abi.fallback = kh_fallback;
-    int rc = entry(idx, &abi, args);
+    int rc = ib_kh_unit_call(unit, idx, &abi, n_args, args, bytes, out_arg);
     if (rc != 0) {
         fprintf(stderr, "  [%s] %s: kernel returned %d\n", b->target.name, c->label, rc);
         ok = false;
     }
     /* IB_KH_BENCH=<ms>: time the kernel for about that long (for tuning by hand) */
     const char *bench = getenv("IB_KH_BENCH");
-    if (ok && bench && atoi(bench) > 0) {
+    if (ok && bench && atoi(bench) > 0 && !ib_kh_unit_is_emulated(unit)) {
         /* wall time, and process CPU time per thread: the second is what a shared,
          * busy machine does not distort */
         double budget = atoi(bench) * 1e-3, best = 1e30, best_cpu = 1e30, spent = 0;
@@ -642,7 +893,7 @@ static bool run_case(ib_kh_batch *b, kh_case *c, int (*entry)(int32_t, const ib_
             struct timespec t0, t1, c0, c1;
             clock_gettime(CLOCK_MONOTONIC, &t0);
             clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
-            entry(idx, &abi, args);
+            ib_kh_unit_call(unit, idx, &abi, n_args, args, bytes, out_arg);
             clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
             clock_gettime(CLOCK_MONOTONIC, &t1);
             double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
@@ -778,7 +1029,7 @@ int32_t ib_kh_run(ib_kh_batch *b, double tol) {
     ib__sb_printf(&b->unit, "  }\n  return -1;\n}\n");
     char dir[] = "/tmp/ib_kh.XXXXXX";
     char src[256], so[256];
-    void *dl = NULL;
+    ib_kh_unit *unit = NULL;
     if (ib__sb_status(&b->unit) || !mkdtemp(dir)) {
         fprintf(stderr, "  [%s] cannot write the unit\n", b->target.name);
         failed = n;
@@ -816,18 +1067,18 @@ int32_t ib_kh_run(ib_kh_batch *b, double tol) {
                b->target.name, (int)n);
         goto done;
     }
-    dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-    int (*entry)(int32_t, const ib_kernel_abi *, void *const *) = NULL;
-    if (dl) *(void **)&entry = dlsym(dl, "test_entry");
-    if (!entry) {
-        fprintf(stderr, "  [%s] dlopen: %s\n", b->target.name, dlerror());
+    if (ib_kh_unit_open(&b->target, so, "test_entry", &unit) != IB_OK) {
+        fprintf(stderr, "  [%s] %s\n", b->target.name, ib_last_error());
         failed = n;
         goto done;
     }
     for (int32_t i = 0; i < n; i++)
-        if (!run_case(b, &b->cases[i], entry, i, tol)) failed++;
+        if (!run_case(b, &b->cases[i], unit, i, tol)) failed++;
+    if (ib_kh_unit_is_emulated(unit))
+        printf("  [%s] %d kernels run under qemu-aarch64, %d failed\n", b->target.name, (int)n,
+               (int)failed);
 done:
-    if (dl) dlclose(dl);
+    ib_kh_unit_close(unit);
     if (getenv("IB_KH_KEEP")) {
         fprintf(stderr, "  kept %s\n", src);
     } else {

@@ -36,7 +36,7 @@ typedef struct ib_kh_batch ib_kh_batch;
 /* A batch of kernels compiled together for one target. IB_ERR_UNSUPPORTED (and no
  * message) when code for the target cannot run on this machine: the caller skips. */
 ib_status ib_kh_batch_create(const char *target_name, ib__pool *pool, ib_kh_batch **out);
-/* Same, but a target the host cannot run gives a compile-only batch: ib_kh_run builds
+/* Same, but a target the host cannot run (nor emulate) gives a compile-only batch: ib_kh_run builds
  * its kernels (catching code that does not compile for that ISA) and runs none. */
 ib_status ib_kh_batch_create_ex(const char *target_name, ib__pool *pool, bool allow_compile_only,
                                 ib_kh_batch **out);
@@ -91,6 +91,34 @@ int32_t ib_kh_run(ib_kh_batch *b, double tol);
 /* True when the batch only compiles its kernels (*why: the reason, e.g. no NVIDIA
  * GPU/driver). CUDA batches compile with nvcc for sm_80 and sm_90 in one run. */
 bool ib_kh_compile_only(const ib_kh_batch *b, const char **why);
+
+/* ---- Compiled units, run here or under an emulator ---------------------------------- */
+/* A unit for a target this machine cannot execute but can emulate (aarch64 under
+ * qemu-aarch64 -L /usr/aarch64-linux-gnu, both found on PATH / disk) runs its kernels in
+ * a small driver process (tests/kernel_driver.c, built with the target's compiler): each
+ * call ships every argument buffer there and the output back. */
+bool ib_kh_emulated(const ib__target *t);
+/* The host runs t's code, natively or emulated. */
+bool ib_kh_can_run(const ib__target *t);
+
+typedef struct ib_kh_unit ib_kh_unit;
+/* Loads `so` (native: dlopen) and finds `entry`, an int entry(int case, const
+ * ib_kernel_abi *, void *const *args); IB_ERR_UNSUPPORTED when t cannot run here. */
+ib_status ib_kh_unit_open(const ib__target *t, const char *so, const char *entry,
+                          ib_kh_unit **out);
+/* Calls case `idx`; arg_bytes[i] is the size of args[i] (what an emulated call copies),
+ * out_arg the argument copied back. Returns the kernel's code (-1: the call failed). */
+int ib_kh_unit_call(ib_kh_unit *u, int32_t idx, const ib_kernel_abi *abi, int32_t n_args,
+                    void *const *args, const size_t *arg_bytes, int32_t out_arg);
+bool ib_kh_unit_is_emulated(const ib_kh_unit *u);
+void ib_kh_unit_close(ib_kh_unit *u);
+
+/* The targets a template test runs: argv[1..] when given (a ctest entry per cross target,
+ * e.g. "aarch64" under label cross), else `dflt`. A named target that cannot run here
+ * (no emulator or cross compiler installed) is reported and returns false: that test
+ * must fail, not skip. */
+bool ib_kh_pick_targets(int argc, char **argv, const char *const *dflt, size_t n_dflt,
+                        const char *const **targets, size_t *n_targets);
 
 /* Plain NCHW <-> NCHWc (block `bl`; channels past C are zero-filled by to_nchwc). */
 void ib_kh_to_nchwc(const float *plain, const int64_t *dims, int32_t bl, float *blocked);

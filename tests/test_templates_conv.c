@@ -18,7 +18,10 @@ static int64_t rnd(int64_t lo, int64_t hi) { /* inclusive */
     return lo + (int64_t)(g_rng % (uint64_t)(hi - lo + 1));
 }
 
-static const char *const g_targets[] = {"x86-64-v4", "x86-64-v3", "generic"};
+static const char *const g_default_targets[] = {"x86-64-v4", "x86-64-v3", "generic"};
+/* The x86 levels, or the targets named on the command line ("aarch64", emulated). */
+static const char *const *g_targets = g_default_targets;
+static size_t g_n_targets = 3;
 
 /* A Conv node (+ optional BN, bias, epilogue) on x; returns the chain's last value and
  * the node count. epi: 0 none, 1 Relu, 2 residual Add + Relu, 3 Clip (Relu6),
@@ -154,7 +157,7 @@ static conv_desc random_conv(bool pointwise) {
 }
 
 TEST(conv2d_nchwc_random) {
-    for (size_t ti = 0; ti < sizeof g_targets / sizeof g_targets[0]; ti++) {
+    for (size_t ti = 0; ti < g_n_targets; ti++) {
         ib_kh_batch *b = NULL;
         ib_status st = ib_kh_batch_create_ex(g_targets[ti], g_pool, true, &b);
         CHECK_EQ_INT(st, IB_OK);
@@ -217,7 +220,7 @@ static conv_desc random_depthwise(void) {
 }
 
 TEST(conv2d_depthwise_random) {
-    for (size_t ti = 0; ti < sizeof g_targets / sizeof g_targets[0]; ti++) {
+    for (size_t ti = 0; ti < g_n_targets; ti++) {
         ib_kh_batch *b = NULL;
         ib_status st = ib_kh_batch_create_ex(g_targets[ti], g_pool, true, &b);
         CHECK_EQ_INT(st, IB_OK);
@@ -279,7 +282,7 @@ static void add_pool(ib_kh_batch *b, ib__op_id op, int64_t n, int64_t c, int64_t
 }
 
 TEST(pool2d_random) {
-    for (size_t ti = 0; ti < sizeof g_targets / sizeof g_targets[0]; ti++) {
+    for (size_t ti = 0; ti < g_n_targets; ti++) {
         ib_kh_batch *b = NULL;
         ib_status st = ib_kh_batch_create_ex(g_targets[ti], g_pool, true, &b);
         CHECK_EQ_INT(st, IB_OK);
@@ -304,7 +307,7 @@ TEST(pool2d_random) {
 }
 
 TEST(layout_transform) {
-    for (size_t ti = 0; ti < sizeof g_targets / sizeof g_targets[0]; ti++) {
+    for (size_t ti = 0; ti < g_n_targets; ti++) {
         ib_kh_batch *b = NULL;
         ib_status st = ib_kh_batch_create_ex(g_targets[ti], g_pool, true, &b);
         CHECK_EQ_INT(st, IB_OK);
@@ -386,7 +389,11 @@ TEST(refusals) {
     ib_kh_batch_destroy(b);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (!ib_kh_pick_targets(argc, argv, g_default_targets, 3, &g_targets, &g_n_targets)) {
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
     if (ib__pool_create(2, &g_pool) != IB_OK) return 1;
     RUN(conv2d_nchwc_random);
     RUN(conv2d_depthwise_random);

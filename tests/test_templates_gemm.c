@@ -8,7 +8,11 @@
 #include "kernel_harness.h"
 #include "test.h"
 
-static const char *const g_levels[] = {"x86-64-v4", "x86-64-v3", "generic"};
+static const char *const g_default_levels[] = {"x86-64-v4", "x86-64-v3", "generic"};
+/* The levels to test: the x86 ones, or those named on the command line ("aarch64"). */
+static const char *const *g_levels = g_default_levels;
+static size_t g_n_levels = 3;
+static bool g_cross; /* targets from the command line: no "wide" variant */
 static ib__pool *g_pool;
 static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
 
@@ -326,32 +330,34 @@ static int group_run(group_batch *gb, double tol, bool run) {
     fwrite(gb->unit.data, 1, gb->unit.len, f);
     fclose(f);
     const char *srcs[1] = {src};
-    void *dl = NULL;
-    int (*entry)(int, const ib_kernel_abi *, void *const *) = NULL;
+    ib_kh_unit *unit = NULL;
     if (ib__toolchain_build_shared(&gb->target, 1, srcs, ib__toolchain_abi_include_dir(dir), so,
                                    1)) {
         fprintf(stderr, "  [%s] build failed: %s\n", gb->target.name, ib_last_error());
         failed = gb->n;
-    } else if (!(dl = dlopen(so, RTLD_NOW | RTLD_LOCAL)) ||
-               !(*(void **)&entry = dlsym(dl, "grp_entry"))) {
+    } else if (run && ib_kh_unit_open(&gb->target, so, "grp_entry", &unit) != IB_OK) {
+        fprintf(stderr, "  [%s] %s\n", gb->target.name, ib_last_error());
         failed = gb->n;
     }
-    for (int32_t c = 0; run && entry && c < gb->n; c++) {
+    for (int32_t c = 0; run && unit && c < gb->n; c++) {
         ib__plan *plan = gb->plans[c];
         const ib__pkernel *k = &plan->kernels[0];
         void *args[2 * IB_MAX_KERNEL_ARGS];
+        size_t bytes[2 * IB_MAX_KERNEL_ARGS];
         float *own[2 * IB_MAX_KERNEL_ARGS], *outp = NULL;
-        int32_t na = 0, no = 0;
+        int32_t na = 0, no = 0, out_arg = -1;
         for (int32_t i = 0; i < k->n_in + k->n_out + k->n_epi; i++) {
             int32_t id = i < k->n_in                ? k->in[i]
                          : i < k->n_in + k->n_out ? k->out[i - k->n_in]
                                                   : k->epi[i - k->n_in - k->n_out].operand_buf;
+            bytes[na] = 0;
             if (id < 0) {
                 args[na++] = NULL;
                 continue;
             }
             const ib__pbuf *pb = &plan->bufs[id];
             if (pb->kind == IB_BUF_WEIGHT) {
+                bytes[na] = plan->weights_bytes - (size_t)pb->offset;
                 args[na++] = plan->weights + pb->offset;
                 continue;
             }
@@ -359,12 +365,16 @@ static int group_run(group_batch *gb, double tol, bool run) {
             float *p = ib__aligned_alloc((size_t)kv->count * 4 + 64);
             for (int64_t e = 0; e < kv->count; e++)
                 p[e] = pb->kind == IB_BUF_INPUT ? kv->data[e] : NAN;
-            if (pb->kind == IB_BUF_OUTPUT) outp = p;
+            if (pb->kind == IB_BUF_OUTPUT) {
+                outp = p;
+                out_arg = na;
+            }
             own[no++] = p;
+            bytes[na] = (size_t)kv->count * 4;
             args[na++] = p;
         }
         ib_kernel_abi abi = {IB_KERNEL_ABI_VERSION, ib__pool_size(g_pool), pf, g_pool, NULL, NULL};
-        int rc = entry(c, &abi, args);
+        int rc = ib_kh_unit_call(unit, c, &abi, na, args, bytes, out_arg);
         const kh_val_view *w = (const kh_val_view *)gb->want[c];
         double worst = rc ? INFINITY : 0;
         for (int64_t e = 0; e < w->count; e++) {
@@ -377,7 +387,7 @@ static int group_run(group_batch *gb, double tol, bool run) {
         }
         for (int32_t i = 0; i < no; i++) ib__aligned_free(own[i]);
     }
-    if (dl) dlclose(dl);
+    ib_kh_unit_close(unit);
     unlink(src);
     unlink(so);
     snprintf(src, sizeof src, "%s.log", so);
@@ -397,8 +407,10 @@ typedef int (*group_fn)(ib_kh_batch *b, group_batch *gb);
  * code, compiled only elsewhere; "wide" is x86-64-v3 code shaped like x86-64-v4's
  * (512-bit vector types, 32 registers), so the AVX-512 kernels' logic runs here too. */
 static void run_groups(const char *name, group_fn fn) {
-    static const char *const levels[] = {"x86-64-v4", "x86-64-v3", "generic", "wide"};
-    for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+    static const char *const x86_levels[] = {"x86-64-v4", "x86-64-v3", "generic", "wide"};
+    const char *const *levels = g_cross ? g_levels : x86_levels;
+    size_t n_levels = g_cross ? g_n_levels : sizeof x86_levels / sizeof x86_levels[0];
+    for (size_t l = 0; l < n_levels; l++) {
         ib__target t;
         bool wide = strcmp(levels[l], "wide") == 0;
         CHECK(ib__target_resolve(wide ? "x86-64-v3" : levels[l], &t) == IB_OK);
@@ -418,9 +430,10 @@ static void run_groups(const char *name, group_fn fn) {
         ib__sb_init(&gb.unit);
         ib__emit_prelude(&gb.unit, &gb.target);
         int refused = fn(b, &gb);
-        int failed = group_run(&gb, 1e-4, t.is_host);
+        bool runs = ib_kh_can_run(&t);
+        int failed = group_run(&gb, 1e-4, runs);
         printf("  %s [%s]: %d refused, %d failed%s\n", name, t.name, refused, failed,
-               t.is_host ? "" : " (compiled only: not runnable here)");
+               runs ? (t.is_host ? "" : " (emulated)") : " (compiled only: not runnable here)");
         CHECK_EQ_INT(refused, 0);
         CHECK_EQ_INT(failed, 0);
         group_free(&gb);
@@ -619,7 +632,7 @@ static int attention_groups(ib_kh_batch *b, group_batch *gb) {
 typedef int (*case_fn)(ib_kh_batch *b);
 
 static void run_family(const char *name, case_fn fn) {
-    for (size_t l = 0; l < sizeof g_levels / sizeof g_levels[0]; l++) {
+    for (size_t l = 0; l < g_n_levels; l++) {
         ib_kh_batch *b = NULL;
         ib_status st = ib_kh_batch_create(g_levels[l], g_pool, &b);
         if (st == IB_ERR_UNSUPPORTED) {
@@ -648,7 +661,12 @@ static int all_groups(ib_kh_batch *b, group_batch *gb) {
 
 TEST(group_kernels) { run_groups("layernorm, attention, gemm, softmax, eltwise groups", all_groups); }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (!ib_kh_pick_targets(argc, argv, g_default_levels, 3, &g_levels, &g_n_levels)) {
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+    g_cross = argc > 1;
     if (ib__pool_create(2, &g_pool)) return 1;
     RUN(gemm_family);
     RUN(eltwise_family);
