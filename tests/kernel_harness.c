@@ -715,32 +715,6 @@ bool ib_kh_pick_targets(int argc, char **argv, const char *const *dflt, size_t n
     return true;
 }
 
-bool ib_kh_pick_targets(int argc, char **argv, const char *const *dflt, size_t n_dflt,
-                        const char *const **targets, size_t *n_targets) {
-    if (argc < 2) {
-        *targets = dflt;
-        *n_targets = n_dflt;
-        return true;
-    }
-    for (int i = 1; i < argc; i++) {
-        ib__target t;
-        if (ib__target_resolve(argv[i], &t) != IB_OK) {
-            fprintf(stderr, "%s\n", ib_last_error());
-            return false;
-        }
-        if (!ib_kh_can_run(&t)) {
-            fprintf(stderr, "cannot run code for target %s here: it needs %s and qemu-aarch64 "
-                    "with the sysroot %s (Debian gcc-aarch64-linux-gnu, qemu-user, "
-                    "libc6-dev-arm64-cross; `make deps` installs them)\n",
-                    argv[i], t.cc, KH_SYSROOT);
-            return false;
-        }
-    }
-    *targets = (const char *const *)(argv + 1);
-    *n_targets = (size_t)(argc - 1);
-    return true;
-}
-
 void ib_kh_unit_close(ib_kh_unit *u) {
     if (!u) return;
     if (u->dl) dlclose(u->dl);

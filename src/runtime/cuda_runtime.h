@@ -4,6 +4,7 @@
 #ifndef IB_RUNTIME_CUDA_RUNTIME_H
 #define IB_RUNTIME_CUDA_RUNTIME_H
 
+#include "codegen/plan.h" /* ib__launch_dims */
 #include "runtime/runtime.h"
 
 typedef struct ib__cuda_model ib__cuda_model;
