@@ -190,6 +190,7 @@ IB_KERNEL_TEMPLATE_LIST(IB__TEMPLATE_DECL)
 #define IB_CUDA_TEMPLATE_LIST(X) \
     X(cuda_conv2d)               \
     X(cuda_conv2d_depthwise)     \
+    X(cuda_attention)            \
     X(cuda_gemm)                 \
     X(cuda_pool2d)               \
     X(cuda_softmax)              \

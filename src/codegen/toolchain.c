@@ -199,6 +199,9 @@ ib_status ib__toolchain_build_cuda(const char *source, const int32_t *sms, int32
     argv[n++] = "-O3";
     argv[n++] = "-std=c++17";
     argv[n++] = "-w";
+    /* the architectures compile in parallel (2 jobs, like the C units) */
+    argv[n++] = "--threads";
+    argv[n++] = "2";
     for (int32_t i = 0; i < n_sms; i++) {
         snprintf(gencode[i], sizeof gencode[i], "arch=compute_%d,code=[sm_%d,compute_%d]",
                  (int)sms[i], (int)sms[i], (int)sms[i]);

@@ -32,6 +32,8 @@ static bool analyze(const ib__plan *plan, const ib__pkernel *k, gemm_g *g) {
     const ib__node *n = k->nodes[0];
     if (n->op != IB_OP_GEMM && n->op != IB_OP_MAT_MUL) return false;
     if (k->n_in < 2 || k->n_in > 3 || k->n_out != 1) return false;
+    /* a BatchNormalization folded after the anchor is not applied here */
+    if (k->n_nodes > 1 && k->nodes[1] && k->nodes[1]->op == IB_OP_BATCH_NORMALIZATION) return false;
     for (int32_t i = 0; i < k->n_in + k->n_out; i++) {
         int32_t id = i < k->n_in ? k->in[i] : k->out[i - k->n_in];
         if (id < 0 || id >= plan->n_bufs || !f32_plain(&plan->bufs[id])) return false;

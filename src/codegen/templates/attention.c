@@ -7,18 +7,9 @@
 #include <string.h>
 
 #include "codegen/emit_common.h"
+#include "codegen/templates/attention.h"
 
 #define ATT_MAX_STACK_BYTES (64 * 1024)
-
-typedef struct att_desc {
-    int64_t batch, S, S2, D, Dv;
-    int32_t nbd; /* batch dims */
-    int64_t bdims[IB_MAX_RANK];
-    float scale;     /* multiply scores by this */
-    bool has_mask;
-    int32_t q_arg, k_arg, v_arg, m_arg;
-    int64_t m_bstride[IB_MAX_RANK], m_row, m_col; /* mask strides (0 where broadcast) */
-} att_desc;
 
 static const ib__node *consumer(const ib__pkernel *k, const ib__value *v) {
     const ib__node *found = NULL;
@@ -56,7 +47,7 @@ static int32_t arg_of(const ib__plan *plan, const ib__pkernel *k, const ib__valu
     return -1;
 }
 
-static bool analyze(const ib__plan *plan, const ib__pkernel *k, att_desc *g) {
+bool ib__attention_analyze(const ib__plan *plan, const ib__pkernel *k, ib__att_desc *g) {
     memset(g, 0, sizeof *g);
     g->m_arg = -1;
     g->scale = 1.0f;
@@ -123,7 +114,6 @@ static bool analyze(const ib__plan *plan, const ib__pkernel *k, att_desc *g) {
     if (kb->dims[rank - 2] != g->D || vb->dims[rank - 2] != g->S2) return false;
     if (ob->dims[rank - 2] != g->S || ob->dims[rank - 1] != g->Dv) return false;
     if (g->S < 1 || g->D < 1 || g->S2 < 1 || g->Dv < 1) return false;
-    if (g->S2 * 4 > ATT_MAX_STACK_BYTES) return false;
     if (mask) {
         g->has_mask = true;
         g->m_arg = arg_of(plan, k, mask);
@@ -148,15 +138,15 @@ static bool analyze(const ib__plan *plan, const ib__pkernel *k, att_desc *g) {
 }
 
 static bool supports(const ib__plan *plan, const ib__pkernel *k) {
-    att_desc g;
-    return analyze(plan, k, &g);
+    ib__att_desc g;
+    return ib__attention_analyze(plan, k, &g) && g.S2 * 4 <= ATT_MAX_STACK_BYTES;
 }
 
-static int64_t max_rows(const att_desc *g) { return ATT_MAX_STACK_BYTES / (g->S2 * 4); }
+static int64_t max_rows(const ib__att_desc *g) { return ATT_MAX_STACK_BYTES / (g->S2 * 4); }
 
 static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
-    att_desc g;
-    if (!analyze(plan, k, &g)) return;
+    ib__att_desc g;
+    if (!ib__attention_analyze(plan, k, &g)) return;
     /* A few rows share each K^T load; enough row blocks for the cores. */
     int64_t rb = 4, cores = plan->target.num_cores > 0 ? plan->target.num_cores : 1;
     while (rb > 1 && g.batch * ((g.S + rb - 1) / rb) < 4 * cores) rb /= 2;
@@ -166,15 +156,15 @@ static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs 
 }
 
 static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs) {
-    att_desc g;
-    if (!analyze(plan, k, &g)) return false;
+    ib__att_desc g;
+    if (!ib__attention_analyze(plan, k, &g)) return false;
     int64_t rb = ib__knobs_get(knobs, "rows", 1);
     return rb >= 1 && rb <= 16 && rb <= max_rows(&g);
 }
 
 static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
-    att_desc g;
-    if (!analyze(plan, k, &g))
+    ib__att_desc g;
+    if (!ib__attention_analyze(plan, k, &g))
         return ib__error(IB_ERR_INTERNAL, "attention: %s is not supported",
                          ib__node_label(k->nodes[0]));
     int64_t rb = ib__knobs_get(&k->knobs, "rows", 1);
@@ -308,8 +298,8 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
 }
 
 static double flops(const ib__plan *plan, const ib__pkernel *k) {
-    att_desc g;
-    if (!analyze(plan, k, &g)) return 0.0;
+    ib__att_desc g;
+    if (!ib__attention_analyze(plan, k, &g)) return 0.0;
     return (double)g.batch * (double)g.S * (double)g.S2 * (2.0 * (double)(g.D + g.Dv) + 5.0);
 }
 
