@@ -98,6 +98,34 @@ const char *ib__bits_type(ib_dtype dt) {
     }
 }
 
+void ib__no_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
+    (void)plan;
+    (void)k;
+    (void)knobs;
+}
+
+bool ib__no_knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs) {
+    (void)plan;
+    (void)k;
+    (void)knobs;
+    return true;
+}
+
+double ib__no_flops(const ib__plan *plan, const ib__pkernel *k) {
+    (void)plan;
+    (void)k;
+    return 0.0;
+}
+
+void ib__emit_copy_launch(ib__sb *sb, const char *fn, long long items, unsigned long long bytes) {
+    if (items <= 0)
+        ib__sb_line(sb, "(void)abi; (void)args;");
+    else if (bytes < 64 * 1024 || items < 2)
+        ib__sb_line(sb, "(void)abi;\n    %s_body((void *)args, 0, %lld);", fn, items);
+    else
+        ib__sb_line(sb, "abi->parallel_for(abi->pool, %lld, %s_body, (void *)args);", items, fn);
+}
+
 bool ib__epilogue_supports_op(ib__op_id op, ib__epi_kind kind) {
     if (kind == IB_EPI_BINARY)
         return op == IB_OP_ADD || op == IB_OP_SUB || op == IB_OP_MUL || op == IB_OP_DIV ||

@@ -34,6 +34,16 @@ const ib__pbuf *ib__plain_buf(const ib__plan *plan, int32_t id);
  * "uint8_t" for bool), or NULL for sizes other than 1, 2, 4 and 8 bytes. */
 const char *ib__bits_type(ib_dtype dt);
 
+/* default_knobs, knobs_valid and flops of the templates that only move data: one pass
+ * over memory, nothing to tune, no floating-point work. */
+void ib__no_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs);
+bool ib__no_knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs);
+double ib__no_flops(const ib__plan *plan, const ib__pkernel *k);
+/* Emits the statements of a data-movement kernel's entry that run `<fn>_body(args, 0,
+ * items)`: on the calling thread when the kernel moves fewer than 64 KiB (waking the
+ * other threads costs more), else through abi->parallel_for. */
+void ib__emit_copy_launch(ib__sb *sb, const char *fn, long long items, unsigned long long bytes);
+
 /* True when `op` can be an epilogue step (the fusion pass asks). */
 bool ib__epilogue_supports_op(ib__op_id op, ib__epi_kind kind);
 

@@ -49,21 +49,7 @@ static bool supports(const ib__plan *plan, const ib__pkernel *k) {
     return analyze(plan, k, &f, &t, &n);
 }
 
-static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
-    (void)plan;
-    (void)k;
-    (void)knobs; /* one pass over memory: nothing to tune */
-}
-
-static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs) {
-    (void)plan;
-    (void)k;
-    (void)knobs;
-    return true;
-}
-
-/* Below this many elements the loop runs on the calling thread alone. */
-enum { CAST_PARALLEL_ELEMENTS = 32 * 1024, CAST_CHUNK = 4096 };
+enum { CAST_CHUNK = 4096 }; /* elements per parallel item */
 
 static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     ib_dtype f, t;
@@ -94,28 +80,21 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     sb->indent -= 4;
     ib__sb_line(sb, "}");
     ib__sb_line(sb, "static int %s(const ib_kernel_abi *abi, void *const *args) {", fn);
-    if (count < CAST_PARALLEL_ELEMENTS)
-        ib__sb_line(sb, "    (void)abi;\n    %s_body((void *)args, 0, %lld);", fn, chunks);
-    else
-        ib__sb_line(sb, "    abi->parallel_for(abi->pool, %lld, %s_body, (void *)args);", chunks, fn);
-    ib__sb_line(sb, "    return 0;");
+    sb->indent += 4;
+    ib__emit_copy_launch(sb, fn, chunks, (unsigned long long)plan->bufs[k->out[0]].nbytes);
+    ib__sb_line(sb, "return 0;");
+    sb->indent -= 4;
     ib__sb_line(sb, "}");
     return ib__sb_status(sb);
-}
-
-static double flops(const ib__plan *plan, const ib__pkernel *k) {
-    (void)plan;
-    (void)k;
-    return 0;
 }
 
 const ib__kernel_template ib__template_cast = {
     .name = "cast",
     .supports = supports,
     .preferred_layout = ib__prefer_plain_layout,
-    .default_knobs = default_knobs,
-    .knobs_valid = knobs_valid,
+    .default_knobs = ib__no_knobs,
+    .knobs_valid = ib__no_knobs_valid,
     .pack_weights = NULL,
     .emit = emit,
-    .flops = flops,
+    .flops = ib__no_flops,
 };

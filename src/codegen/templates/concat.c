@@ -46,22 +46,6 @@ static bool supports(const ib__plan *plan, const ib__pkernel *k) {
     return analyze(plan, k, &g);
 }
 
-static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
-    (void)plan;
-    (void)k;
-    (void)knobs; /* one pass over memory: nothing to tune */
-}
-
-static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs) {
-    (void)plan;
-    (void)k;
-    (void)knobs;
-    return true;
-}
-
-/* Below this many bytes of output the copies run on the calling thread alone. */
-enum { CONCAT_PARALLEL_BYTES = 64 * 1024 };
-
 static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     concat_desc g;
     if (!analyze(plan, k, &g))
@@ -92,31 +76,22 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     sb->indent -= 4;
     ib__sb_line(sb, "}");
     ib__sb_line(sb, "static int %s(const ib_kernel_abi *abi, void *const *args) {", fn);
-    if (g.outer == 0 || g.row == 0)
-        ib__sb_line(sb, "    (void)abi; (void)args;");
-    else if ((unsigned long long)plan->bufs[k->out[0]].nbytes < CONCAT_PARALLEL_BYTES || g.outer < 2)
-        ib__sb_line(sb, "    (void)abi;\n    %s_body((void *)args, 0, %lld);", fn, (long long)g.outer);
-    else
-        ib__sb_line(sb, "    abi->parallel_for(abi->pool, %lld, %s_body, (void *)args);",
-                    (long long)g.outer, fn);
-    ib__sb_line(sb, "    return 0;");
+    sb->indent += 4;
+    ib__emit_copy_launch(sb, fn, g.row ? (long long)g.outer : 0,
+                         (unsigned long long)plan->bufs[k->out[0]].nbytes);
+    ib__sb_line(sb, "return 0;");
+    sb->indent -= 4;
     ib__sb_line(sb, "}");
     return ib__sb_status(sb);
-}
-
-static double flops(const ib__plan *plan, const ib__pkernel *k) {
-    (void)plan;
-    (void)k;
-    return 0;
 }
 
 const ib__kernel_template ib__template_concat = {
     .name = "concat",
     .supports = supports,
     .preferred_layout = ib__prefer_plain_layout,
-    .default_knobs = default_knobs,
-    .knobs_valid = knobs_valid,
+    .default_knobs = ib__no_knobs,
+    .knobs_valid = ib__no_knobs_valid,
     .pack_weights = NULL,
     .emit = emit,
-    .flops = flops,
+    .flops = ib__no_flops,
 };

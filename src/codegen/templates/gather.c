@@ -42,22 +42,6 @@ static bool supports(const ib__plan *plan, const ib__pkernel *k) {
     return analyze(plan, k, &g);
 }
 
-static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
-    (void)plan;
-    (void)k;
-    (void)knobs; /* one pass over memory: nothing to tune */
-}
-
-static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs) {
-    (void)plan;
-    (void)k;
-    (void)knobs;
-    return true;
-}
-
-/* Below this many bytes of output the copy runs on the calling thread alone. */
-enum { GATHER_PARALLEL_BYTES = 64 * 1024 };
-
 static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     gather_desc g;
     if (!analyze(plan, k, &g))
@@ -97,29 +81,20 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     ib__sb_line(sb, "for (int64_t j = 0; j < %lld; j++)", ni);
     ib__sb_line(sb, "    if (ix[j] < -%lld || ix[j] >= %lld) return IB_KERNEL_ERR_INDEX;", n, n);
     const long long items = outer * ni;
-    if ((unsigned long long)plan->bufs[k->out[0]].nbytes < GATHER_PARALLEL_BYTES || items < 2)
-        ib__sb_line(sb, "(void)abi;\n    %s_body((void *)args, 0, %lld);", fn, items);
-    else
-        ib__sb_line(sb, "abi->parallel_for(abi->pool, %lld, %s_body, (void *)args);", items, fn);
+    ib__emit_copy_launch(sb, fn, items, (unsigned long long)plan->bufs[k->out[0]].nbytes);
     ib__sb_line(sb, "return 0;");
     sb->indent -= 4;
     ib__sb_line(sb, "}");
     return ib__sb_status(sb);
 }
 
-static double flops(const ib__plan *plan, const ib__pkernel *k) {
-    (void)plan;
-    (void)k;
-    return 0;
-}
-
 const ib__kernel_template ib__template_gather = {
     .name = "gather",
     .supports = supports,
     .preferred_layout = ib__prefer_plain_layout,
-    .default_knobs = default_knobs,
-    .knobs_valid = knobs_valid,
+    .default_knobs = ib__no_knobs,
+    .knobs_valid = ib__no_knobs_valid,
     .pack_weights = NULL,
     .emit = emit,
-    .flops = flops,
+    .flops = ib__no_flops,
 };

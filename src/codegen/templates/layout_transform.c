@@ -28,19 +28,6 @@ static bool supports(const ib__plan *plan, const ib__pkernel *k) {
     return true;
 }
 
-static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
-    (void)plan;
-    (void)k;
-    (void)knobs; /* nothing to tune: one pass over memory */
-}
-
-static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs) {
-    (void)plan;
-    (void)k;
-    (void)knobs;
-    return true;
-}
-
 static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     if (!supports(plan, k))
         return ib__error(IB_ERR_INTERNAL, "layout_transform: unsupported kernel %s", k->fn_name);
@@ -87,19 +74,13 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     return ib__sb_status(sb);
 }
 
-static double flops(const ib__plan *plan, const ib__pkernel *k) {
-    (void)plan;
-    (void)k;
-    return 0;
-}
-
 const ib__kernel_template ib__template_layout_transform = {
     .name = "layout_transform",
     .supports = supports,
     .preferred_layout = ib__prefer_plain_layout,
-    .default_knobs = default_knobs,
-    .knobs_valid = knobs_valid,
+    .default_knobs = ib__no_knobs,
+    .knobs_valid = ib__no_knobs_valid,
     .pack_weights = NULL,
     .emit = emit,
-    .flops = flops,
+    .flops = ib__no_flops,
 };

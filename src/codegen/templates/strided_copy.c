@@ -105,22 +105,6 @@ static bool supports(const ib__plan *plan, const ib__pkernel *k) {
     return analyze(plan, k, &g);
 }
 
-static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
-    (void)plan;
-    (void)k;
-    (void)knobs; /* one pass over memory: nothing to tune */
-}
-
-static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs) {
-    (void)plan;
-    (void)k;
-    (void)knobs;
-    return true;
-}
-
-/* Below this many bytes a copy is cheaper than waking the other threads. */
-enum { SC_PARALLEL_BYTES = 64 * 1024 };
-
 static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     sc_desc g;
     if (!analyze(plan, k, &g))
@@ -172,28 +156,21 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     sb->indent -= 4;
     ib__sb_line(sb, "}");
     ib__sb_line(sb, "static int %s(const ib_kernel_abi *abi, void *const *args) {", fn);
-    if ((unsigned long long)plan->bufs[k->out[0]].nbytes < SC_PARALLEL_BYTES)
-        ib__sb_line(sb, "    (void)abi;\n    %s_body((void *)args, 0, %lld);", fn, rows);
-    else
-        ib__sb_line(sb, "    abi->parallel_for(abi->pool, %lld, %s_body, (void *)args);", rows, fn);
-    ib__sb_line(sb, "    return 0;");
+    sb->indent += 4;
+    ib__emit_copy_launch(sb, fn, rows, (unsigned long long)plan->bufs[k->out[0]].nbytes);
+    ib__sb_line(sb, "return 0;");
+    sb->indent -= 4;
     ib__sb_line(sb, "}");
     return ib__sb_status(sb);
-}
-
-static double flops(const ib__plan *plan, const ib__pkernel *k) {
-    (void)plan;
-    (void)k;
-    return 0;
 }
 
 const ib__kernel_template ib__template_strided_copy = {
     .name = "strided_copy",
     .supports = supports,
     .preferred_layout = ib__prefer_plain_layout,
-    .default_knobs = default_knobs,
-    .knobs_valid = knobs_valid,
+    .default_knobs = ib__no_knobs,
+    .knobs_valid = ib__no_knobs_valid,
     .pack_weights = NULL,
     .emit = emit,
-    .flops = flops,
+    .flops = ib__no_flops,
 };
