@@ -28,6 +28,7 @@ typedef struct task_state {
     int32_t measured;   /* records in the database (all runs) */
     int32_t run_trials; /* measured in this run */
     double best_ms, default_ms;
+    double ref_ms;      /* default knobs timed next to this run's batches (least) */
     bool exhausted;     /* no new valid candidate found */
     bool broken;        /* its default kernel cannot be measured */
 } task_state;
@@ -184,7 +185,8 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
         if (want > bsz) want = bsz;
         int32_t n = propose(ts->plan, db, target, t, s, want, &rng, batch);
         if (n == 0) continue;
-        ib_status ms = ib__tune_measure(ts->plan, t->kernel, n, batch, &o->measure, res);
+        double ref_ms = 0;
+        ib_status ms = ib__tune_measure(ts->plan, t->kernel, n, batch, &o->measure, res, &ref_ms);
         if (ms) {
             /* this task cannot be measured (its own default fails): the others go on */
             if (o->log) fprintf(o->log, "[task %d/%d] %s: skipped: %s\n", pick + 1, ts->n, t->label,
@@ -210,7 +212,9 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
         }
         if (status) break;
         s->run_trials += n;
+        if (ref_ms > 0 && (s->ref_ms <= 0 || ref_ms < s->ref_ms)) s->ref_ms = ref_ms;
         refresh(db, target, t, s);
+        if (s->ref_ms > 0) s->default_ms = s->ref_ms;
         progress(o->log, pick, ts->n, t, s, o->trials, now_s() - t0, o->budget_s);
         if (failed && o->log) {
             for (int32_t i = 0; i < n; i++)

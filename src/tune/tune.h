@@ -157,10 +157,11 @@ typedef struct ib__tune_measure_opts {
  * and runs them in a forked child with a timeout per candidate: each output is checked
  * against the plan's own knobs' (1e-4 relative), then timed (warm-up, repeats, median).
  * A crash, hang, error or mismatch fails that candidate only. IB_OK unless nothing could
- * be measured at all (the reference kernel failed). */
+ * be measured at all (the reference kernel failed). *ref_ms: the plan's own knobs' median
+ * in this batch (the least over the children that ran it). */
 ib_status ib__tune_measure(const ib__plan *plan, int32_t kernel, int32_t n,
                            const ib__knobs *cands, const ib__tune_measure_opts *o,
-                           ib__tune_result *res);
+                           ib__tune_result *res, double *ref_ms);
 
 /* ---- Search driver --------------------------------------------------------------------- */
 typedef struct ib__tune_options {
@@ -174,7 +175,8 @@ typedef struct ib__tune_options {
 
 typedef struct ib__tune_summary {
     int32_t trials;        /* measured in this run */
-    double default_ms;     /* default knobs' median (0: unknown) */
+    double default_ms;     /* default knobs' median, the least over this run's batches
+                              (each times them next to its candidates), else the database's */
     double best_ms;        /* best record (0: none) */
 } ib__tune_summary;
 
