@@ -15,6 +15,8 @@ PY=/usr/bin/python3
 DATA=/usr/share/libonnx-testdata/data
 RELU=$DATA/node/test_relu/model.onnx
 T=$(mktemp -d /tmp/ib_test_cli.XXXXXX)
+# Compiles go through a cache of this run (ctest also sets one), never ~/.cache.
+export INFERBOOSTER_CACHE_DIR=${INFERBOOSTER_CACHE_DIR:-$T/cache}
 trap 'rm -rf "$T"' EXIT
 
 passed=0

@@ -18,6 +18,8 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 DATA=/usr/share/libonnx-testdata/data
 MLP=$SRC/examples/models/mlp
 T=$(mktemp -d /tmp/ib_test_compiled.XXXXXX)
+# Compiles go through a cache of this run (ctest also sets one), never ~/.cache.
+export INFERBOOSTER_CACHE_DIR=${INFERBOOSTER_CACHE_DIR:-$T/cache}
 trap 'rm -rf "$T"' EXIT
 
 passed=0

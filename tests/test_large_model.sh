@@ -5,6 +5,7 @@
 set -u
 ib=$1
 tmp=$(mktemp -d)
+export INFERBOOSTER_CACHE_DIR=${INFERBOOSTER_CACHE_DIR:-$tmp/cache}  # never ~/.cache
 trap 'rm -rf "$tmp"' EXIT
 pass=0 fail=0
 check() { if eval "$2"; then pass=$((pass+1)); echo "ok   $1"; else fail=$((fail+1)); echo "FAIL $1"; fi; }

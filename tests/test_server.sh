@@ -8,6 +8,7 @@ BIN=${1:?usage: test_server.sh INFERBOOSTER [SOURCE_DIR]}
 SRC=${2:-$(cd "$(dirname "$0")/.." && pwd)}
 PY=/usr/bin/python3
 TMP=$(mktemp -d)
+export INFERBOOSTER_CACHE_DIR=${INFERBOOSTER_CACHE_DIR:-$TMP/cache}  # never ~/.cache
 SERVER_PID=
 cleanup() {
     if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then

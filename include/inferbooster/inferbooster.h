@@ -146,6 +146,11 @@ typedef struct ib_session_options {
     int32_t use_reference; /* 1: run the reference executor; 0 (default): compile, except
                               models too small to repay the C compiler's time, which run on
                               the reference executor; -1: compile every model */
+    int32_t no_cache;      /* 1: compile without the compiled-model cache (also when the
+                              environment sets INFERBOOSTER_NO_CACHE=1); 0 (default): a
+                              model compiled before loads from the cache in milliseconds */
+    const char *cache_dir; /* NULL: INFERBOOSTER_CACHE_DIR, else $XDG_CACHE_HOME/inferbooster,
+                              else ~/.cache/inferbooster */
 } ib_session_options;
 
 void ib_session_options_init(ib_session_options *options);

@@ -50,6 +50,8 @@ class SessionOptions(ctypes.Structure):
         ("num_threads", ctypes.c_int32),
         ("target", ctypes.c_char_p),
         ("use_reference", ctypes.c_int32),
+        ("no_cache", ctypes.c_int32),
+        ("cache_dir", ctypes.c_char_p),
     ]
 
 

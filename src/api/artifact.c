@@ -140,6 +140,57 @@ static ib_status check_deployable(const ib__plan *plan) {
     return IB_OK;
 }
 
+ib_status ib__artifact_write_files(const ib__plan *plan, const char *dir, bool keep_source) {
+    char path[4300];
+    ib_status st = ib__codegen_build(plan, dir, keep_source);
+    if (st == IB_OK) {
+        snprintf(path, sizeof path, "%s/weights.bin", dir);
+        st = write_all_fsync(path, plan->weights, plan->weights_bytes);
+    }
+    if (st == IB_OK) {
+        ib__sb meta;
+        ib__sb_init(&meta);
+        st = ib__codegen_meta_json(plan, &meta);
+        snprintf(path, sizeof path, "%s/meta.json", dir);
+        if (st == IB_OK) st = write_all_fsync(path, meta.data, meta.len);
+        ib__sb_free(&meta);
+    }
+    return st;
+}
+
+/* A fresh directory beside out_dir for a build or a copy (mkdtemp). */
+static ib_status make_sibling(const char *out_dir, char *tmp, size_t cap) {
+    int len = snprintf(tmp, cap, "%s.tmp-XXXXXX", out_dir);
+    if (len < 0 || (size_t)len >= cap) return ib__error(IB_ERR_INVALID_ARGUMENT, "path too long");
+    if (!mkdtemp(tmp))
+        return ib__error(IB_ERR_IO, "cannot create a directory next to '%s': %s", out_dir,
+                         strerror(errno));
+    chmod(tmp, 0755);
+    return IB_OK;
+}
+
+/* Renames the finished tmp into out_dir (swapping with an existing artifact, which is
+ * then removed); on failure tmp is removed. */
+static ib_status publish(const char *tmp, const char *out_dir, bool exists) {
+    char parent[4096];
+    parent_dir(out_dir, parent, sizeof parent);
+    fsync_dir(tmp);
+    ib_status st = IB_OK;
+    bool remove_tmp = true;
+    if (exists) {
+        /* Swap the directories in one step, then remove the old artifact. */
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_dir, RENAME_EXCHANGE) != 0)
+            st = ib__error(IB_ERR_IO, "cannot replace '%s': %s", out_dir, strerror(errno));
+    } else if (rename(tmp, out_dir) != 0) {
+        st = ib__error(IB_ERR_IO, "cannot rename into '%s': %s", out_dir, strerror(errno));
+    } else {
+        remove_tmp = false;
+    }
+    fsync_dir(parent);
+    if (remove_tmp) ib__remove_compiler_dir(tmp); /* the failed build, or the replaced artifact */
+    return st;
+}
+
 ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
                                const char *target_name, int32_t batch, const char *out_dir,
                                bool keep_source, ib__compile_report *report) {
@@ -183,28 +234,10 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
         ib__plan_destroy(plan);
         return st;
     }
-    char parent[4096], tmp[4200], path[4300];
-    parent_dir(out_dir, parent, sizeof parent);
-    int len = snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", out_dir);
-    if (len < 0 || (size_t)len >= sizeof tmp) st = ib__error(IB_ERR_INVALID_ARGUMENT, "path too long");
-    if (st == IB_OK && !mkdtemp(tmp))
-        st = ib__error(IB_ERR_IO, "cannot create a directory next to '%s': %s", out_dir,
-                       strerror(errno));
+    char tmp[4200], path[4300];
+    st = make_sibling(out_dir, tmp, sizeof tmp);
     bool made = st == IB_OK;
-    if (made) chmod(tmp, 0755);
-    if (st == IB_OK) st = ib__codegen_build(plan, tmp, keep_source);
-    if (st == IB_OK) {
-        snprintf(path, sizeof path, "%s/weights.bin", tmp);
-        st = write_all_fsync(path, plan->weights, plan->weights_bytes);
-    }
-    if (st == IB_OK) {
-        ib__sb meta;
-        ib__sb_init(&meta);
-        st = ib__codegen_meta_json(plan, &meta);
-        snprintf(path, sizeof path, "%s/meta.json", tmp);
-        if (st == IB_OK) st = write_all_fsync(path, meta.data, meta.len);
-        ib__sb_free(&meta);
-    }
+    if (st == IB_OK) st = ib__artifact_write_files(plan, tmp, keep_source);
     int32_t fallback = ib__codegen_fallback_count(plan);
     if (st == IB_OK && fallback > 0) {
         if (!model_path)
@@ -213,20 +246,8 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
         snprintf(path, sizeof path, "%s/model.onnx", tmp);
         if (st == IB_OK) st = copy_file_fsync(model_path, path);
     }
-    if (st == IB_OK) {
-        fsync_dir(tmp);
-        if (exists) {
-            /* Swap the directories in one step, then remove the old artifact. */
-            if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_dir, RENAME_EXCHANGE) != 0)
-                st = ib__error(IB_ERR_IO, "cannot replace '%s': %s", out_dir, strerror(errno));
-        } else if (rename(tmp, out_dir) != 0) {
-            st = ib__error(IB_ERR_IO, "cannot rename into '%s': %s", out_dir, strerror(errno));
-        } else {
-            made = false;
-        }
-        fsync_dir(parent);
-    }
-    if (made) ib__remove_compiler_dir(tmp); /* the failed build, or the replaced artifact */
+    if (st == IB_OK) st = publish(tmp, out_dir, exists);
+    else if (made) ib__remove_compiler_dir(tmp);
     if (st == IB_OK && report) {
         memset(report, 0, sizeof *report);
         snprintf(report->target, sizeof report->target, "%s", target.name);
@@ -242,5 +263,66 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
         report->compile_ms = now_ms() - t0;
     }
     ib__plan_destroy(plan);
+    return st;
+}
+
+/* "key": N in meta.json (written by ib__codegen_meta_json), or -1. */
+static long long meta_int(const char *meta, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = meta ? strstr(meta, pat) : NULL;
+    return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+static ib_status read_small(const char *path, char *buf, size_t cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ib__error(IB_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0) return ib__error(IB_ERR_IO, "cannot read '%s'", path);
+    buf[n] = '\0';
+    return IB_OK;
+}
+
+ib_status ib__artifact_export(const char *entry_dir, const char *model_path, const char *out_dir,
+                              ib__compile_report *report) {
+    if (!entry_dir || !out_dir || !out_dir[0])
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "artifact and output directory required");
+    double t0 = now_ms();
+    bool exists = false;
+    IB_TRY(check_replaceable(out_dir, &exists));
+    char meta[1 << 14], from[4300], to[4300], tmp[4200];
+    snprintf(from, sizeof from, "%s/meta.json", entry_dir);
+    IB_TRY(read_small(from, meta, sizeof meta));
+    long long fallback = meta_int(meta, "fallback_kernels");
+    IB_TRY(make_sibling(out_dir, tmp, sizeof tmp));
+    static const char *const files[] = {"model.so", "weights.bin", "meta.json"};
+    ib_status st = IB_OK;
+    for (size_t i = 0; st == IB_OK && i < sizeof files / sizeof files[0]; i++) {
+        snprintf(from, sizeof from, "%s/%s", entry_dir, files[i]);
+        snprintf(to, sizeof to, "%s/%s", tmp, files[i]);
+        st = copy_file_fsync(from, to);
+    }
+    if (st == IB_OK && fallback > 0) {
+        snprintf(to, sizeof to, "%s/model.onnx", tmp);
+        st = model_path ? copy_file_fsync(model_path, to)
+                        : ib__error(IB_ERR_INVALID_ARGUMENT, "the plan has %lld reference "
+                                    "steps: the model file is needed in the artifact", fallback);
+    }
+    if (st == IB_OK) st = publish(tmp, out_dir, exists);
+    else ib__remove_compiler_dir(tmp);
+    if (st == IB_OK && report) {
+        memset(report, 0, sizeof *report);
+        const char *t = strstr(meta, "\"target\": {\"name\": \"");
+        if (t) sscanf(t + strlen("\"target\": {\"name\": \""), "%31[^\"]", report->target);
+        report->batch = meta_int(meta, "batch");
+        report->kernels = (int32_t)meta_int(meta, "kernel_count");
+        report->fused = (int32_t)meta_int(meta, "fused_kernels");
+        report->fallback = (int32_t)fallback;
+        report->arena_bytes = (size_t)meta_int(meta, "arena_bytes");
+        report->weights_bytes = (size_t)meta_int(meta, "weights_bytes");
+        report->has_model_copy = fallback > 0;
+        report->compile_ms = now_ms() - t0;
+    }
     return st;
 }

@@ -1,6 +1,9 @@
 /* Compiled sessions: build the kernel plan of a model for each batch size it runs with,
  * interpret plans made only of fallback steps, generate and dlopen a module for plans
- * with template kernels (in a private scratch directory), and dispatch runs. */
+ * with template kernels (through the compiled-model cache: a hit loads the entry's
+ * artifact, pinned while the session lives, without planning or compiling; a miss
+ * compiles into the cache; without the cache, in a private scratch directory), and
+ * dispatch runs. */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -12,6 +15,7 @@
 #include <unistd.h>
 
 #include "api/compiled.h"
+#include "api/model_cache.h"
 #include "codegen/codegen.h"
 #include "tune/tune.h"
 
@@ -25,6 +29,7 @@ enum { MAX_VARIANTS = 32 };
 typedef struct variant {
     int64_t batch;
     ib__rt_model *rt; /* NULL: this batch runs on the reference executor */
+    ib__cache_entry *entry; /* the cache entry rt was loaded from (pinned), or NULL */
     bool building;    /* a thread compiles it; others wait on `built` */
     ib_status status; /* of the build (IB_OK, or why it failed) */
 } variant;
@@ -33,6 +38,8 @@ struct ib__compiled {
     const ib__graph *graph;
     ib__target target;
     ib__rt_model *fixed; /* static model or artifact */
+    ib__cache_entry *fixed_entry;
+    ib__model_cache *cache; /* NULL: compile without the cache */
     bool dynamic;
     bool compile_all;
     pthread_mutex_t mu;
@@ -160,19 +167,110 @@ static double plan_work(const ib__plan *plan) {
     return work;
 }
 
-/* Builds the executable model for one batch (0: as the model says). *rt NULL with IB_OK:
- * the plan cannot be built (shapes depend on data): use the reference executor. */
-static ib_status build_variant(ib__compiled *c, int64_t batch, ib__rt_model **rt) {
-    *rt = NULL;
+/* The kernel plan for one batch, with the tuning database's best knobs when there is
+ * one (the cache key carries the database's digest for this target). */
+static ib_status plan_for_batch(const ib__compiled *c, int64_t batch, ib__plan **plan) {
     ib__compile_options opt;
     ib__compile_options_init(&opt);
     opt.batch = (int32_t)batch;
-    ib__tune_knobs *tuned = NULL; /* the tuning database's best knobs, when there is one */
+    ib__tune_knobs *tuned = NULL;
     IB_TRY(ib__tune_compile_knobs(&c->target, &tuned));
     if (tuned) opt.knob_source = ib__tune_knobs_source(tuned);
-    ib__plan *plan = NULL;
-    ib_status st = ib__build_plan(c->graph, &c->target, &opt, &plan);
+    ib_status st = ib__build_plan(c->graph, &c->target, &opt, plan);
     ib__tune_knobs_destroy(tuned);
+    return st;
+}
+
+/* Loads the artifact of a cache entry. Plans with reference steps need the plan's
+ * steps attached: `plan` (consumed) when the caller has it, else built now. */
+static ib_status open_entry(ib__compiled *c, const ib__cache_entry *e, int64_t batch,
+                            ib__plan *plan, ib__rt_model **out) {
+    ib__rt_model *rt = NULL;
+    ib_status st = ib__rt_open_artifact(ib__cache_entry_path(e), &rt);
+    if (st == IB_OK && ib__rt_fallback_count(rt) > 0) {
+        if (!plan) st = plan_for_batch(c, batch, &plan);
+        if (st == IB_OK) st = ib__rt_attach_plan(rt, plan);
+        plan = NULL;
+    }
+    ib__plan_destroy(plan);
+    if (st) {
+        ib__rt_destroy(rt);
+        return st;
+    }
+    *out = rt;
+    return IB_OK;
+}
+
+typedef struct entry_build {
+    const ib__plan *plan;
+    ib_status status; /* of the build itself (not of the cache around it) */
+} entry_build;
+
+static ib_status build_entry(void *ctx, const char *dir) {
+    entry_build *b = ctx;
+    b->status = ib__artifact_write_files(b->plan, dir, false);
+    return b->status;
+}
+
+/* The cached path of build_variant. *rt NULL with IB_OK: not served from the cache (the
+ * cache failed, or a module is not needed); *plan, when set, is the plan built. */
+static ib_status cached_variant(ib__compiled *c, int64_t batch, ib__plan **plan_out,
+                                ib__rt_model **rt, ib__cache_entry **entry) {
+    char key[IB_CACHE_KEY_HEX + 1];
+    ib__cache *cache = ib__model_cache_handle(c->cache);
+    if (ib__model_cache_key(c->cache, batch, key) != IB_OK) {
+        ib__error_clear(); /* a model file gone since loading: compile without the cache */
+        return IB_OK;
+    }
+    ib__cache_entry *e = NULL;
+    if (ib__cache_find(cache, key, &e) == IB_OK && e) {
+        if (open_entry(c, e, batch, NULL, rt) == IB_OK) {
+            *entry = e;
+            return IB_OK;
+        }
+        /* Damaged in a way only loading shows (weights hash): drop it and rebuild. */
+        ib__cache_release(e);
+        ib__cache_evict(cache, key);
+    }
+    ib__error_clear();
+    ib__plan *plan = NULL;
+    IB_TRY(plan_for_batch(c, batch, &plan));
+    *plan_out = plan;
+    bool needs_module = ib__codegen_fallback_count(plan) < plan->n_kernels;
+    if (!needs_module || (!c->compile_all && plan_work(plan) < SMALL_PLAN_WORK)) return IB_OK;
+    entry_build b = {plan, IB_OK};
+    ib_status st = ib__cache_insert(cache, key, ib__model_cache_label(c->cache),
+                                    ib__model_cache_target(c->cache), build_entry, &b, &e, NULL);
+    if (st && b.status) { /* the compiler failed: no point compiling again */
+        ib__plan_destroy(plan);
+        *plan_out = NULL;
+        return st;
+    }
+    if (st) {
+        ib__error_clear(); /* the cache failed (disk full, permissions): compile without */
+        return IB_OK;
+    }
+    *plan_out = NULL;
+    st = open_entry(c, e, batch, plan, rt);
+    if (st) {
+        ib__cache_release(e);
+        return st;
+    }
+    *entry = e;
+    return IB_OK;
+}
+
+/* Builds the executable model for one batch (0: as the model says). *rt NULL with IB_OK:
+ * the plan cannot be built (shapes depend on data): use the reference executor. */
+static ib_status build_variant(ib__compiled *c, int64_t batch, ib__rt_model **rt,
+                               ib__cache_entry **entry) {
+    *rt = NULL;
+    *entry = NULL;
+    ib__plan *plan = NULL;
+    ib_status st = IB_OK;
+    if (c->cache) st = cached_variant(c, batch, &plan, rt, entry);
+    if (st == IB_OK && *rt) return IB_OK;
+    if (st == IB_OK && !plan) st = plan_for_batch(c, batch, &plan);
     if (st == IB_ERR_UNSUPPORTED) {
         ib__error_clear();
         return IB_OK;
@@ -223,7 +321,8 @@ static double constant_bytes(const ib__graph *g) {
 }
 
 ib_status ib__compiled_create(const ib_model *model, const ib__target *target,
-                              bool compile_all, ib__compiled **out, bool *reference) {
+                              bool compile_all, const ib__compiled_cache_options *cache,
+                              ib__compiled **out, bool *reference) {
     *reference = false;
     if (!compile_all && constant_bytes(model->graph) > MAX_COPIED_WEIGHTS) {
         *reference = true;
@@ -238,8 +337,12 @@ ib_status ib__compiled_create(const ib_model *model, const ib__target *target,
     c->target = *target;
     c->dynamic = model_is_dynamic(model);
     c->compile_all = compile_all;
+    if (cache && cache->use_cache) {
+        /* A cache that cannot be opened (no home, read-only disk) only costs speed. */
+        if (ib__model_cache_open(model, target, cache->dir, &c->cache) != IB_OK) ib__error_clear();
+    }
     if (!c->dynamic) {
-        ib_status st = build_variant(c, 0, &c->fixed);
+        ib_status st = build_variant(c, 0, &c->fixed, &c->fixed_entry);
         if (st || !c->fixed) {
             ib__compiled_destroy(c);
             if (st) return st;
@@ -268,7 +371,12 @@ ib_status ib__compiled_from_rt(ib__rt_model *rt, ib__compiled **out) {
 void ib__compiled_destroy(ib__compiled *c) {
     if (!c) return;
     ib__rt_destroy(c->fixed);
-    for (int32_t i = 0; i < c->n_variants; i++) ib__rt_destroy(c->variants[i].rt);
+    ib__cache_release(c->fixed_entry); /* after the module is unloaded and unmapped */
+    for (int32_t i = 0; i < c->n_variants; i++) {
+        ib__rt_destroy(c->variants[i].rt);
+        ib__cache_release(c->variants[i].entry);
+    }
+    ib__model_cache_close(c->cache);
     if (c->scratch) ib__remove_compiler_dir(c->scratch);
     ib__free(c->scratch);
     pthread_mutex_destroy(&c->mu);
@@ -328,11 +436,13 @@ ib_status ib__compiled_run(ib__compiled *c, ib__pool *pool, size_t n_inputs,
             v->building = true;
             pthread_mutex_unlock(&c->mu);
             ib__rt_model *built = NULL;
-            st = build_variant(c, batch, &built);
+            ib__cache_entry *entry = NULL;
+            st = build_variant(c, batch, &built, &entry);
             char msg[1024] = "";
             if (st) snprintf(msg, sizeof msg, "%s", ib_last_error());
             pthread_mutex_lock(&c->mu);
             v->rt = built;
+            v->entry = entry;
             v->status = st;
             v->building = false;
             if (st == IB_OK) c->last_reference = built == NULL;

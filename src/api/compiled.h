@@ -10,14 +10,21 @@
 
 typedef struct ib__compiled ib__compiled;
 
-/* Prepares compiled execution of `model` for `target`. A model without a symbolic batch
+/* Prepares compiled execution of `model` for `target` (through the cache when `cache`
+ * says so; a cache that cannot be opened or written is bypassed, never an error). A model without a symbolic batch
  * dimension is compiled now; one with it on first use of each batch size. Plans with
  * generated kernels but too little work to repay the C compiler run on the reference
  * executor unless compile_all. *reference
  * is set (and *out NULL) when the model cannot be compiled (shapes depend on data, or
  * control flow): the session then runs the reference executor. */
+typedef struct ib__compiled_cache_options {
+    bool use_cache;  /* false: compile without the compiled-model cache */
+    const char *dir; /* NULL: INFERBOOSTER_CACHE_DIR, else the XDG default */
+} ib__compiled_cache_options;
+
 ib_status ib__compiled_create(const ib_model *model, const ib__target *target,
-                              bool compile_all, ib__compiled **out, bool *reference);
+                              bool compile_all, const ib__compiled_cache_options *cache,
+                              ib__compiled **out, bool *reference);
 /* Wraps an executable model loaded from an artifact (ownership passes). */
 ib_status ib__compiled_from_rt(ib__rt_model *rt, ib__compiled **out);
 void ib__compiled_destroy(ib__compiled *c);
@@ -54,6 +61,16 @@ typedef struct ib__compile_report {
 ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
                                const char *target, int32_t batch, const char *out_dir,
                                bool keep_source, ib__compile_report *report);
+
+/* Writes the artifact files of a plan into the existing directory dir: model.so,
+ * weights.bin, meta.json (and the generated sources when keep_source). */
+ib_status ib__artifact_write_files(const ib__plan *plan, const char *dir, bool keep_source);
+
+/* Copies the artifact in entry_dir (a cache entry) to out_dir as ib__artifact_compile
+ * would have written it (model.onnx from model_path when the plan has reference steps),
+ * atomically; report from its meta.json (compile_ms: the copy's time). */
+ib_status ib__artifact_export(const char *entry_dir, const char *model_path, const char *out_dir,
+                              ib__compile_report *report);
 
 /* Removes a directory the compiler wrote (artifact or scratch): only the file names it
  * writes, then the directory itself; anything else present keeps it. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/compiled.h"
+#include "api/model_cache.h"
 #include "api/model_internal.h"
 #include "ir/shape_inference.h"
 #include "ops/ops.h"
@@ -85,8 +86,12 @@ ib_status ib_session_create(const ib_model *model, const ib_session_options *opt
     ib_status st = ib__pool_create(threads, &s->pool);
     if (st == IB_OK && options->use_reference <= 0) {
         bool reference = false;
-        st = ib__compiled_create(model, &target, options->use_reference < 0, &s->compiled,
-                                 &reference);
+        ib__compiled_cache_options cache = {
+            .use_cache = options->no_cache == 0 && !ib__model_cache_disabled_by_env(),
+            .dir = options->cache_dir,
+        };
+        st = ib__compiled_create(model, &target, options->use_reference < 0, &cache,
+                                 &s->compiled, &reference);
     }
     if (st) {
         ib_session_destroy(s);

@@ -19,13 +19,14 @@
 
 #define INDEX_MAGIC "ibcache-index 1"
 #define MANIFEST_MAGIC "ibcache-manifest 1"
+#define USE_MAGIC "ibcache-use 1"
 #define MANIFEST_NAME ".ib-manifest"
 #define INDEX_MAX_BYTES ((size_t)64 << 20)
 #define MANIFEST_MAX_BYTES ((size_t)4 << 20)
 #define MANIFEST_MAX_FILES 4096
 
 struct ib__cache {
-    char *dir, *entries_dir, *tmp_dir, *locks_dir;
+    char *dir, *entries_dir, *tmp_dir, *locks_dir, *uses_dir;
     uint64_t max_entries, max_bytes;
     bool verify_hits;
     int lock_fd;
@@ -391,6 +392,59 @@ static ib_status manifest_write(const char *dir, const char *key, const char *na
     return st;
 }
 
+/* ---- use records --------------------------------------------------------------------- */
+/* uses/<key> keeps an entry's frequency and last use beside the index (one small
+ * checksummed file, rewritten atomically under the cache lock at each hit), so that an
+ * index rebuilt from the entry directories keeps the LFU order instead of resetting
+ * every frequency to 1. */
+
+static void use_write(ib__cache *c, const ib__cache_entry_info *r) {
+    sbuf b = {0};
+    sb_printf(&b, "%s\nkey %s\nfreq %llu\nlast %lld\n", USE_MAGIC, r->key,
+              (unsigned long long)r->freq, (long long)r->last_used);
+    sb_checksum(&b);
+    char tmp_name[IB_CACHE_KEY_HEX + 8];
+    snprintf(tmp_name, sizeof tmp_name, "%s.tmp", r->key);
+    /* Best effort: a lost record only costs the frequency if the index is lost too. */
+    if (!b.failed) ib__cache_write_atomic(c->uses_dir, r->key, tmp_name, b.data, b.len);
+    ib__free(b.data);
+    ib__error_clear();
+}
+
+/* Reads uses/<key> into freq and last_used; false (fields untouched) when absent or bad. */
+static bool use_read(ib__cache *c, const char *key, uint64_t *freq, int64_t *last_used) {
+    char *path = ib__cache_path("%s/%s", c->uses_dir, key);
+    char *buf = NULL;
+    size_t n = 0;
+    bool ok = path && ib__cache_read_file(path, 4096, &buf, &n, NULL) == IB_OK;
+    ib__free(path);
+    ib__error_clear();
+    size_t body = ok ? checked_body(buf, n) : 0;
+    ok = false;
+    if (body > 0) {
+        buf[body] = '\0';
+        char k[IB_CACHE_KEY_HEX + 2];
+        unsigned long long f = 0;
+        long long last = 0;
+        char magic[32];
+        if (sscanf(buf, "%31[^\n]\nkey %65s\nfreq %llu\nlast %lld\n", magic, k, &f, &last) == 4 &&
+            strcmp(magic, USE_MAGIC) == 0 && strcmp(k, key) == 0 && f >= 1) {
+            *freq = f;
+            *last_used = last;
+            ok = true;
+        }
+    }
+    ib__free(buf);
+    return ok;
+}
+
+static void use_remove(ib__cache *c, const char *key) {
+    char *path = ib__cache_path("%s/%s", c->uses_dir, key);
+    if (path) unlink(path);
+    ib__free(path);
+    ib__error_clear();
+}
+
 /* ---- the index ---------------------------------------------------------------------- */
 
 static void index_free(cache_index *idx) {
@@ -476,6 +530,7 @@ static void remove_entry_dir(ib__cache *c, const char *key) {
     static unsigned counter;
     char *src = ib__cache_path("%s/%s", c->entries_dir, key);
     char *dst = ib__cache_path("%s/d.%s.%ld.%u", c->tmp_dir, key, (long)getpid(), counter++);
+    use_remove(c, key);
     if (src && dst) {
         if (rename(src, dst) == 0) {
             ib__cache_fsync_dir(c->entries_dir);
@@ -496,7 +551,8 @@ static void unlink_pin(ib__cache *c, const char *key) {
 }
 
 /* Rebuilds the index from the entry directories (under the cache lock): valid ones are
- * adopted with frequency 1 in creation order; invalid ones not pinned are deleted. */
+ * adopted in creation order with the frequency and last use of their use record (1 and
+ * creation time without one); invalid ones not pinned are deleted. */
 static ib_status index_rebuild(ib__cache *c, cache_index *idx) {
     index_free(idx);
     idx->rebuilt = true;
@@ -523,6 +579,7 @@ static ib_status index_rebuild(ib__cache *c, cache_index *idx) {
             r.bytes = m.bytes;
             r.created = m.created_s;
             r.last_used = m.created_s;
+            use_read(c, r.key, &r.freq, &r.last_used);
             manifest_free(&m);
             st = index_add(idx, &r);
         } else {
@@ -691,13 +748,16 @@ ib_status ib__cache_open(const char *dir, const ib__cache_limits *limits, ib__ca
         c->entries_dir = ib__cache_path("%s/entries", c->dir);
         c->tmp_dir = ib__cache_path("%s/tmp", c->dir);
         c->locks_dir = ib__cache_path("%s/locks", c->dir);
-        if (!c->entries_dir || !c->tmp_dir || !c->locks_dir) st = IB_ERR_OUT_OF_MEMORY;
+        c->uses_dir = ib__cache_path("%s/uses", c->dir);
+        if (!c->entries_dir || !c->tmp_dir || !c->locks_dir || !c->uses_dir)
+            st = IB_ERR_OUT_OF_MEMORY;
     }
     if (st == IB_OK && c->dir[0] == '/') st = mkdir_parents(c->dir);
     else if (st == IB_OK) st = ib__cache_mkdir(c->dir, 0700);
     if (st == IB_OK) st = ib__cache_mkdir(c->entries_dir, 0700);
     if (st == IB_OK) st = ib__cache_mkdir(c->tmp_dir, 0700);
     if (st == IB_OK) st = ib__cache_mkdir(c->locks_dir, 0700);
+    if (st == IB_OK) st = ib__cache_mkdir(c->uses_dir, 0700);
     if (st == IB_OK) {
         char *lp = ib__cache_path("%s/lock", c->dir);
         if (!lp) st = IB_ERR_OUT_OF_MEMORY;
@@ -724,6 +784,7 @@ void ib__cache_close(ib__cache *c) {
     ib__free(c->entries_dir);
     ib__free(c->tmp_dir);
     ib__free(c->locks_dir);
+    ib__free(c->uses_dir);
     ib__free(c);
 }
 
@@ -768,6 +829,7 @@ static ib_status lookup_locked(ib__cache *c, cache_index *idx, const char *key, 
             rec->freq++;
             rec->last_used = now_seconds();
             idx->hits++;
+            use_write(c, rec);
             e->info = *rec;
             e->path = path;
             e->pin_fd = fd;
@@ -790,7 +852,7 @@ static ib_status lookup_locked(ib__cache *c, cache_index *idx, const char *key, 
     return IB_OK;
 }
 
-ib_status ib__cache_lookup(ib__cache *c, const char *key, ib__cache_entry **out) {
+static ib_status lookup(ib__cache *c, const char *key, bool count_miss, ib__cache_entry **out) {
     if (!c || !out) return ib__error(IB_ERR_INVALID_ARGUMENT, "cache lookup: NULL argument");
     if (!ib__cache_key_valid(key))
         return ib__error(IB_ERR_INVALID_ARGUMENT, "cache lookup: '%s' is not a cache key",
@@ -799,8 +861,11 @@ ib_status ib__cache_lookup(ib__cache *c, const char *key, ib__cache_entry **out)
     cache_index idx;
     ib__cache_entry *e = NULL;
     ib_status st = index_load(c, &idx);
-    if (st == IB_OK) st = lookup_locked(c, &idx, key, true, &e);
-    if (st == IB_OK) st = index_save(c, &idx);
+    size_t records = idx.n;
+    if (st == IB_OK) st = lookup_locked(c, &idx, key, count_miss, &e);
+    /* An uncounted miss that changed nothing leaves the index as it was. */
+    if (st == IB_OK && (e || count_miss || idx.rebuilt || idx.n != records))
+        st = index_save(c, &idx);
     global_unlock(c);
     index_free(&idx);
     if (st != IB_OK) {
@@ -815,6 +880,14 @@ typedef struct victim {
     char key[IB_CACHE_KEY_HEX + 1];
     int fd;
 } victim;
+
+ib_status ib__cache_lookup(ib__cache *c, const char *key, ib__cache_entry **out) {
+    return lookup(c, key, true, out);
+}
+
+ib_status ib__cache_find(ib__cache *c, const char *key, ib__cache_entry **out) {
+    return lookup(c, key, false, out);
+}
 
 /* Picks LFU victims (lowest freq, then lowest seq) that nobody pins, removes their
  * records, and returns them with their exclusive pins held; the caller saves the index
@@ -1013,6 +1086,7 @@ ib_status ib__cache_insert(ib__cache *c, const char *key, const char *name, cons
                 st = ib__error(IB_ERR_IO, "cache: cannot pin new entry %s", key);
         }
         if (st == IB_OK) st = evict_select(c, &idx, key, &victims, &n_victims);
+        if (st == IB_OK) use_write(c, &r);
         if (st == IB_OK) st = index_save(c, &idx);
         if (st == IB_OK) victims_delete(c, victims, n_victims);
         else {
@@ -1265,6 +1339,19 @@ ib_status ib__cache_verify(ib__cache *c, ib__cache_verify_report *out) {
         closedir(d);
     }
     if (st == IB_OK) verify_tmp(c, &rep);
+    /* Use records of keys that have no entry, and their temporaries (left by kills). */
+    d = st == IB_OK ? opendir(c->uses_dir) : NULL;
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (de->d_name[0] == '.') continue;
+            if (ib__cache_key_valid(de->d_name) && index_find(&idx, de->d_name)) continue;
+            char *p = ib__cache_path("%s/%s", c->uses_dir, de->d_name);
+            if (p) unlink(p);
+            ib__free(p);
+        }
+        closedir(d);
+    }
     /* Pin files of keys that have no entry (left by kills between steps). */
     d = st == IB_OK ? opendir(c->locks_dir) : NULL;
     if (d) {

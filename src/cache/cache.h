@@ -80,6 +80,7 @@ typedef struct ib__cache_key_input {
     /* When set, content digests of files >= 1 MiB are remembered in this cache by file
      * identity (path, inode, size, mtime, ctime), so hits do not rehash big models. */
     ib__cache *digest_memo;
+    const char *model_digest; /* instead of model_path: SHA-256 hex of the model's bytes */
 } ib__cache_key_input;
 
 /* The default directory: INFERBOOSTER_CACHE_DIR, else $XDG_CACHE_HOME/inferbooster,
@@ -94,6 +95,9 @@ const char *ib__cache_dir(const ib__cache *cache);
 /* SHA-256 over a tagged, length-prefixed serialisation of every field, so that no two
  * different inputs hash the same byte stream. out: 64 lowercase hex digits + NUL. */
 ib_status ib__cache_key(const ib__cache_key_input *in, char out[IB_CACHE_KEY_HEX + 1]);
+/* SHA-256 hex of a file's content, remembered in memo (may be NULL) as the key's
+ * digests are (files >= 1 MiB, by identity). */
+ib_status ib__cache_file_digest(const char *path, ib__cache *memo, char out[IB_CACHE_KEY_HEX + 1]);
 /* "basename#create_time" of a model file (birth time, else ctime, in seconds),
  * sanitised to [A-Za-z0-9._+,:=-] (never a path). */
 ib_status ib__cache_model_label(const char *model_path, char out[IB_CACHE_LABEL_MAX]);
@@ -103,6 +107,10 @@ void ib__cache_sanitize(const char *in, char *out, size_t cap);
 /* Hit: *out is the entry, pinned (never deleted until ib__cache_release), its
  * frequency incremented and last use updated. Miss: *out is NULL. Both return IB_OK. */
 ib_status ib__cache_lookup(ib__cache *cache, const char *key, ib__cache_entry **out);
+
+/* Like ib__cache_lookup, but a miss is neither counted nor written to the index: for
+ * callers that may not build the entry after all (a model too small to compile). */
+ib_status ib__cache_find(ib__cache *cache, const char *key, ib__cache_entry **out);
 
 /* Writes an artifact into `dir` (an empty directory inside the cache); plain files only,
  * names without '/' or whitespace and not starting with ".ib-". A compiler that builds

@@ -147,6 +147,11 @@ static ib_status file_digest(const char *path, ib__cache *memo, char hex[IB_CACH
     return status;
 }
 
+ib_status ib__cache_file_digest(const char *path, ib__cache *memo, char out[IB_CACHE_KEY_HEX + 1]) {
+    if (!path) return ib__error(IB_ERR_INVALID_ARGUMENT, "cache: no file to digest");
+    return file_digest(path, memo, out);
+}
+
 static ib_status put_file(EVP_MD_CTX *md, char tag, const char *path, ib__cache *memo) {
     char hex[IB_CACHE_KEY_HEX + 1];
     IB_TRY(file_digest(path, memo, hex));
@@ -156,8 +161,8 @@ static ib_status put_file(EVP_MD_CTX *md, char tag, const char *path, ib__cache 
 }
 
 ib_status ib__cache_key(const ib__cache_key_input *in, char out[IB_CACHE_KEY_HEX + 1]) {
-    if (!in || !in->model_path)
-        return ib__error(IB_ERR_INVALID_ARGUMENT, "cache key: no model path");
+    if (!in || (!in->model_path && !ib__cache_key_valid(in->model_digest)))
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "cache key: no model path or digest");
     if (in->n_data_paths > 0 && !in->data_paths)
         return ib__error(IB_ERR_INVALID_ARGUMENT, "cache key: data_paths is NULL");
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -167,7 +172,9 @@ ib_status ib__cache_key(const ib__cache_key_input *in, char out[IB_CACHE_KEY_HEX
     }
     ib_status st = IB_OK;
     if (!put_string(md, 'V', "inferbooster-cache-key-2")) st = IB_ERR_INTERNAL;
-    if (st == IB_OK) st = put_file(md, 'M', in->model_path, in->digest_memo);
+    if (st == IB_OK && in->model_path) st = put_file(md, 'M', in->model_path, in->digest_memo);
+    else if (st == IB_OK && !put_field(md, 'M', in->model_digest, IB_CACHE_KEY_HEX))
+        st = ib__error(IB_ERR_INTERNAL, "cache key: SHA-256 update failed");
     for (size_t i = 0; st == IB_OK && i < in->n_data_paths; i++) {
         if (!in->data_paths[i]) {
             st = ib__error(IB_ERR_INVALID_ARGUMENT, "cache key: data path %zu is NULL", i);

@@ -22,6 +22,8 @@ static void usage(FILE *f) {
             "  --compile      compile even a model too small to gain from it\n"
             "  --profile      then R more runs timing each plan step: a table of the\n"
             "                 steps by time (ms per run, share, GFLOP/s) on stderr\n"
+            "  --no-cache     compile without the compiled-model cache\n"
+            "  --cache-dir D  the cache (default: INFERBOOSTER_CACHE_DIR, else ~/.cache/inferbooster)\n"
             "  --json         one JSON object: median_ms, p90_ms, throughput, peak_rss_mb, ...\n"
             "\n"
             "Inputs are random (floats in [-1, 1), integers 0); throughput is\n"
@@ -154,6 +156,8 @@ int ib__cmd_bench(int argc, char **argv) {
     const char *path = NULL, *target = NULL;
     long long threads = 0, batch = 1, runs = 20, warmup = 3;
     bool reference = false, json = false, compile_all = false, profile = false;
+    bool no_cache = false;
+    const char *cache_dir = NULL;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int m;
@@ -180,6 +184,11 @@ int ib__cmd_bench(int argc, char **argv) {
             profile = true;
         } else if (strcmp(argv[i], "--compile") == 0) {
             compile_all = true;
+        } else if (strcmp(argv[i], "--no-cache") == 0) {
+            no_cache = true;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--cache-dir", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            cache_dir = v;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             ib__cli_usage_error("bench: unknown option '%s'", argv[i]);
             usage(stderr);
@@ -200,6 +209,8 @@ int ib__cmd_bench(int argc, char **argv) {
     opts.num_threads = (int32_t)threads;
     opts.target = target;
     opts.use_reference = reference ? 1 : compile_all ? -1 : 0;
+    opts.no_cache = no_cache;
+    opts.cache_dir = cache_dir;
     ib_model *model = NULL;
     ib_session *sess = NULL;
     bench_io io;

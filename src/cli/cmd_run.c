@@ -29,6 +29,9 @@ static void usage(FILE *f) {
             "  --threads N            threads for the session (default: usable CPUs)\n"
             "  --reference            run the reference executor\n"
             "  --compile              compile even a model too small to gain from it\n"
+            "  --no-cache             compile without the compiled-model cache\n"
+            "  --cache-dir DIR        the cache (default: INFERBOOSTER_CACHE_DIR, else\n"
+            "                         $XDG_CACHE_HOME/inferbooster or ~/.cache/inferbooster)\n"
             "  --repeat N             run N times and print the median run time\n"
             "\n"
             "Inputs not given get random data from a SplitMix64 generator seeded by --seed and\n"
@@ -54,6 +57,8 @@ typedef struct run_options {
     const char *output_dir;
     bool reference;
     bool compile_all;
+    bool no_cache;
+    const char *cache_dir;
     int threads;
     uint64_t seed;
     int repeat;
@@ -136,6 +141,11 @@ static int parse_args(int argc, char **argv, run_options *o) {
             o->reference = true;
         } else if (strcmp(argv[i], "--compile") == 0) {
             o->compile_all = true;
+        } else if (strcmp(argv[i], "--no-cache") == 0) {
+            o->no_cache = true;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--cache-dir", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            o->cache_dir = v;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             ib__cli_usage_error("run: unknown option '%s'", argv[i]);
             usage(stderr);
@@ -427,6 +437,8 @@ static int create_session(run_options *o, run_state *st) {
     opts.num_threads = o->threads;
     if (o->reference) opts.use_reference = 1;
     else if (o->compile_all) opts.use_reference = -1;
+    opts.no_cache = o->no_cache;
+    opts.cache_dir = o->cache_dir;
     ib_status s = st->model ? ib_session_create(st->model, &opts, &st->session)
                             : ib_session_create_from_artifact(o->model_path, &opts, &st->session);
     if (s != IB_OK) return ib__cli_fail(s, "cannot create a session for '%s'", o->model_path);

@@ -165,3 +165,23 @@ void ib__onnx_store_release(ib__onnx_store *store) {
     }
     store->maps = NULL;
 }
+
+static int by_path(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+ib_status ib__onnx_data_paths(const ib__onnx_model *model, const char ***out, size_t *n) {
+    const ib__onnx_store *store = model->priv;
+    size_t count = 0;
+    for (const ib__onnx_mapping *m = store ? store->maps : NULL; m; m = m->next)
+        if (m->realpath) count++;
+    const char **paths = ib__calloc(count + 1, sizeof *paths);
+    if (!paths) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
+    size_t k = 0;
+    for (const ib__onnx_mapping *m = store ? store->maps : NULL; m; m = m->next)
+        if (m->realpath) paths[k++] = m->realpath;
+    if (k > 1) qsort(paths, k, sizeof *paths, by_path);
+    *out = paths;
+    *n = k;
+    return IB_OK;
+}

@@ -3,7 +3,9 @@
  * unpacked by protobuf-c, one node / value-info / tensor at a time, after its nesting
  * is checked. Owns graph construction from ONNX: values, initializers, nodes,
  * attributes and subgraphs. */
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -868,6 +870,13 @@ ib_status ib__onnx_load_file(const char *path, ib__onnx_model **out) {
     }
     if (st == IB_OK) st = load_mapped(m, map, dir);
     ib__free(dir);
+    if (st == IB_OK) {
+        char real[PATH_MAX];
+        if (!realpath(path, real))
+            st = ib__error(IB_ERR_IO, "cannot resolve '%s': %s", path, strerror(errno));
+        else if (!(m->source_path = ib__strdup(real)))
+            st = oom(path);
+    }
     if (st) {
         ib__onnx_model_destroy(m);
         return st;
@@ -884,7 +893,11 @@ ib_status ib__onnx_load_bytes(const void *data, size_t size, const char *base_di
     IB_TRY(model_create(&m));
     ib__onnx_mapping *map = NULL;
     ib_status st = ib__onnx_map_copy(m->priv, data, size, &map);
-    if (st == IB_OK) st = load_mapped(m, map, base_dir);
+    if (st == IB_OK) {
+        m->source_bytes = map->addr;
+        m->source_size = map->len;
+        st = load_mapped(m, map, base_dir);
+    }
     if (st) {
         ib__onnx_model_destroy(m);
         return st;
@@ -898,5 +911,6 @@ void ib__onnx_model_destroy(ib__onnx_model *model) {
     ib__graph_destroy(model->graph);
     ib__onnx_store_release(model->priv);
     ib__free(model->priv);
+    ib__free(model->source_path);
     ib__free(model);
 }

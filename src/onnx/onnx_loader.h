@@ -26,6 +26,11 @@ typedef struct ib__onnx_model {
     size_t weight_bytes_mapped; /* initializer bytes used in place from a mapping */
     size_t weight_bytes_copied; /* initializer bytes copied (misaligned or typed fields) */
     void *priv;                 /* loader-owned: mappings and copies to release */
+    /* Where the bytes came from (for cache keys): the model file's real path, or the
+     * private copy of a model loaded from memory (then source_path is NULL). */
+    char *source_path;
+    const void *source_bytes;
+    size_t source_size;
 } ib__onnx_model;
 
 /* Loads `path`; external data is resolved relative to the file's folder and may not
@@ -38,6 +43,9 @@ ib_status ib__onnx_load_file(const char *path, ib__onnx_model **out);
 ib_status ib__onnx_load_bytes(const void *data, size_t size, const char *base_dir,
                               ib__onnx_model **out);
 void ib__onnx_model_destroy(ib__onnx_model *model);
+/* The real paths of the external data files the model's weights were read from, sorted;
+ * *out is ib__malloc'ed (the strings belong to the model), *n may be 0. */
+ib_status ib__onnx_data_paths(const ib__onnx_model *model, const char ***out, size_t *n);
 
 /* Reads a serialized TensorProto file (the ONNX test data input_0.pb / output_0.pb).
  * On success *out owns its data (owns_data = 1; release with ib_tensor_release) and
