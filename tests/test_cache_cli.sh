@@ -6,21 +6,28 @@
 # `cache put` / `cache get` are the test-only subcommands (the artifact is a copy of the
 # model), going through the same insert/lookup code as compiled models.
 #
-# usage: test_cache_cli.sh PATH/TO/inferbooster [KILLS]   (KILLS default: $IB_CACHE_KILLS or 50)
+# Then the same scenario through real compiles (`compile`, `run`, `bench` of generated
+# models), damaged entries rebuilt, and a kill -9 loop over real compiles and evictions.
+#
+# usage: test_cache_cli.sh PATH/TO/inferbooster [KILLS [REAL_KILLS]]
+#   KILLS: kills of `cache put` ($IB_CACHE_KILLS, default 50); REAL_KILLS: kills of real
+#   compiles ($IB_CACHE_REAL_KILLS, default 20). The sanitizer build runs 150 + 100.
 set -u
 if [ $# -lt 1 ] || [ ! -x "$1" ]; then
-    echo "usage: $0 PATH/TO/inferbooster [KILLS]" >&2
+    echo "usage: $0 PATH/TO/inferbooster [KILLS [REAL_KILLS]]" >&2
     echo "0 passed, 1 failed"
     exit 1
 fi
 CLI=$1
 KILLS=${2:-${IB_CACHE_KILLS:-50}}
+REAL_KILLS=${3:-${IB_CACHE_REAL_KILLS:-20}}
 PY=/usr/bin/python3
 T=$(mktemp -d /tmp/ib_test_cache_cli.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 export INFERBOOSTER_CACHE_DIR=$T/cache
 export INFERBOOSTER_CACHE_MAX_ENTRIES=3
 unset INFERBOOSTER_CACHE_MAX_BYTES XDG_CACHE_HOME
+ls "$HOME/.cache/inferbooster/entries" 2>/dev/null >"$T/home_before"
 
 passed=0
 failed=0
@@ -181,6 +188,128 @@ for i in 1 2 3 4 5 6 7 8; do
 done
 run "$CLI" cache verify && grep -q '^clean$' "$T/out" || all_ok=1
 check "after the kills every model inserts and hits again" $all_ok
+
+# ---- the scenario through real compiles ------------------------------------------------
+# Four small models (the example MLP with four different doc strings) compiled by
+# `compile`, run by `run` and timed by `bench`, all through the cache with its 3-entry
+# limit; then frequencies across an index rebuild, --no-cache, and damaged entries.
+export INFERBOOSTER_CACHE_DIR=$T/real
+MLP=$(cd "$(dirname "$0")/.." && pwd)/examples/model_repository/mlp/1/model.onnx
+"$PY" - "$MLP" "$T" <<'PYEOF' 2>"$T/err"
+import onnx, sys
+for i in range(1, 5):
+    m = onnx.load(sys.argv[1])
+    m.doc_string = "cache scenario model %d" % i
+    onnx.save(m, "%s/real_%d.onnx" % (sys.argv[2], i))
+PYEOF
+check "four small models generated" $?
+R=$T/real
+# compiled N STATE: `compile real_N --batch 1` succeeds, its JSON says cache STATE.
+compiled() {
+    run "$CLI" compile "$R"_$1.onnx --batch 1 -o "$T/art_$1" --json &&
+        grep -q "\"cache\": \"$2\"" "$T/out" && [ -f "$T/art_$1/model.so" ]
+}
+key_of() { # key_of NAME_PREFIX: the key of the entry listed under that name
+    "$CLI" cache ls --json | "$PY" -c "
+import json, sys
+print([e['key'] for e in json.load(sys.stdin) if e['name'].startswith('$1')][0])"
+}
+compiled 1 miss; check "real model_1 first compile: a miss, compiled into the cache" $?
+run "$CLI" run "$R"_1.onnx && grep -q '^executor: compiled' "$T/out"
+check "real model_1 run: a hit on the batch-1 entry (compiled executor, freq 2)" $?
+compiled 2 miss; check "real model_2 compiles" $?
+compiled 3 miss; check "real model_3 compiles" $?
+run "$CLI" bench "$R"_1.onnx --runs 2 --warmup 0 --json && grep -q '"executor": *"compiled"' "$T/out"
+check "real model_1 bench: a hit again (freq 3)" $?
+compiled 4 miss; check "real model_4 compiles at the threshold" $?
+check_real_ls() { # check_real_ls 'PYTHON DICT': names -> frequencies in `cache ls --json`
+    "$CLI" cache ls --json >"$T/out" 2>"$T/err" && "$PY" -c "
+import json
+freq = {e['name'].split('#')[0]: e['freq'] for e in json.load(open('$T/out'))}
+assert freq == $1, freq" 2>>"$T/err"
+}
+check_real_ls "{'real_1.onnx': 3, 'real_3.onnx': 1, 'real_4.onnx': 1}"
+check "real compiles: model_2 evicted; model_1 (freq 3), model_3, model_4 remain" $?
+compiled 1 hit && cmp -s "$T/art_1/model.so" "$INFERBOOSTER_CACHE_DIR/entries/$(key_of real_1)/model.so"
+check "a hit copies the entry's artifact out (compile -o), freq 4" $?
+# Frequencies live beside the index too: an index lost or damaged is rebuilt with them.
+echo "garbage" >"$INFERBOOSTER_CACHE_DIR/index"
+check_real_ls "{'real_1.onnx': 4, 'real_3.onnx': 1, 'real_4.onnx': 1}"
+check "frequencies survive an index rebuilt from the entry directories" $?
+compiled 2 miss && check_real_ls "{'real_1.onnx': 4, 'real_4.onnx': 1, 'real_2.onnx': 1}"
+check "after the rebuild LFU still evicts the least used (model_3), not model_1" $?
+run "$CLI" run "$R"_3.onnx --no-cache --compile && grep -q '^executor: compiled' "$T/out" &&
+    check_real_ls "{'real_1.onnx': 4, 'real_4.onnx': 1, 'real_2.onnx': 1}"
+check "--no-cache compiles without touching the cache" $?
+INFERBOOSTER_NO_CACHE=1 run "$CLI" compile "$R"_3.onnx --batch 1 -o "$T/art_nc" --json &&
+    grep -q '"cache": "off"' "$T/out"
+check "INFERBOOSTER_NO_CACHE=1 bypasses the cache" $?
+
+# A damaged entry is detected, dropped and rebuilt through the real compile path.
+"$CLI" run "$R"_4.onnx --no-cache >"$T/want" 2>&1
+E4=$INFERBOOSTER_CACHE_DIR/entries/$(key_of real_4)
+"$PY" - "$E4/weights.bin" <<'PYEOF'
+import sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[len(b) // 2] ^= 0x55; open(p, "wb").write(b)
+PYEOF
+run "$CLI" run "$R"_4.onnx --compile && grep -q '^executor: compiled' "$T/out" &&
+    diff <(grep -v executor "$T/want") <(grep -v executor "$T/out") >/dev/null &&
+    [ "$(key_of real_4)" = "$(basename "$E4")" ] && "$CLI" cache verify | grep -q '^clean$'
+check "flipped weights.bin byte: entry dropped and rebuilt, the output is right" $?
+"$PY" - "$E4/model.so" <<'PYEOF'
+import sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[64:4096] = bytes(4096 - 64); open(p, "wb").write(b)
+PYEOF
+run "$CLI" compile "$R"_4.onnx --batch 1 -o "$T/art_4b" --json && grep -q '"cache": "miss"' "$T/out" &&
+    "$CLI" run "$T/art_4b" >"$T/out" 2>"$T/err" &&
+    diff <(grep -v executor "$T/want") <(grep -v executor "$T/out") >/dev/null
+check "zeroed bytes in model.so: caught by the checksum on the hit, recompiled, runs" $?
+head -c 100 "$E4/model.so" >"$T/short.so" && cat "$T/short.so" >"$E4/model.so"
+run "$CLI" compile "$R"_4.onnx --batch 1 -o "$T/art_4c" --json && grep -q '"cache": "miss"' "$T/out"
+check "truncated model.so: dropped and recompiled" $?
+run "$CLI" cache verify && grep -q '^clean$' "$T/out"; check "verify clean after the real compiles" $?
+# ---- kill -9 at random moments of real compiles and evictions --------------------------
+# The four models at batch 1 and 2 (eight keys) through the 3-entry cache: most compiles
+# miss, run the C compiler and evict. Each is killed, with its compiler children (its
+# own process group), at a random moment within a miss's measured time.
+"$CLI" cache clear >/dev/null
+t0=$(now_ms)
+for i in 1 2; do "$CLI" compile "$R"_$i.onnx --batch 2 -o "$T/art_k" >/dev/null 2>&1; done
+span=$(( ($(now_ms) - t0) / 2 + 10 ))
+killed=0
+interrupted=0
+for ((k = 0; k < REAL_KILLS; k++)); do
+    ls -A "$INFERBOOSTER_CACHE_DIR/tmp" >"$T/tmp_before"
+    setsid "$CLI" compile "$R"_$((RANDOM % 4 + 1)).onnx --batch $((RANDOM % 2 + 1)) \
+        -o "$T/art_k$k" >/dev/null 2>&1 &
+    victim=$!
+    if ((k % 5 == 0)); then
+        "$CLI" run "$R"_$((RANDOM % 4 + 1)).onnx --compile >/dev/null 2>"$T/bg" & bg=$!
+    else bg=; fi
+    ms=$((RANDOM % span))
+    sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
+    kill -9 -- -"$victim" 2>/dev/null && killed=$((killed + 1))
+    wait "$victim" 2>/dev/null
+    if [ -n "$bg" ]; then wait "$bg" || { echo "    background run failed:"; cat "$T/bg"; }; fi
+    ls -A "$INFERBOOSTER_CACHE_DIR/tmp" >"$T/tmp_after"
+    [ -n "$(comm -13 "$T/tmp_before" "$T/tmp_after")" ] && interrupted=$((interrupted + 1))
+    rm -rf "$T"/art_k$k "$T"/art_k$k.tmp-*
+done
+echo "    $REAL_KILLS kill attempts on real compiles (window ${span} ms), $killed killed while running, $interrupted left a build or deletion behind"
+run "$CLI" cache verify; rc1=$?
+sed 's/^/    first verify: /' "$T/out" | head -1
+run "$CLI" cache verify && grep -q '^clean$' "$T/out"; rc2=$?
+[ $rc1 -eq 0 ] && [ $rc2 -eq 0 ]; check "kill -9 loop on real compiles: verify repairs, a second verify is clean" $?
+all_ok=0
+for i in 1 2 3 4; do
+    "$CLI" run "$R"_$i.onnx --compile >"$T/out" 2>"$T/err" && grep -q '^executor: compiled' "$T/out" || all_ok=1
+done
+run "$CLI" cache verify && grep -q '^clean$' "$T/out" || all_ok=1
+[ "$(ls "$INFERBOOSTER_CACHE_DIR/entries" | wc -l)" -le 3 ] || all_ok=1
+check "after the kills every model compiles and runs from the cache, within the limit" $all_ok
+
+ls "$HOME/.cache/inferbooster/entries" 2>/dev/null >"$T/home_after"
+cmp -s "$T/home_before" "$T/home_after"; check "nothing written into ~/.cache/inferbooster" $?
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

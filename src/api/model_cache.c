@@ -76,7 +76,10 @@ ib_status ib__model_cache_open(const ib_model *model, const ib__target *target, 
     pthread_mutex_init(&mc->mu, NULL);
     mc->model = model;
     mc->target = *target;
-    ib_status st = ib__cache_open(dir, NULL, &mc->cache);
+    /* Loading a damaged model.so could crash the process: hash it (and the metadata) on
+     * every hit; weights.bin is checked by the runtime against the module's hash. */
+    ib__cache_limits limits = {0, 0, false, (uint64_t)64 << 20};
+    ib_status st = ib__cache_open(dir, &limits, &mc->cache);
     const ib__onnx_model *onnx = ib__model_onnx(model);
     if (st == IB_OK && onnx->source_path)
         st = ib__cache_model_label(onnx->source_path, mc->label);

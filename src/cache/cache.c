@@ -29,6 +29,7 @@ struct ib__cache {
     char *dir, *entries_dir, *tmp_dir, *locks_dir, *uses_dir;
     uint64_t max_entries, max_bytes;
     bool verify_hits;
+    uint64_t verify_hit_max;
     int lock_fd;
     /* flock is per open file: threads of one process sharing this handle are
      * serialised by the mutex instead. */
@@ -220,9 +221,9 @@ static void manifest_free(manifest *m) {
 }
 
 /* Reads and checks dir/.ib-manifest: checksum line, key, labels, file list; then that
- * the directory holds exactly those files with those sizes (and, when `content`, those
- * SHA-256 sums). false on any disagreement (no status: the entry is just bad). */
-static bool manifest_check(const char *dir, const char *key, bool content, manifest *m) {
+ * the directory holds exactly those files with those sizes (and, for files of at most
+ * content_max bytes, those SHA-256 sums). false on any disagreement (no status: the entry is just bad). */
+static bool manifest_check(const char *dir, const char *key, uint64_t content_max, manifest *m) {
     memset(m, 0, sizeof *m);
     char *path = ib__cache_path("%s/%s", dir, MANIFEST_NAME);
     if (!path) return false;
@@ -305,8 +306,9 @@ static bool manifest_check(const char *dir, const char *key, bool content, manif
     }
     closedir(d);
     if (!dir_ok || seen != m->n_files) goto done;
-    if (content) {
+    if (content_max > 0) {
         for (size_t i = 0; i < m->n_files; i++) {
+            if (m->files[i].size > content_max) continue;
             char *fp = ib__cache_path("%s/%s", dir, m->files[i].name);
             if (!fp) goto done;
             char sha[IB_CACHE_KEY_HEX + 1];
@@ -568,7 +570,7 @@ static ib_status index_rebuild(ib__cache *c, cache_index *idx) {
             break;
         }
         manifest m;
-        if (ib__cache_key_valid(de->d_name) && manifest_check(path, de->d_name, false, &m)) {
+        if (ib__cache_key_valid(de->d_name) && manifest_check(path, de->d_name, 0, &m)) {
             ib__cache_entry_info r;
             memset(&r, 0, sizeof r);
             memcpy(r.key, de->d_name, IB_CACHE_KEY_HEX + 1);
@@ -743,6 +745,7 @@ ib_status ib__cache_open(const char *dir, const ib__cache_limits *limits, ib__ca
         if (limits->max_entries) c->max_entries = limits->max_entries;
         if (limits->max_bytes) c->max_bytes = limits->max_bytes;
         c->verify_hits = limits->verify_content_on_hit;
+        c->verify_hit_max = limits->verify_on_hit_max_bytes;
     }
     if (st == IB_OK) {
         c->entries_dir = ib__cache_path("%s/entries", c->dir);
@@ -818,7 +821,7 @@ static ib_status lookup_locked(ib__cache *c, cache_index *idx, const char *key, 
             return IB_ERR_IO;
         }
         manifest m;
-        if (rc == 0 && manifest_check(path, key, c->verify_hits, &m)) {
+        if (rc == 0 && manifest_check(path, key, c->verify_hits ? UINT64_MAX : c->verify_hit_max, &m)) {
             manifest_free(&m);
             ib__cache_entry *e = ib__calloc(1, sizeof *e);
             if (!e) {
@@ -1286,7 +1289,7 @@ ib_status ib__cache_verify(ib__cache *c, ib__cache_verify_report *out) {
         struct stat sst;
         bool exists = lstat(path, &sst) == 0 && S_ISDIR(sst.st_mode);
         manifest m;
-        bool good = exists && manifest_check(path, r->key, true, &m);
+        bool good = exists && manifest_check(path, r->key, UINT64_MAX, &m);
         ib__free(path);
         if (good) {
             manifest_free(&m);

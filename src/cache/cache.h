@@ -37,6 +37,10 @@ typedef struct ib__cache_limits {
     /* Hash every file of an entry on each hit (default: sizes and manifest checksum
      * only, so that a hit stays fast; ib__cache_verify always hashes). */
     bool verify_content_on_hit;
+    /* Short of that, hash on each hit the files of at most this many bytes (0: none):
+     * a damaged shared object is then never loaded, while a big weights file is left to
+     * its reader's own check (the runtime hashes weights.bin against model.so). */
+    uint64_t verify_on_hit_max_bytes;
 } ib__cache_limits;
 
 /* What ls and lookups report about an entry. */
