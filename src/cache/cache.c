@@ -408,7 +408,7 @@ static void use_write(ib__cache *c, const ib__cache_entry_info *r) {
     char tmp_name[IB_CACHE_KEY_HEX + 8];
     snprintf(tmp_name, sizeof tmp_name, "%s.tmp", r->key);
     /* Best effort: a lost record only costs the frequency if the index is lost too. */
-    if (!b.failed) ib__cache_write_atomic(c->uses_dir, r->key, tmp_name, b.data, b.len);
+    if (!b.failed) ib__cache_write_atomic_ex(c->uses_dir, r->key, tmp_name, b.data, b.len, false);
     ib__free(b.data);
     ib__error_clear();
 }
@@ -630,7 +630,8 @@ static ib_status index_load(ib__cache *c, cache_index *idx) {
     return index_rebuild(c, idx);
 }
 
-static ib_status index_save(ib__cache *c, const cache_index *idx) {
+/* sync_dir false only for a hit's counter update (see ib__cache_write_atomic_ex). */
+static ib_status index_save_ex(ib__cache *c, const cache_index *idx, bool sync_dir) {
     sbuf b = {0};
     sb_printf(&b, "%s\ncounters %llu %llu %llu %llu\n", INDEX_MAGIC, (unsigned long long)idx->hits,
               (unsigned long long)idx->misses, (unsigned long long)idx->evictions,
@@ -643,9 +644,14 @@ static ib_status index_save(ib__cache *c, const cache_index *idx) {
     }
     sb_checksum(&b);
     ib_status st = b.failed ? ib__error(IB_ERR_OUT_OF_MEMORY, "cache: out of memory (index)")
-                            : ib__cache_write_atomic(c->dir, "index", "index.tmp", b.data, b.len);
+                            : ib__cache_write_atomic_ex(c->dir, "index", "index.tmp", b.data,
+                                                        b.len, sync_dir);
     ib__free(b.data);
     return st;
+}
+
+static ib_status index_save(ib__cache *c, const cache_index *idx) {
+    return index_save_ex(c, idx, true);
 }
 
 static uint64_t index_bytes(const cache_index *idx) {
@@ -866,9 +872,10 @@ static ib_status lookup(ib__cache *c, const char *key, bool count_miss, ib__cach
     ib_status st = index_load(c, &idx);
     size_t records = idx.n;
     if (st == IB_OK) st = lookup_locked(c, &idx, key, count_miss, &e);
-    /* An uncounted miss that changed nothing leaves the index as it was. */
-    if (st == IB_OK && (e || count_miss || idx.rebuilt || idx.n != records))
-        st = index_save(c, &idx);
+    /* An uncounted miss that changed nothing leaves the index as it was; a plain hit
+     * only moves counters. */
+    bool changed = idx.rebuilt || idx.n != records;
+    if (st == IB_OK && (e || count_miss || changed)) st = index_save_ex(c, &idx, changed);
     global_unlock(c);
     index_free(&idx);
     if (st != IB_OK) {

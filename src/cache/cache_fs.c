@@ -123,6 +123,11 @@ static ib_status write_all(int fd, const void *data, size_t n, const char *path)
 
 ib_status ib__cache_write_atomic(const char *dir, const char *name, const char *tmp_name,
                                  const void *data, size_t n) {
+    return ib__cache_write_atomic_ex(dir, name, tmp_name, data, n, true);
+}
+
+ib_status ib__cache_write_atomic_ex(const char *dir, const char *name, const char *tmp_name,
+                                    const void *data, size_t n, bool sync_dir) {
     char *tmp = ib__cache_path("%s/%s", dir, tmp_name);
     char *dst = ib__cache_path("%s/%s", dir, name);
     ib_status st = IB_OK;
@@ -144,7 +149,7 @@ ib_status ib__cache_write_atomic(const char *dir, const char *name, const char *
     fd = -1;
     if (st == IB_OK && rename(tmp, dst) != 0)
         st = ib__error(IB_ERR_IO, "cache: cannot rename '%s': %s", tmp, strerror(errno));
-    if (st == IB_OK) st = ib__cache_fsync_dir(dir);
+    if (st == IB_OK && sync_dir) st = ib__cache_fsync_dir(dir);
     if (st != IB_OK) unlink(tmp);
 done:
     ib__free(tmp);

@@ -3,6 +3,7 @@
 #ifndef IB_CACHE_INTERNAL_H
 #define IB_CACHE_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,11 @@ ib_status ib__cache_fsync_dir(const char *dir);
 /* Writes dir/tmp_name, fsyncs it, renames it to dir/name, fsyncs dir. */
 ib_status ib__cache_write_atomic(const char *dir, const char *name, const char *tmp_name,
                                  const void *data, size_t n);
+/* The same; without sync_dir the rename is atomic but may be undone by a power loss
+ * (the old file comes back whole): for counters a hit updates, where the directory
+ * fsync would be most of a hit's time and losing the last increments costs nothing. */
+ib_status ib__cache_write_atomic_ex(const char *dir, const char *name, const char *tmp_name,
+                                    const void *data, size_t n, bool sync_dir);
 /* Reads a whole file of at most max bytes; *out is NUL-terminated (ib__free).
  * IB_ERR_IO with errno ENOENT kept in *missing (may be NULL) when it does not exist. */
 ib_status ib__cache_read_file(const char *path, size_t max, char **out, size_t *n,

@@ -218,17 +218,20 @@ int ib__cmd_bench(int argc, char **argv) {
     double *times = ib__calloc((size_t)runs, sizeof *times);
     int rc = IB_EXIT_OK;
     ib_status s = IB_OK;
-    double t_setup = now_ms();
+    double t_setup = now_ms(), t_load = 0, t_session = 0;
     if (!times) {
         rc = IB_EXIT_FAILURE;
     } else if (ib__cli_is_artifact(path)) {
         s = ib_session_create_from_artifact(path, &opts, &sess);
         if (s) rc = ib__cli_fail(s, "cannot load artifact '%s'", path);
+        t_session = now_ms() - t_setup;
     } else {
         s = ib_model_load_file(path, &model);
+        t_load = now_ms() - t_setup;
         if (s) rc = ib__cli_fail(s, "cannot load model '%s'", path);
         else if ((s = ib_session_create(model, &opts, &sess)) != IB_OK)
             rc = ib__cli_fail(s, "cannot create a session for '%s'", path);
+        t_session = now_ms() - t_setup - t_load;
     }
     if (rc == IB_EXIT_OK && (s = make_inputs(sess, batch, &io)) != IB_OK)
         rc = ib__cli_fail(s, "preparing inputs");
@@ -289,6 +292,11 @@ int ib__cmd_bench(int argc, char **argv) {
             ib__json_number(stdout, rss_mb);
             printf(", \"setup_ms\": ");
             ib__json_number(stdout, t_setup);
+            /* model load, then session creation (compile, or a cache hit's load) */
+            printf(", \"load_ms\": ");
+            ib__json_number(stdout, t_load);
+            printf(", \"session_ms\": ");
+            ib__json_number(stdout, t_session);
             printf("}\n");
         } else {
             printf("model:      %s (%s executor)\n", path, exec);

@@ -46,7 +46,7 @@ static arena_chunk *new_chunk(size_t cap) {
     return c;
 }
 
-void *ib__arena_alloc(ib__arena *arena, size_t size) {
+void *ib__arena_alloc_uninit(ib__arena *arena, size_t size) {
     size_t need = (size + 15) & ~(size_t)15;
     if (need < size) {
         ib__error(IB_ERR_OUT_OF_MEMORY, "arena request of %zu bytes overflows", size);
@@ -69,7 +69,6 @@ void *ib__arena_alloc(ib__arena *arena, size_t size) {
             } else {
                 arena->head = big;
             }
-            memset(big->data, 0, need);
             return big->data;
         }
         c = new_chunk(IB__ARENA_CHUNK);
@@ -82,7 +81,12 @@ void *ib__arena_alloc(ib__arena *arena, size_t size) {
     }
     void *p = c->data + c->used;
     c->used += need;
-    memset(p, 0, need);
+    return p;
+}
+
+void *ib__arena_alloc(ib__arena *arena, size_t size) {
+    void *p = ib__arena_alloc_uninit(arena, size);
+    if (p) memset(p, 0, size ? (size + 15) & ~(size_t)15 : 16);
     return p;
 }
 

@@ -61,6 +61,9 @@ ib_status ib__arena_create(ib__arena **out);
 void ib__arena_destroy(ib__arena *arena);
 /* 16-byte aligned, zeroed; NULL on out-of-memory (status recorded). */
 void *ib__arena_alloc(ib__arena *arena, size_t size);
+/* The same, not zeroed: for blocks the caller fills at once (a model's weights copied
+ * out of the file, where zeroing first would touch every page twice). */
+void *ib__arena_alloc_uninit(ib__arena *arena, size_t size);
 char *ib__arena_strdup(ib__arena *arena, const char *s);
 char *ib__arena_strndup(ib__arena *arena, const char *s, size_t n);
 

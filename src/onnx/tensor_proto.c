@@ -33,6 +33,14 @@ static void *alloc_data(ib__tensor_env *env, size_t nbytes, const char *what) {
     return p;
 }
 
+/* For bytes copied in whole at once: not zeroed first. */
+static void *alloc_copy(ib__tensor_env *env, size_t nbytes, const char *what) {
+    void *p = env->arena ? ib__arena_alloc_uninit(env->arena, nbytes ? nbytes : 1)
+                         : ib__aligned_alloc(nbytes ? nbytes : 1);
+    if (!p) ib__error(IB_ERR_OUT_OF_MEMORY, "%s: out of memory allocating %zu bytes", what, nbytes);
+    return p;
+}
+
 /* Parses a non-negative decimal integer (external_data offset/length). */
 static bool parse_u63(const char *s, int64_t *out) {
     if (!s || !*s) return false;
@@ -175,7 +183,7 @@ static ib_status place_bytes(const uint8_t *src, size_t nbytes, bool stable, ib_
         env->bytes_mapped += nbytes;
         return IB_OK;
     }
-    void *p = alloc_data(env, nbytes, what);
+    void *p = alloc_copy(env, nbytes, what);
     if (!p) return IB_ERR_OUT_OF_MEMORY;
     if (nbytes) memcpy(p, src, nbytes);
     env->bytes_copied += nbytes;

@@ -17,14 +17,34 @@
 #include "target/target_desc.h"
 
 
+/* Four interleaved lanes over 8-byte words (xor, rotate, multiply by an odd constant:
+ * each step is a bijection, so a damaged word is never cancelled), then the tail bytes
+ * and the length. Four multiplies in flight per 32 bytes instead of one per byte:
+ * ResNet-50's 100 MB of weights hash in a few ms instead of ~100 ms, which was most of
+ * the time a cache hit took to load. Not cryptographic: it catches damage. */
+static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
 uint64_t ib__rt_hash(const void *data, size_t n) {
     const unsigned char *p = data;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
+    const uint64_t k = 0x9e3779b97f4a7c15ull;
+    uint64_t h0 = 0xcbf29ce484222325ull, h1 = 0x84222325cbf29ce4ull;
+    uint64_t h2 = 0xc2b2ae3d27d4eb4full, h3 = 0x165667b19e3779f9ull;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t w0, w1, w2, w3;
+        memcpy(&w0, p + i, 8);
+        memcpy(&w1, p + i + 8, 8);
+        memcpy(&w2, p + i + 16, 8);
+        memcpy(&w3, p + i + 24, 8);
+        h0 = rotl64(h0 ^ w0, 29) * k;
+        h1 = rotl64(h1 ^ w1, 29) * k;
+        h2 = rotl64(h2 ^ w2, 29) * k;
+        h3 = rotl64(h3 ^ w3, 29) * k;
     }
-    return h;
+    uint64_t h = h0 ^ rotl64(h1, 16) ^ rotl64(h2, 32) ^ rotl64(h3, 48);
+    for (; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    h = (h ^ (uint64_t)n) * k;
+    return h ^ (h >> 31);
 }
 
 ib__rt_model *ib__rt_alloc(void) {
@@ -126,7 +146,9 @@ static ib_status map_weights(ib__rt_model *rt, const char *dir) {
                        dir, (long long)sb.st_size,
                        (unsigned long long)rt->sizes[IB_RT_SIZE_WEIGHTS]);
     } else if (sb.st_size > 0) {
-        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        /* Populated in one call: the hash below reads every page at once, and one
+         * fault per page costs more than the hash itself (ResNet-50: ~25k faults). */
+        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
         if (m == MAP_FAILED) {
             st = ib__error(IB_ERR_IO, "artifact '%s': cannot map weights.bin: %s", dir,
                            strerror(errno));

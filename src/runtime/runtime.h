@@ -109,7 +109,7 @@ const char *ib__rt_step_label(const ib__rt_model *rt, int32_t step, double *flop
 /* Index of the model input named `name`, or -1. */
 int32_t ib__rt_find_input(const ib__rt_model *rt, const char *name);
 
-/* 64-bit FNV-1a, the weights blob's integrity hash. */
+/* The weights blob's integrity hash (64-bit, word-wise, fast; not cryptographic). */
 uint64_t ib__rt_hash(const void *data, size_t n);
 
 #endif /* IB_RUNTIME_RUNTIME_H */
