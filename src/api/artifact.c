@@ -1,6 +1,7 @@
 /* Writes compiled-model artifacts: plan -> generated module, weights blob, metadata (and
  * the model file for fallback steps), built in a temporary directory beside the target
  * and renamed into place, each file fsynced, so a reader never sees half an artifact. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -296,13 +297,21 @@ ib_status ib__artifact_export(const char *entry_dir, const char *model_path, con
     IB_TRY(read_small(from, meta, sizeof meta));
     long long fallback = meta_int(meta, "fallback_kernels");
     IB_TRY(make_sibling(out_dir, tmp, sizeof tmp));
-    static const char *const files[] = {"model.so", "weights.bin", "meta.json"};
+    /* Every file of the entry but the cache's own (.ib-*). */
     ib_status st = IB_OK;
-    for (size_t i = 0; st == IB_OK && i < sizeof files / sizeof files[0]; i++) {
-        snprintf(from, sizeof from, "%s/%s", entry_dir, files[i]);
-        snprintf(to, sizeof to, "%s/%s", tmp, files[i]);
-        st = copy_file_fsync(from, to);
+    DIR *d = opendir(entry_dir);
+    if (!d) st = ib__error(IB_ERR_IO, "cannot read '%s': %s", entry_dir, strerror(errno));
+    struct dirent *de;
+    while (st == IB_OK && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        int n1 = snprintf(from, sizeof from, "%s/%s", entry_dir, de->d_name);
+        int n2 = snprintf(to, sizeof to, "%s/%s", tmp, de->d_name);
+        if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof from || (size_t)n2 >= sizeof to)
+            st = ib__error(IB_ERR_INVALID_ARGUMENT, "path too long under '%s'", entry_dir);
+        else
+            st = copy_file_fsync(from, to);
     }
+    if (d) closedir(d);
     if (st == IB_OK && fallback > 0) {
         snprintf(to, sizeof to, "%s/model.onnx", tmp);
         st = model_path ? copy_file_fsync(model_path, to)

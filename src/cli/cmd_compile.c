@@ -197,6 +197,12 @@ int ib__cmd_compile(int argc, char **argv) {
     const char *cache_state = "off";
     char key[IB_CACHE_KEY_HEX + 1] = "";
     bool use_cache = !no_cache && !keep && !ib__model_cache_disabled_by_env();
+    if (use_cache) { /* CUDA artifacts are not cached yet: they compile as before */
+        ib__target t;
+        if (ib__target_resolve_for_model(target, -1.0, &t) != IB_OK || ib__target_is_cuda(&t))
+            use_cache = false;
+        ib__error_clear();
+    }
     if (s != IB_OK) {
         rc = ib__cli_fail(s, "cannot load model '%s'", model_path);
     } else if (use_cache) {
