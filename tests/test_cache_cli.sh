@@ -11,7 +11,7 @@
 #
 # usage: test_cache_cli.sh PATH/TO/inferbooster [KILLS [REAL_KILLS]]
 #   KILLS: kills of `cache put` ($IB_CACHE_KILLS, default 50); REAL_KILLS: kills of real
-#   compiles ($IB_CACHE_REAL_KILLS, default 20). The sanitizer build runs 150 + 100.
+#   compiles ($IB_CACHE_REAL_KILLS, default 20). The sanitizer build runs 120 + 80.
 set -u
 if [ $# -lt 1 ] || [ ! -x "$1" ]; then
     echo "usage: $0 PATH/TO/inferbooster [KILLS [REAL_KILLS]]" >&2
@@ -268,6 +268,21 @@ head -c 100 "$E4/model.so" >"$T/short.so" && cat "$T/short.so" >"$E4/model.so"
 run "$CLI" compile "$R"_4.onnx --batch 1 -o "$T/art_4c" --json && grep -q '"cache": "miss"' "$T/out"
 check "truncated model.so: dropped and recompiled" $?
 run "$CLI" cache verify && grep -q '^clean$' "$T/out"; check "verify clean after the real compiles" $?
+# Two processes compiling the same model at once: one compiles, the other waits and hits.
+"$CLI" compile "$R"_3.onnx --batch 3 -o "$T/art_c1" --json >"$T/c1" 2>&1 &
+c1=$!
+"$CLI" compile "$R"_3.onnx --batch 3 -o "$T/art_c2" --json >"$T/c2" 2>&1 &
+c2=$!
+wait $c1; r1=$?
+wait $c2; r2=$?
+[ $r1 -eq 0 ] && [ $r2 -eq 0 ] && [ "$(cat "$T/c1" "$T/c2" | grep -c '"cache": "miss"')" -eq 1 ] &&
+    [ "$(cat "$T/c1" "$T/c2" | grep -c '"cache": "hit"')" -eq 1 ] &&
+    cmp -s "$T/art_c1/model.so" "$T/art_c2/model.so" &&
+    [ "$("$CLI" cache ls --json | "$PY" -c "
+import json, sys
+print(sum(e['name'].startswith('real_3.onnx#') for e in json.load(sys.stdin)))")" = 1 ]
+check "two processes compile the same model at once: one entry, both succeed" $?
+
 # ---- kill -9 at random moments of real compiles and evictions --------------------------
 # The four models at batch 1 and 2 (eight keys) through the 3-entry cache: most compiles
 # miss, run the C compiler and evict. Each is killed, with its compiler children (its
