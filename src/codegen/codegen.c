@@ -374,7 +374,7 @@ static ib_status emit_main(const ib__plan *plan, ib__sb *sb) {
     ib__sb_printf(sb, "const uint64_t ib_model_sizes[%d] = {%zuu, %zuu, %du, %du, %lldu, 0x%016llxu};\n",
                   IB_RT_SIZE_COUNT, plan->arena_bytes, plan->weights_bytes, plan->n_kernels,
                   ib__codegen_fallback_count(plan), (long long)ib__codegen_plan_batch(plan),
-                  (unsigned long long)ib__rt_hash(plan->weights, plan->weights_bytes));
+                  (unsigned long long)ib__rt_weights_hash(plan->weights, plan->weights_bytes));
     /* What the plan was specialised for, so a rebuild elsewhere picks the same knobs. */
     const ib__target *t = &plan->target;
     ib__sb_printf(sb, "const int64_t ib_model_target_desc[%d] = {%d, %d, %d, %lld, %lld, %lld, %d};\n",

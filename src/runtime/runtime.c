@@ -17,6 +17,16 @@
 #include "target/target_desc.h"
 
 
+uint64_t ib__rt_hash(const void *data, size_t n) {
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
 /* Four interleaved lanes over 8-byte words (xor, rotate, multiply by an odd constant:
  * each step is a bijection, so a damaged word is never cancelled), then the tail bytes
  * and the length. Four multiplies in flight per 32 bytes instead of one per byte:
@@ -24,7 +34,7 @@
  * the time a cache hit took to load. Not cryptographic: it catches damage. */
 static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
-uint64_t ib__rt_hash(const void *data, size_t n) {
+uint64_t ib__rt_weights_hash(const void *data, size_t n) {
     const unsigned char *p = data;
     const uint64_t k = 0x9e3779b97f4a7c15ull;
     uint64_t h0 = 0xcbf29ce484222325ull, h1 = 0x84222325cbf29ce4ull;
@@ -157,7 +167,7 @@ static ib_status map_weights(ib__rt_model *rt, const char *dir) {
             rt->map_len = (size_t)sb.st_size;
             rt->weights = m;
             rt->weights_bytes = (size_t)sb.st_size;
-            if (ib__rt_hash(m, rt->map_len) != rt->sizes[IB_RT_SIZE_WEIGHTS_HASH])
+            if (ib__rt_weights_hash(m, rt->map_len) != rt->sizes[IB_RT_SIZE_WEIGHTS_HASH])
                 st = ib__error(IB_ERR_INVALID_MODEL,
                                "artifact '%s': weights.bin does not match model.so (its hash "
                                "differs: corrupted, or from another build)", dir);
