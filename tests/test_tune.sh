@@ -164,7 +164,7 @@ for kind in crash hang wrong; do
     $PY - "$T/broken_$kind.jsonl" "$kind" <<'EOF'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
-want = {"crash": "crashed (signal", "hang": "timed out", "wrong": "wrong output"}[sys.argv[2]]
+want = {"crash": "crashed (", "hang": "timed out", "wrong": "wrong output"}[sys.argv[2]]
 bad = [r for r in recs if not r["ok"]]
 assert len(recs) == 8, len(recs)                       # both tasks got all 4 trials
 assert len(bad) == 2 and all(r["note"].startswith(want) for r in bad), bad
