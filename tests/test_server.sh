@@ -121,6 +121,30 @@ expect_status load_broken 400 -X POST "$URL/v2/repository/models/broken/load"
 grep -q nope "$TMP/body" && ok || bad "broken load message: $(cat "$TMP/body")"
 expect_status load_missing 400 -X POST "$URL/v2/repository/models/missing/load"
 expect_status load_bad_name 400 -X POST "$URL/v2/repository/models/.hidden/load"
+# Uploads: the repository extension's file: parameters write ROOT/<name>/<version>/model.onnx.
+B64=$(base64 -w0 "$SRC/examples/model_repository/mlp/1/model.onnx")
+printf '{"parameters":{"file:2/model.onnx":"%s"}}' "$B64" >"$TMP/upload.json"
+expect_status upload_load 200 -X POST "$URL/v2/repository/models/uploaded/load" --data-binary @"$TMP/upload.json"
+cmp -s "$REPO/uploaded/2/model.onnx" "$SRC/examples/model_repository/mlp/1/model.onnx" && ok ||
+    bad "uploaded file differs from the one sent"
+ls -a "$REPO/uploaded/2" | grep -q upload- && bad "a temporary upload file was left behind" || ok
+expect_status upload_ready 200 "$URL/v2/models/uploaded/versions/2/ready"
+expect_status upload_infer 200 -X POST "$URL/v2/models/uploaded/infer" -d "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,16],\"data\":$ROW}]}"
+expect_status upload_traversal 400 -X POST "$URL/v2/repository/models/up2/load" -d '{"parameters":{"file:../../x/model.onnx":"AAAA"}}'
+expect_status upload_other_file 400 -X POST "$URL/v2/repository/models/up2/load" -d '{"parameters":{"file:1/evil.so":"AAAA"}}'
+expect_status upload_version_zero 400 -X POST "$URL/v2/repository/models/up2/load" -d '{"parameters":{"file:0/model.onnx":"AAAA"}}'
+expect_status upload_bad_base64 400 -X POST "$URL/v2/repository/models/up2/load" -d '{"parameters":{"file:1/model.onnx":"@@@@"}}'
+expect_status upload_not_text 400 -X POST "$URL/v2/repository/models/up2/load" -d '{"parameters":{"file:1/model.onnx":12}}'
+expect_status upload_config 400 -X POST "$URL/v2/repository/models/up2/load" -d '{"parameters":{"config":"{}"}}'
+expect_status upload_not_object 400 -X POST "$URL/v2/repository/models/up2/load" -d '[1]'
+[ -e "$TMP/x" ] || [ -e "$REPO/../x" ] && bad "an upload escaped the repository" || ok
+expect_status upload_garbage 400 -X POST "$URL/v2/repository/models/up3/load" -d '{"parameters":{"file:1/model.onnx":"bm90IGFuIG9ubngK"}}'
+[ -e "$REPO/up3" ] && bad "a model that failed to load was left in the repository" || ok
+expect_status upload_same_again 200 -X POST "$URL/v2/repository/models/uploaded/load" --data-binary @"$TMP/upload.json"
+expect_status upload_replace 400 -X POST "$URL/v2/repository/models/uploaded/load" -d '{"parameters":{"file:2/model.onnx":"bm90IGFuIG9ubngK"}}'
+cmp -s "$REPO/uploaded/2/model.onnx" "$SRC/examples/model_repository/mlp/1/model.onnx" && ok ||
+    bad "a refused upload changed the served model"
+expect_status alive_after_uploads 200 "$URL/v2/health/live"
 # Back-pressure: the second request finds the queue full (503); the first still succeeds.
 expect_status load_slowq 200 -X POST "$URL/v2/repository/models/slowq/load"
 SLOWQ="{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,16],\"data\":$ROW}]}"

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "core/core.h"
+#include "server/base64.h"
 #include "server/infer_codec.h"
 #include "server/optimizer.h"
 
@@ -266,13 +267,96 @@ static enum MHD_Result repository_index(conn_ctx *x) {
     return respond_json(x->conn, 200, ic.arr);
 }
 
+/* The repository extension's model-file override: a load request's parameters may hold
+ * "file:<version>/model.onnx": "<base64>" entries (Triton's form; the model's other files
+ * and a "config" override are not taken). They are written into the repository before the
+ * load, so the uploaded model is served (and survives a restart) like any other; the
+ * files of a load that fails are taken back. 0 when all were written, else the status
+ * code of the error set in *why. */
+typedef struct uploads {
+    int n;
+    int64_t created[16]; /* versions whose file this request wrote */
+} uploads;
+
+static int write_uploads(conn_ctx *x, const char *name, uploads *up, char *why, size_t why_cap) {
+    if (ib__json_depth(x->body, x->len) > IB__JSON_MAX_DEPTH) {
+        snprintf(why, why_cap, "JSON nested deeper than %d", IB__JSON_MAX_DEPTH);
+        return 400;
+    }
+    json_error_t e;
+    json_t *req = json_loadb(x->body, x->len, 0, &e);
+    json_t *params = json_is_object(req) ? json_object_get(req, "parameters") : NULL;
+    int code = 0;
+    if (!json_is_object(req) || (params && !json_is_object(params))) {
+        snprintf(why, why_cap, "the load request must be a JSON object with an object 'parameters'");
+        code = 400;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(params, key, val) {
+        if (code) break;
+        if (strncmp(key, "file:", 5) != 0) {
+            if (strcmp(key, "config") == 0) {
+                snprintf(why, why_cap, "a 'config' override is not supported: put config.pbtxt in the repository");
+                code = 400;
+            }
+            continue;
+        }
+        char *end = NULL;
+        long long version = strtoll(key + 5, &end, 10);
+        if (!(key[5] >= '1' && key[5] <= '9') || !end || strcmp(end, "/model.onnx") != 0 ||
+            version < 1 || version > INT32_MAX) {
+            snprintf(why, why_cap, "upload '%.64s': only 'file:<version>/model.onnx' is accepted", key);
+            code = 400;
+            break;
+        }
+        if (!json_is_string(val)) {
+            snprintf(why, why_cap, "upload '%.64s': the value must be base64 text", key);
+            code = 400;
+            break;
+        }
+        uint8_t *bytes = NULL;
+        size_t n = 0;
+        ib_status st = ib__base64_decode(json_string_value(val), json_string_length(val), &bytes, &n);
+        bool created = false;
+        if (st == IB_OK && up->n == (int)(sizeof up->created / sizeof up->created[0]))
+            st = ib__error(IB_ERR_INVALID_ARGUMENT, "at most %d files per load",
+                           (int)(sizeof up->created / sizeof up->created[0]));
+        if (st == IB_OK) st = ib__repo_put_model_file(x->srv->repo, name, version, bytes, n, &created);
+        if (created) up->created[up->n++] = version;
+        ib__free(bytes);
+        if (st != IB_OK) {
+            snprintf(why, why_cap, "upload '%.64s': %s", key, ib_last_error());
+            code = st == IB_ERR_IO ? 500 : 400;
+        }
+    }
+    json_decref(req);
+    return code;
+}
+
 static enum MHD_Result repository_control(conn_ctx *x, const char *name, bool load) {
     if (x->srv->opts.control_mode != IB__CONTROL_EXPLICIT)
         return respond_error(x->conn, 503,
                              "model control mode is '%s': start the server with --model-control-mode explicit to %s models",
                              x->srv->opts.control_mode == IB__CONTROL_POLL ? "poll" : "none", load ? "load" : "unload");
     if (!ib__repo_name_valid(name)) return respond_error(x->conn, 400, "'%.128s' is not a valid model name", name);
+    uploads up = {0, {0}};
+    if (load && x->len) {
+        char why[512];
+        int code = write_uploads(x, name, &up, why, sizeof why);
+        if (code) {
+            for (int i = 0; i < up.n; i++) ib__repo_drop_model_file(x->srv->repo, name, up.created[i]);
+            return respond_error(x->conn, code, "%s", why);
+        }
+    }
     ib_status st = load ? ib__repo_load(x->srv->repo, name) : ib__repo_unload(x->srv->repo, name);
+    if (st != IB_OK && up.n) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", ib_last_error());
+        for (int i = 0; i < up.n; i++) ib__repo_drop_model_file(x->srv->repo, name, up.created[i]);
+        ib__repo_unload(x->srv->repo, name); /* forget the entry of a model that is gone */
+        ib__error(st, "%s", why);
+    }
     if (st != IB_OK) {
         if (!load) return respond(x->conn, 200, "application/json", NULL, 0, 0); /* unloading the unloaded is fine */
         return respond_error(x->conn, 400, "failed to load '%s': %s", name, ib_last_error());

@@ -415,6 +415,87 @@ ib_status ib__repo_load(ib__repository *r, const char *name) {
     return st;
 }
 
+static ib_status make_dir(const char *path) {
+    if (mkdir(path, 0755) == 0 || errno == EEXIST) {
+        struct stat sb;
+        if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return IB_OK;
+    }
+    return ib__error(IB_ERR_IO, "cannot make the folder '%s'", path);
+}
+
+/* True when the file at `path` holds exactly `len` bytes equal to `data`. */
+static bool same_file_bytes(const char *path, const void *data, size_t len) {
+    char *have = NULL;
+    size_t n = 0;
+    if (read_small_file(path, len + 1, &have, &n) != IB_OK) {
+        ib__error_clear();
+        return false;
+    }
+    bool same = n == len && memcmp(have, data, len) == 0;
+    ib__free(have);
+    return same;
+}
+
+void ib__repo_drop_model_file(ib__repository *r, const char *name, int64_t version) {
+    char path[4200];
+    if (!ib__repo_name_valid(name)) return;
+    snprintf(path, sizeof path, "%s/%s/%lld/model.onnx", r->root, name, (long long)version);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/%s/%lld", r->root, name, (long long)version);
+    rmdir(path); /* only when empty */
+    snprintf(path, sizeof path, "%s/%s", r->root, name);
+    rmdir(path);
+}
+
+ib_status ib__repo_put_model_file(ib__repository *r, const char *name, int64_t version,
+                                  const void *data, size_t len, bool *created) {
+    *created = false;
+    if (!ib__repo_name_valid(name))
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "model name '%.64s' is not a valid directory name", name ? name : "");
+    if (version < 1 || version > INT32_MAX)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "version %lld is out of range", (long long)version);
+    char dir[4096], tmp[4200], dst[4200];
+    if (snprintf(dir, sizeof dir, "%s/%s", r->root, name) >= (int)sizeof dir)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "model path too long");
+    IB_TRY(make_dir(dir));
+    size_t n = strlen(dir);
+    snprintf(dir + n, sizeof dir - n, "/%lld", (long long)version);
+    IB_TRY(make_dir(dir));
+    snprintf(tmp, sizeof tmp, "%s/.upload-XXXXXX", dir);
+    snprintf(dst, sizeof dst, "%s/model.onnx", dir);
+    struct stat sb;
+    if (lstat(dst, &sb) == 0) {
+        if (S_ISREG(sb.st_mode) && (size_t)sb.st_size == len && same_file_bytes(dst, data, len))
+            return IB_OK;
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "version %lld of '%s' is already in the repository "
+                         "with other contents (upload under a new version or name)", (long long)version, name);
+    }
+    int fd = mkstemp(tmp);
+    if (fd < 0) return ib__error(IB_ERR_IO, "cannot write into '%s': %s", dir, strerror(errno));
+    const char *p = data;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = write(fd, p + done, len - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        done += (size_t)w;
+    }
+    bool ok = done == len && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, dst) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return ib__error(IB_ERR_IO, "cannot write '%s': %s", dst, strerror(e));
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    *created = true;
+    return IB_OK;
+}
+
 ib_status ib__repo_unload(ib__repository *r, const char *name) {
     if (!ib__repo_name_valid(name))
         return ib__error(IB_ERR_INVALID_ARGUMENT, "model name '%.64s' is not a valid directory name", name ? name : "");

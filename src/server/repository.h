@@ -56,6 +56,16 @@ void ib__repo_destroy(ib__repository *repo);
 /* Loads (or reloads) a model by directory name; the new versions replace the old ones
  * atomically. A failure leaves the previous versions serving and records the reason. */
 ib_status ib__repo_load(ib__repository *repo, const char *name);
+/* Writes an uploaded ROOT/<name>/<version>/model.onnx (the repository extension's
+ * `file:` load parameters) atomically: a temporary file in that folder, fsync, rename,
+ * fsync of the folder. The name must be a valid model name; version 1 .. 2^31-1. A
+ * version that already holds other bytes is refused (an upload never replaces a model);
+ * the same bytes again are fine. *created: the file is new (ib__repo_drop_model_file
+ * takes it back when the load that follows fails). */
+ib_status ib__repo_put_model_file(ib__repository *repo, const char *name, int64_t version,
+                                  const void *data, size_t len, bool *created);
+/* Removes ROOT/<name>/<version>/model.onnx and the folders it leaves empty. */
+void ib__repo_drop_model_file(ib__repository *repo, const char *name, int64_t version);
 ib_status ib__repo_unload(ib__repository *repo, const char *name);
 /* Loads every model directory; returns how many failed (reasons recorded, printed). */
 int ib__repo_load_all(ib__repository *repo);
