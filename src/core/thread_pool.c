@@ -22,13 +22,15 @@ struct ib__pool {
     pthread_mutex_t mu;   /* with the condition variables: sleeping and waking only */
     pthread_cond_t work_cv;
     pthread_cond_t done_cv;
-    /* current job, published by the release increment of `generation` */
+    /* The current job. `generation` is a sequence lock over the fields: odd while the
+     * caller rewrites them, even once published. */
     ib__range_fn fn;
     void *ctx;
     int64_t n;
     int64_t chunk;
-    _Atomic int64_t next;     /* next chunk start */
-    _Atomic int pending;      /* workers still on this job */
+    _Atomic int64_t next;      /* next chunk start */
+    _Atomic int64_t remaining; /* chunks not yet done: the job ends at 0, whoever ran them */
+    _Atomic int active;        /* workers reading this job's fields */
     _Atomic unsigned long generation;
     _Atomic int sleepers;     /* workers waiting on work_cv */
     _Atomic int caller_waits; /* the caller waits on done_cv */
@@ -57,6 +59,9 @@ static bool spin_until(const ib__pool *p, bool (*pred)(const ib__pool *, unsigne
         if (pred(p, arg)) return true;
         cpu_relax();
         if ((i & 255) == 0) {
+            /* The thread waited for may share this CPU (a busy machine, more threads than
+             * free cores): yielding lets it run instead of spinning through its slice. */
+            sched_yield();
             int64_t t = mono_ns();
             if (!deadline) deadline = t + SPIN_NS;
             else if (t > deadline) return false;
@@ -65,15 +70,23 @@ static bool spin_until(const ib__pool *p, bool (*pred)(const ib__pool *, unsigne
 }
 
 static bool new_job(const ib__pool *p, unsigned long seen) {
-    return atomic_load_explicit(&p->generation, memory_order_acquire) != seen ||
-           atomic_load_explicit(&p->stop, memory_order_relaxed);
+    unsigned long g = atomic_load_explicit(&p->generation, memory_order_acquire);
+    return (g != seen && (g & 1) == 0) || atomic_load_explicit(&p->stop, memory_order_relaxed);
 }
 
 static bool job_done(const ib__pool *p, unsigned long unused) {
     (void)unused;
-    return atomic_load_explicit(&p->pending, memory_order_acquire) == 0;
+    return atomic_load_explicit(&p->remaining, memory_order_acquire) == 0;
 }
 
+static bool no_worker_active(const ib__pool *p, unsigned long unused) {
+    (void)unused;
+    return atomic_load(&p->active) == 0;
+}
+
+/* Claims and runs chunks until none is left. The job is over when the chunks are done,
+ * not when every worker has looked at it: a worker the OS has not scheduled (a busy
+ * machine) neither delays the caller nor misses anything. */
 static void run_chunks(ib__pool *p) {
     const int64_t n = p->n, chunk = p->chunk;
     ib__range_fn fn = p->fn;
@@ -82,6 +95,11 @@ static void run_chunks(ib__pool *p) {
         int64_t begin = atomic_fetch_add_explicit(&p->next, chunk, memory_order_relaxed);
         if (begin >= n) return;
         fn(ctx, begin, begin + chunk < n ? begin + chunk : n);
+        if (atomic_fetch_sub(&p->remaining, 1) == 1 && atomic_load(&p->caller_waits)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
@@ -119,14 +137,16 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&p->mu);
         }
         if (atomic_load(&p->stop)) break;
-        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
-        run_chunks(p);
-        if (atomic_fetch_sub(&p->pending, 1) == 1 &&
-            atomic_load(&p->caller_waits)) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done_cv);
-            pthread_mutex_unlock(&p->mu);
+        /* Join the job seen published; if the caller began rewriting it meanwhile (the
+         * generation moved), leave: the caller waits for `active` to drop first. */
+        unsigned long g = atomic_load(&p->generation);
+        if (g & 1) continue;
+        atomic_fetch_add(&p->active, 1);
+        if (atomic_load(&p->generation) == g) {
+            run_chunks(p);
+            seen = g;
         }
+        atomic_fetch_sub(&p->active, 1);
     }
     return NULL;
 }
@@ -183,6 +203,11 @@ void ib__parallel_for(ib__pool *p, int64_t n, ib__range_fn fn, void *ctx) {
         fn(ctx, 0, n);
         return;
     }
+    /* Odd generation: workers stay out while the fields change; wait for any still
+     * reading the previous job's (they find no chunk left and leave at once). */
+    atomic_fetch_add(&p->generation, 1);
+    if (!spin_until(p, no_worker_active, 0))
+        while (atomic_load(&p->active) != 0) sched_yield();
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
@@ -190,8 +215,8 @@ void ib__parallel_for(ib__pool *p, int64_t n, ib__range_fn fn, void *ctx) {
     int64_t chunks = (int64_t)p->n_threads * 4;
     p->chunk = (n + chunks - 1) / chunks;
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_seq_cst);
+    atomic_store_explicit(&p->remaining, (n + p->chunk - 1) / p->chunk, memory_order_relaxed);
+    atomic_fetch_add(&p->generation, 1); /* even: published */
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->work_cv);
