@@ -117,13 +117,18 @@ double ib__no_flops(const ib__plan *plan, const ib__pkernel *k) {
     return 0.0;
 }
 
-void ib__emit_copy_launch(ib__sb *sb, const char *fn, long long items, unsigned long long bytes) {
+void ib__emit_copy_entry(ib__sb *sb, const char *fn, const char *prologue, long long items,
+                         unsigned long long bytes) {
+    ib__sb_line(sb, "static int %s(const ib_kernel_abi *abi, void *const *args) {", fn);
+    if (prologue) ib__sb_printf(sb, "%s", prologue);
     if (items <= 0)
-        ib__sb_line(sb, "(void)abi; (void)args;");
+        ib__sb_line(sb, "    (void)abi; (void)args;");
     else if (bytes < 64 * 1024 || items < 2)
-        ib__sb_line(sb, "(void)abi;\n    %s_body((void *)args, 0, %lld);", fn, items);
+        ib__sb_line(sb, "    (void)abi;\n    %s_body((void *)args, 0, %lld);", fn, items);
     else
-        ib__sb_line(sb, "abi->parallel_for(abi->pool, %lld, %s_body, (void *)args);", items, fn);
+        ib__sb_line(sb, "    abi->parallel_for(abi->pool, %lld, %s_body, (void *)args);", items, fn);
+    ib__sb_line(sb, "    return 0;");
+    ib__sb_line(sb, "}");
 }
 
 bool ib__epilogue_supports_op(ib__op_id op, ib__epi_kind kind) {

@@ -39,10 +39,25 @@ const char *ib__bits_type(ib_dtype dt);
 void ib__no_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs);
 bool ib__no_knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs);
 double ib__no_flops(const ib__plan *plan, const ib__pkernel *k);
-/* Emits the statements of a data-movement kernel's entry that run `<fn>_body(args, 0,
- * items)`: on the calling thread when the kernel moves fewer than 64 KiB (waking the
+/* Emits a data-movement kernel's entry `static int <fn>(abi, args)`: the statements of
+ * `prologue` (NULL: none; it may `return` an IB_KERNEL_ERR_* code), then `<fn>_body(args,
+ * 0, items)`, on the calling thread when the kernel moves fewer than 64 KiB (waking the
  * other threads costs more), else through abi->parallel_for. */
-void ib__emit_copy_launch(ib__sb *sb, const char *fn, long long items, unsigned long long bytes);
+void ib__emit_copy_entry(ib__sb *sb, const char *fn, const char *prologue, long long items,
+                         unsigned long long bytes);
+
+/* The template of a kernel that only moves data: plain layouts, nothing to tune. */
+#define IB_DATA_MOVEMENT_TEMPLATE(id, supports_fn, emit_fn) \
+    const ib__kernel_template ib__template_##id = {         \
+        .name = #id,                                         \
+        .supports = supports_fn,                             \
+        .preferred_layout = ib__prefer_plain_layout,         \
+        .default_knobs = ib__no_knobs,                       \
+        .knobs_valid = ib__no_knobs_valid,                   \
+        .pack_weights = NULL,                                \
+        .emit = emit_fn,                                     \
+        .flops = ib__no_flops,                               \
+    }
 
 /* True when `op` can be an epilogue step (the fusion pass asks). */
 bool ib__epilogue_supports_op(ib__op_id op, ib__epi_kind kind);

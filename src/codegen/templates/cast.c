@@ -79,22 +79,8 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
         ib__sb_line(sb, "for (int64_t i = begin * %d; i < hi; i++) y[i] = (%s)x[i];", CAST_CHUNK, Y);
     sb->indent -= 4;
     ib__sb_line(sb, "}");
-    ib__sb_line(sb, "static int %s(const ib_kernel_abi *abi, void *const *args) {", fn);
-    sb->indent += 4;
-    ib__emit_copy_launch(sb, fn, chunks, (unsigned long long)plan->bufs[k->out[0]].nbytes);
-    ib__sb_line(sb, "return 0;");
-    sb->indent -= 4;
-    ib__sb_line(sb, "}");
+    ib__emit_copy_entry(sb, fn, NULL, chunks, (unsigned long long)plan->bufs[k->out[0]].nbytes);
     return ib__sb_status(sb);
 }
 
-const ib__kernel_template ib__template_cast = {
-    .name = "cast",
-    .supports = supports,
-    .preferred_layout = ib__prefer_plain_layout,
-    .default_knobs = ib__no_knobs,
-    .knobs_valid = ib__no_knobs_valid,
-    .pack_weights = NULL,
-    .emit = emit,
-    .flops = ib__no_flops,
-};
+IB_DATA_MOVEMENT_TEMPLATE(cast, supports, emit);

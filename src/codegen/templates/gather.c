@@ -52,8 +52,7 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     ib__sb_line(sb, "/* %s: gather of %lld x %lld rows of %lld elements from %lld */", fn, outer,
                 ni, inner, n);
     if (outer == 0 || ni == 0 || inner == 0) { /* an empty output */
-        ib__sb_line(sb, "static int %s(const ib_kernel_abi *abi, void *const *args) {", fn);
-        ib__sb_line(sb, "    (void)abi; (void)args;\n    return 0;\n}");
+        ib__emit_copy_entry(sb, fn, NULL, 0, 0);
         return ib__sb_status(sb);
     }
     /* one item = one (outer, index) pair: a row of `inner` elements */
@@ -75,26 +74,15 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     ib__sb_line(sb, "}");
     sb->indent -= 4;
     ib__sb_line(sb, "}");
-    ib__sb_line(sb, "static int %s(const ib_kernel_abi *abi, void *const *args) {", fn);
-    sb->indent += 4;
-    ib__sb_line(sb, "const %s *ix = (const %s *)args[1];", I, I);
-    ib__sb_line(sb, "for (int64_t j = 0; j < %lld; j++)", ni);
-    ib__sb_line(sb, "    if (ix[j] < -%lld || ix[j] >= %lld) return IB_KERNEL_ERR_INDEX;", n, n);
-    const long long items = outer * ni;
-    ib__emit_copy_launch(sb, fn, items, (unsigned long long)plan->bufs[k->out[0]].nbytes);
-    ib__sb_line(sb, "return 0;");
-    sb->indent -= 4;
-    ib__sb_line(sb, "}");
+    /* every index checked before anything is written */
+    char check[256];
+    snprintf(check, sizeof check,
+             "    const %s *ix = (const %s *)args[1];\n"
+             "    for (int64_t j = 0; j < %lld; j++)\n"
+             "        if (ix[j] < -%lld || ix[j] >= %lld) return IB_KERNEL_ERR_INDEX;\n",
+             I, I, ni, n, n);
+    ib__emit_copy_entry(sb, fn, check, outer * ni, (unsigned long long)plan->bufs[k->out[0]].nbytes);
     return ib__sb_status(sb);
 }
 
-const ib__kernel_template ib__template_gather = {
-    .name = "gather",
-    .supports = supports,
-    .preferred_layout = ib__prefer_plain_layout,
-    .default_knobs = ib__no_knobs,
-    .knobs_valid = ib__no_knobs_valid,
-    .pack_weights = NULL,
-    .emit = emit,
-    .flops = ib__no_flops,
-};
+IB_DATA_MOVEMENT_TEMPLATE(gather, supports, emit);
