@@ -29,52 +29,15 @@ static unsigned char *read_file(const char *path, size_t *size) {
     return buf;
 }
 
-TEST(model_loader_corpus) {
-    DIR *d = opendir(CORPUS);
-    CHECK(d != NULL);
-    if (!d) return;
-    int files = 0, valid = 0, failed = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", CORPUS, e->d_name);
-        struct stat st;
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-        size_t size;
-        unsigned char *data = read_file(path, &size);
-        CHECK(data != NULL);
-        if (!data) continue;
-        files++;
-        CHECK_EQ_INT(LLVMFuzzerTestOneInput(data, size), 0);
-        ib_status s = ib__fuzz_model_loader(data, size);
-        if (strncmp(e->d_name, "valid_", 6) == 0) {
-            valid++;
-            if (s != IB_OK) {
-                fprintf(stderr, "  %s: %s: %s\n", e->d_name, ib_status_name(s), ib_last_error());
-                ib_test_failed_checks++;
-            }
-        } else if (s != IB_OK) {
-            failed++;
-            CHECK(ib_last_error()[0] != '\0');
-        }
-        free(data);
-    }
-    closedir(d);
-    printf("     %d files: %d valid seeds loaded, %d others failed cleanly\n", files, valid,
-           failed);
-    CHECK(files >= 24);
-    CHECK(valid >= 10);
-}
+typedef void (*corpus_fn)(void *ctx, const char *name, const unsigned char *data, size_t size);
 
-/* The run target's corpus: every file must go through load + one reference run without
- * a crash; the node_* and valid_* seeds must also load. */
-TEST(model_run_corpus) {
-    const char *dir = IB_SOURCE_DIR "/fuzz/corpus/model_run";
+/* Calls fn for every regular file of the corpus folder `dir`; returns how many, or -1
+ * (a failed check) when the folder cannot be read. */
+static int each_corpus_file(const char *dir, corpus_fn fn, void *ctx) {
     DIR *d = opendir(dir);
     CHECK(d != NULL);
-    if (!d) return;
-    int files = 0, loaded = 0;
+    if (!d) return -1;
+    int files = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
@@ -87,61 +50,94 @@ TEST(model_run_corpus) {
         CHECK(data != NULL);
         if (!data) continue;
         files++;
-        ib_status s = ib__fuzz_model_run(data, size);
-        bool must_load = strncmp(e->d_name, "node_", 5) == 0 || strncmp(e->d_name, "valid_", 6) == 0;
-        if (s == IB_OK) loaded++;
-        else if (must_load && s != IB_ERR_UNSUPPORTED) {
-            fprintf(stderr, "  %s: %s: %s\n", e->d_name, ib_status_name(s), ib_last_error());
-            ib_test_failed_checks++;
-        }
+        fn(ctx, e->d_name, data, size);
         free(data);
     }
     closedir(d);
-    printf("     %d files, %d loaded and ran\n", files, loaded);
+    return files;
+}
+
+static bool named(const char *name, const char *prefix) {
+    return strncmp(name, prefix, strlen(prefix)) == 0;
+}
+
+typedef struct counts {
+    int valid, failed, loaded, refused;
+} counts;
+
+static void loader_file(void *ctx, const char *name, const unsigned char *data, size_t size) {
+    counts *c = ctx;
+    CHECK_EQ_INT(LLVMFuzzerTestOneInput(data, size), 0);
+    ib_status s = ib__fuzz_model_loader(data, size);
+    if (named(name, "valid_")) {
+        c->valid++;
+        if (s != IB_OK) {
+            fprintf(stderr, "  %s: %s: %s\n", name, ib_status_name(s), ib_last_error());
+            ib_test_failed_checks++;
+        }
+    } else if (s != IB_OK) {
+        c->failed++;
+        CHECK(ib_last_error()[0] != '\0');
+    }
+}
+
+TEST(model_loader_corpus) {
+    counts c = {0, 0, 0, 0};
+    int files = each_corpus_file(CORPUS, loader_file, &c);
+    printf("     %d files: %d valid seeds loaded, %d others failed cleanly\n", files, c.valid,
+           c.failed);
+    CHECK(files >= 24);
+    CHECK(c.valid >= 10);
+}
+
+/* The run target's corpus: every file must go through load + one reference run without
+ * a crash; the node_* and valid_* seeds must also load. */
+static void run_file(void *ctx, const char *name, const unsigned char *data, size_t size) {
+    counts *c = ctx;
+    ib_status s = ib__fuzz_model_run(data, size);
+    bool must_load = named(name, "node_") || named(name, "valid_");
+    if (s == IB_OK) c->loaded++;
+    else if (must_load && s != IB_ERR_UNSUPPORTED) {
+        fprintf(stderr, "  %s: %s: %s\n", name, ib_status_name(s), ib_last_error());
+        ib_test_failed_checks++;
+    }
+}
+
+TEST(model_run_corpus) {
+    counts c = {0, 0, 0, 0};
+    int files = each_corpus_file(IB_SOURCE_DIR "/fuzz/corpus/model_run", run_file, &c);
+    printf("     %d files, %d loaded and ran\n", files, c.loaded);
     CHECK(files >= 40);
 }
 
 /* The infer request corpus: valid_* seeds must decode, run and encode; bad_* must be
  * refused with a 4xx; anything else (crashers the fuzzer found) only has to come back. */
-TEST(infer_request_corpus) {
-    const char *dir = IB_SOURCE_DIR "/fuzz/corpus/infer_request";
-    DIR *d = opendir(dir);
-    CHECK(d != NULL);
-    if (!d) return;
-    int files = 0, valid = 0, refused = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-        size_t size;
-        unsigned char *data = read_file(path, &size);
-        CHECK(data != NULL);
-        if (!data) continue;
-        files++;
-        int code = -1;
-        ib_status s = ib__fuzz_infer_request(data, size, &code);
-        if (strncmp(e->d_name, "valid_", 6) == 0) {
-            valid++;
-            if (s != IB_OK) {
-                fprintf(stderr, "  %s: refused with %d\n", e->d_name, code);
-                ib_test_failed_checks++;
-            }
-        } else if (strncmp(e->d_name, "bad_", 4) == 0) {
-            refused++;
-            if (code < 400 || code > 499) {
-                fprintf(stderr, "  %s: answered %d, expected a 4xx\n", e->d_name, code);
-                ib_test_failed_checks++;
-            }
+static void request_file(void *ctx, const char *name, const unsigned char *data, size_t size) {
+    counts *c = ctx;
+    int code = -1;
+    ib_status s = ib__fuzz_infer_request(data, size, &code);
+    if (named(name, "valid_")) {
+        c->valid++;
+        if (s != IB_OK) {
+            fprintf(stderr, "  %s: refused with %d\n", name, code);
+            ib_test_failed_checks++;
         }
-        free(data);
+    } else if (named(name, "bad_")) {
+        c->refused++;
+        if (code < 400 || code > 499) {
+            fprintf(stderr, "  %s: answered %d, expected a 4xx\n", name, code);
+            ib_test_failed_checks++;
+        }
     }
-    closedir(d);
-    printf("     %d files: %d valid requests served, %d bad ones refused\n", files, valid, refused);
-    CHECK(valid >= 5);
-    CHECK(refused >= 15);
+}
+
+TEST(infer_request_corpus) {
+    counts c = {0, 0, 0, 0};
+    int files = each_corpus_file(IB_SOURCE_DIR "/fuzz/corpus/infer_request", request_file, &c);
+    printf("     %d files: %d valid requests served, %d bad ones refused\n", files, c.valid,
+           c.refused);
+    CHECK(c.valid >= 5);
+    CHECK(c.refused >= 15);
 }
 
 int main(void) {
