@@ -2,16 +2,19 @@
  * (static shapes, per-batch variants of a symbolic batch), many threads running one
  * compiled session with several batch sizes at once, caller and library output buffers,
  * artifacts written and loaded in the same process, and argument errors. */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "api/compiled.h"
+#include "cache/cache.h"
 #include "inferbooster/inferbooster.h"
 #include "onnx/onnx_loader.h"
 #include "test.h"
 
 #define NODE_DIR "/usr/share/libonnx-testdata/data/node/"
+#define CONVERTED_DIR "/usr/share/libonnx-testdata/data/pytorch-converted/"
 
 static ib_model *load_path(const char *path) {
     ib_model *m = NULL;
@@ -210,9 +213,148 @@ TEST(artifact_in_process) {
     ib_model_destroy(m);
 }
 
+/* Copies a file (the test's model, so that the cache records what this test made). */
+static int copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    int ok = in && out;
+    char buf[65536];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    if (in) fclose(in);
+    if (out && fclose(out) != 0) ok = 0;
+    return ok;
+}
+
+static ib_session *file_session(const char *path, const char *cache_dir) {
+    ib_session_options o;
+    ib_session_options_init(&o);
+    o.use_reference = -1; /* compile even this small model */
+    o.num_threads = 1;
+    o.cache_dir = cache_dir;
+    ib_session *s = NULL;
+    if (ib_session_create_from_file(path, &o, &s) != IB_OK)
+        fprintf(stderr, "  session from %s: %s\n", path, ib_last_error());
+    return s;
+}
+
+static uint64_t cache_hits(const char *cache_dir) {
+    ib__cache *c = NULL;
+    ib__cache_stats st;
+    memset(&st, 0, sizeof st);
+    if (ib__cache_open(cache_dir, NULL, &c) == IB_OK) ib__cache_stats_get(c, &st);
+    ib__cache_close(c);
+    return st.hits;
+}
+
+/* A session made from a file compiled before loads from the cache without parsing it;
+ * the record that makes this possible is keyed by content, and a damaged one only costs
+ * the parse. */
+TEST(file_session_skips_parse_on_hit) {
+    /* weights as initializers: the conv is a generated kernel, the artifact a module */
+    const char *src = CONVERTED_DIR "test_Conv2d/model.onnx";
+    char dir[] = "/tmp/ib_test_from_file.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char model[600], copy[600], cache[600];
+    snprintf(model, sizeof model, "%s/conv.onnx", dir);
+    snprintf(copy, sizeof copy, "%s/renamed.onnx", dir);
+    snprintf(cache, sizeof cache, "%s/cache", dir);
+    CHECK(copy_file(src, model) && copy_file(src, copy));
+    ib_tensor x[1], want, got;
+    memset(&want, 0, sizeof want);
+    memset(&got, 0, sizeof got);
+    CHECK(ib__onnx_read_tensor_file(CONVERTED_DIR "test_Conv2d/test_data_set_0/input_0.pb", &x[0],
+                                    NULL) == IB_OK);
+    const char *name[1] = {NULL};
+    ib_value_info in_info;
+
+    ib_session *cold = file_session(model, cache);
+    CHECK(cold && ib__session_model(cold) != NULL); /* a miss parses and compiles */
+    CHECK(cold && ib_session_input_info(cold, 0, &in_info) == IB_OK);
+    name[0] = cold ? in_info.name : "none";
+    CHECK(cold && strcmp(ib_session_executor(cold), "compiled") == 0);
+    CHECK(cold && ib_session_run(cold, 1, name, x, 1, NULL, &want) == IB_OK);
+    CHECK_EQ_INT(cache_hits(cache), 0);
+
+    ib_session *hit = file_session(model, cache);
+    CHECK(hit && ib__session_model(hit) == NULL);
+    CHECK_EQ_INT(cache_hits(cache), 1);
+    if (cold && hit) {
+        CHECK_EQ_INT(ib_session_input_count(hit), 1);
+        CHECK_EQ_INT(ib_session_output_count(hit), 1);
+        ib_value_info a, b;
+        CHECK(ib_session_input_info(hit, 0, &a) == IB_OK && ib_session_input_info(cold, 0, &b) == IB_OK);
+        CHECK(strcmp(a.name, b.name) == 0 && a.rank == b.rank && a.dtype == b.dtype);
+        for (int32_t d = 0; d < a.rank && d < b.rank; d++) CHECK(a.shape[d] == b.shape[d]);
+        CHECK(ib_session_run(hit, 1, name, x, 1, NULL, &got) == IB_OK);
+        CHECK(tensors_close(&got, &want) && memcmp(got.data, want.data, want.nbytes) == 0);
+        ib_tensor_release(&got);
+        /* a name the artifact does not take: the model is loaded to say what is wrong */
+        const char *bogus[1] = {"no_such_input"};
+        CHECK_EQ_INT(ib_session_run(hit, 1, bogus, x, 1, NULL, &got), IB_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(ib_last_error(), "no_such_input") != NULL);
+        CHECK(ib_session_run(hit, 1, name, x, 1, NULL, &got) == IB_OK);
+        ib_tensor_release(&got);
+    }
+    ib_session_destroy(hit);
+
+    /* the same bytes under another name: the record is keyed by content */
+    hit = file_session(copy, cache);
+    CHECK(hit && ib__session_model(hit) == NULL);
+    CHECK_EQ_INT(cache_hits(cache), 2);
+    ib_session_destroy(hit);
+
+    /* a damaged record: parsed again (still a cache hit, same output), record rewritten */
+    char glob_dir[700];
+    snprintf(glob_dir, sizeof glob_dir, "%s/digests", cache);
+    DIR *d = opendir(glob_dir);
+    int damaged = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 4, ".src") != 0) continue;
+        char p[1000];
+        snprintf(p, sizeof p, "%s/%s", glob_dir, e->d_name);
+        FILE *f = fopen(p, "r+b");
+        if (f && fseek(f, 24, SEEK_SET) == 0 && fputc('X', f) != EOF) damaged++;
+        if (f) fclose(f);
+    }
+    if (d) closedir(d);
+    CHECK_EQ_INT(damaged, 1);
+    hit = file_session(model, cache);
+    CHECK(hit && ib__session_model(hit) != NULL);
+    CHECK_EQ_INT(cache_hits(cache), 3);
+    CHECK(hit && ib_session_run(hit, 1, name, x, 1, NULL, &got) == IB_OK);
+    CHECK(hit && memcmp(got.data, want.data, want.nbytes) == 0);
+    ib_tensor_release(&got);
+    ib_session_destroy(hit);
+    hit = file_session(model, cache);
+    CHECK(hit && ib__session_model(hit) == NULL);
+    ib_session_destroy(hit);
+
+    /* reference sessions and missing files behave as load + create */
+    ib_session_options o;
+    ib_session_options_init(&o);
+    o.use_reference = 1;
+    o.cache_dir = cache;
+    hit = NULL;
+    CHECK(ib_session_create_from_file(model, &o, &hit) == IB_OK);
+    CHECK(hit && ib__session_model(hit) != NULL && strcmp(ib_session_executor(hit), "reference") == 0);
+    ib_session_destroy(hit);
+    hit = NULL;
+    CHECK(ib_session_create_from_file("/nonexistent/m.onnx", &o, &hit) == IB_ERR_IO);
+    CHECK(hit == NULL && strstr(ib_last_error(), "/nonexistent/m.onnx") != NULL);
+
+    ib_session_destroy(cold);
+    ib_tensor_release(&want);
+    ib_tensor_release(&x[0]);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (!getenv("IB_TEST_KEEP")) CHECK(system(cmd) == 0);
+}
+
 int main(void) {
     RUN(static_model_matches_expected);
     RUN(threads_and_batch_variants);
     RUN(artifact_in_process);
+    RUN(file_session_skips_parse_on_hit);
     TEST_SUMMARY();
 }

@@ -160,6 +160,13 @@ ib_status ib_session_create(const ib_model *model, const ib_session_options *opt
                             ib_session **out_session);
 void ib_session_destroy(ib_session *session);
 
+/* Loads the ONNX file at `path` and creates a session on it, as ib_model_load_file and
+ * ib_session_create would; the session owns the model. A model of fixed shapes compiled
+ * before (by any process sharing the cache) loads from the cache without parsing the
+ * file: its inputs and outputs then come from the compiled artifact. */
+ib_status ib_session_create_from_file(const char *path, const ib_session_options *options,
+                                      ib_session **out_session);
+
 /* Creates a session from an artifact directory written by `inferbooster compile`
  * (model.so, weights.bin, meta.json, and model.onnx when some nodes run the reference
  * op). options->target is ignored: the artifact was compiled for one. A broken or

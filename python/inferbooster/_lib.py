@@ -141,6 +141,14 @@ ib_model_output_info = _declare(
 ib_session_options_init = _declare("ib_session_options_init", None, _P(SessionOptions))
 ib_session_create = _declare(
     "ib_session_create", ctypes.c_int, _c, _P(SessionOptions), _P(_c))
+ib_session_create_from_file = _declare(
+    "ib_session_create_from_file", ctypes.c_int, ctypes.c_char_p, _P(SessionOptions), _P(_c))
+ib_session_input_count = _declare("ib_session_input_count", ctypes.c_size_t, _c)
+ib_session_output_count = _declare("ib_session_output_count", ctypes.c_size_t, _c)
+ib_session_input_info = _declare(
+    "ib_session_input_info", ctypes.c_int, _c, ctypes.c_size_t, _P(ValueInfo))
+ib_session_output_info = _declare(
+    "ib_session_output_info", ctypes.c_int, _c, ctypes.c_size_t, _P(ValueInfo))
 ib_session_destroy = _declare("ib_session_destroy", None, _c)
 ib_session_run = _declare(
     "ib_session_run", ctypes.c_int, _c, ctypes.c_size_t, _P(ctypes.c_char_p), _P(Tensor),

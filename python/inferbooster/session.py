@@ -271,23 +271,6 @@ class InferenceSession:
         self._sess_options = sess_options if sess_options is not None else SessionOptions()
         self._model_path = None
         self._model_bytes = None
-        model = ctypes.c_void_p()
-        if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-            data = bytes(path_or_bytes)
-            self._model_bytes = data
-            st = _lib.ib_model_load_bytes(data, len(data), None, ctypes.byref(model))
-        elif isinstance(path_or_bytes, (str, os.PathLike)):
-            path = os.fspath(path_or_bytes)
-            self._model_path = path
-            if not os.path.exists(path):
-                raise NoSuchFile("[InferBooster] IB_ERR_IO: Load model from %s failed: "
-                                 "file does not exist" % path, "IB_ERR_IO")
-            st = _lib.ib_model_load_file(os.fsencode(path), ctypes.byref(model))
-        else:
-            raise TypeError("Unable to load from type '%s'" % type(path_or_bytes).__name__)
-        if st:
-            _raise(st)
-        self._model = model
         opts = _lib.SessionOptions()
         _lib.ib_session_options_init(ctypes.byref(opts))
         threads = getattr(self._sess_options, "intra_op_num_threads", 0) or 0
@@ -296,13 +279,33 @@ class InferenceSession:
         if use_ref is not None:
             opts.use_reference = 1 if use_ref else opts.use_reference
         session = ctypes.c_void_p()
-        st = _lib.ib_session_create(model, ctypes.byref(opts), ctypes.byref(session))
+        if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+            data = bytes(path_or_bytes)
+            self._model_bytes = data
+            model = ctypes.c_void_p()
+            st = _lib.ib_model_load_bytes(data, len(data), None, ctypes.byref(model))
+            if st:
+                _raise(st)
+            self._model = model
+            st = _lib.ib_session_create(model, ctypes.byref(opts), ctypes.byref(session))
+        elif isinstance(path_or_bytes, (str, os.PathLike)):
+            path = os.fspath(path_or_bytes)
+            self._model_path = path
+            if not os.path.exists(path):
+                raise NoSuchFile("[InferBooster] IB_ERR_IO: Load model from %s failed: "
+                                 "file does not exist" % path, "IB_ERR_IO")
+            # The session owns its model; a cache hit does not even parse the file.
+            st = _lib.ib_session_create_from_file(os.fsencode(path), ctypes.byref(opts),
+                                                  ctypes.byref(session))
+        else:
+            raise TypeError("Unable to load from type '%s'" % type(path_or_bytes).__name__)
         if st:
             _raise(st)
         self._session = session
-        self._inputs_meta = self._describe(_lib.ib_model_input_count, _lib.ib_model_input_info)
-        self._outputs_meta = self._describe(_lib.ib_model_output_count,
-                                            _lib.ib_model_output_info)
+        self._inputs_meta = self._describe(_lib.ib_session_input_count,
+                                           _lib.ib_session_input_info)
+        self._outputs_meta = self._describe(_lib.ib_session_output_count,
+                                            _lib.ib_session_output_info)
         self._input_dtypes = {a.name: _DTYPES.get(a._dtype_code, (None,))[0]
                               for a in self._inputs_meta}
         self._output_names = [a.name for a in self._outputs_meta]
@@ -314,9 +317,9 @@ class InferenceSession:
 
     def _describe(self, count_fn, info_fn):
         args = []
-        for i in range(count_fn(self._model)):
+        for i in range(count_fn(self._session)):
             info = _lib.ValueInfo()
-            st = info_fn(self._model, i, ctypes.byref(info))
+            st = info_fn(self._session, i, ctypes.byref(info))
             if st:
                 _raise(st)
             args.append(_node_arg(info))
@@ -344,11 +347,22 @@ class InferenceSession:
     def get_overridable_initializers(self):
         return []
 
+    def _model_handle(self):
+        """The parsed model: a session made from a file may not hold one (a cache hit
+        skips parsing), so it is loaded on first need and kept."""
+        if self._model is None:
+            model = ctypes.c_void_p()
+            st = _lib.ib_model_load_file(os.fsencode(self._model_path), ctypes.byref(model))
+            if st:
+                _raise(st)
+            self._model = model
+        return self._model
+
     def get_modelmeta(self):
         if _lib.ib_model_get_metadata is None:
             return ModelMetadata()
         md = _lib.ModelMetadata()
-        st = _lib.ib_model_get_metadata(self._model, ctypes.byref(md))
+        st = _lib.ib_model_get_metadata(self._model_handle(), ctypes.byref(md))
         if st:
             _raise(st)
 

@@ -148,14 +148,6 @@ static ib_status make_scratch(ib__compiled *c) {
 
 /* ---- Building --------------------------------------------------------------------------- */
 
-static bool model_is_dynamic(const ib_model *m) {
-    for (int32_t i = 0; i < m->n_inputs; i++) {
-        const ib__value *v = m->inputs[i];
-        if (v->rank >= 1 && v->dims[0] < 0) return true;
-    }
-    return false;
-}
-
 static double plan_work(const ib__plan *plan) {
     double work = 0;
     for (int32_t k = 0; k < plan->n_kernels; k++) {
@@ -335,7 +327,7 @@ ib_status ib__compiled_create(const ib_model *model, const ib__target *target,
     pthread_cond_init(&c->built, NULL);
     c->graph = model->graph;
     c->target = *target;
-    c->dynamic = model_is_dynamic(model);
+    c->dynamic = ib__model_has_symbolic_batch(model);
     c->compile_all = compile_all;
     if (cache && cache->use_cache) {
         /* A cache that cannot be opened (no home, read-only disk) only costs speed. */
@@ -353,6 +345,51 @@ ib_status ib__compiled_create(const ib_model *model, const ib__target *target,
     }
     *out = c;
     return IB_OK;
+}
+
+ib_status ib__compiled_from_cached_file(const char *model_path, const ib__target *target,
+                                        const ib__compiled_cache_options *cache,
+                                        ib__compiled **out) {
+    *out = NULL;
+    if (!cache || !cache->use_cache) return IB_OK;
+    ib__model_cache *mc = NULL;
+    char key[IB_CACHE_KEY_HEX + 1];
+    ib__cache_entry *e = NULL;
+    ib__rt_model *rt = NULL;
+    ib__compiled *c = NULL;
+    /* Every failure below means "no usable entry": the caller parses and compiles. */
+    if (ib__model_cache_open_file(model_path, target, cache->dir, &mc) == IB_OK &&
+        ib__model_cache_key(mc, 0, key) == IB_OK &&
+        ib__cache_find(ib__model_cache_handle(mc), key, &e) == IB_OK && e &&
+        ib__rt_open_artifact(ib__cache_entry_path(e), &rt) == IB_OK)
+        c = ib__calloc(1, sizeof *c);
+    if (!c) {
+        ib__rt_destroy(rt);
+        ib__cache_release(e);
+        ib__model_cache_close(mc);
+        ib__error_clear();
+        return IB_OK;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->built, NULL);
+    c->target = *target;
+    c->fixed = rt;
+    c->fixed_entry = e;
+    c->cache = mc;
+    *out = c;
+    return IB_OK;
+}
+
+bool ib__compiled_needs_model(const ib__compiled *c) {
+    return c && c->fixed && !c->graph && ib__rt_fallback_count(c->fixed) > 0;
+}
+
+ib_status ib__compiled_attach_model(ib__compiled *c, const ib_model *model) {
+    c->graph = model->graph;
+    if (ib__rt_fallback_count(c->fixed) == 0) return IB_OK;
+    ib__plan *plan = NULL;
+    IB_TRY(plan_for_batch(c, 0, &plan));
+    return ib__rt_attach_plan(c->fixed, plan);
 }
 
 ib_status ib__compiled_from_rt(ib__rt_model *rt, ib__compiled **out) {

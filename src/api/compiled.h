@@ -25,6 +25,15 @@ typedef struct ib__compiled_cache_options {
 ib_status ib__compiled_create(const ib_model *model, const ib__target *target,
                               bool compile_all, const ib__compiled_cache_options *cache,
                               ib__compiled **out, bool *reference);
+/* A static model's compiled part straight from the cache, without parsing the file:
+ * *out is NULL (IB_OK) when the cache holds no entry for its bytes that an earlier
+ * compile recorded. Reference steps of the artifact need the model attached before the
+ * first run (ib__compiled_needs_model, ib__compiled_attach_model). */
+ib_status ib__compiled_from_cached_file(const char *model_path, const ib__target *target,
+                                        const ib__compiled_cache_options *cache,
+                                        ib__compiled **out);
+bool ib__compiled_needs_model(const ib__compiled *c);
+ib_status ib__compiled_attach_model(ib__compiled *c, const ib_model *model);
 /* Wraps an executable model loaded from an artifact (ownership passes). */
 ib_status ib__compiled_from_rt(ib__rt_model *rt, ib__compiled **out);
 void ib__compiled_destroy(ib__compiled *c);

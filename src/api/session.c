@@ -3,6 +3,7 @@
  * executor runs a graph node by node in topological order, inferring each node's output
  * shapes from the actual inputs, and frees each intermediate after its last use. Per-run
  * state lives on the run, so many threads may run one session at once. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,10 +14,13 @@
 #include "ops/ops.h"
 
 struct ib_session {
-    const ib_model *model;  /* NULL for an artifact session without model.onnx */
-    ib_model *owned_model;  /* an artifact's model.onnx */
+    const ib_model *model;  /* NULL for an artifact session without model.onnx, and for a
+                               cache hit on a file until a run needs the model */
+    ib_model *owned_model;  /* an artifact's model.onnx, or the file's model */
     ib__pool *pool;
     ib__compiled *compiled; /* NULL: the reference executor runs */
+    char *model_path;       /* a session from a file: loaded there when needed */
+    pthread_mutex_t model_mu; /* guards that late load */
 };
 
 /* The tensors of one graph while it runs; `outer` links to the enclosing graph's. */
@@ -64,34 +68,100 @@ static ib_status session_target(const ib_session_options *options, ib__target *t
     return IB_OK;
 }
 
+static ib_session *session_alloc(void) {
+    ib_session *s = ib__calloc(1, sizeof *s);
+    if (s) pthread_mutex_init(&s->model_mu, NULL);
+    return s;
+}
+
+/* Checks the options every way of creating a session shares; fills in the defaults. */
+static ib_status session_prepare(const ib_session_options **options, ib_session_options *defaults,
+                                 ib__target *target) {
+    if (!*options) {
+        ib_session_options_init(defaults);
+        *options = defaults;
+    }
+    if (target) IB_TRY(session_target(*options, target));
+    if ((*options)->num_threads < 0)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "num_threads must be >= 0, got %d",
+                         (*options)->num_threads);
+    return IB_OK;
+}
+
+static ib__compiled_cache_options cache_options(const ib_session_options *options) {
+    ib__compiled_cache_options cache = {
+        .use_cache = options->no_cache == 0 && !ib__model_cache_disabled_by_env(),
+        .dir = options->cache_dir,
+    };
+    return cache;
+}
+
+static ib_status pool_for(ib_session *s, const ib_session_options *options) {
+    int threads = options->num_threads ? options->num_threads : ib__usable_cpus();
+    return ib__pool_create(threads, &s->pool);
+}
+
+/* The pool and the compiled part of a session on s->model. */
+static ib_status session_init(ib_session *s, const ib_session_options *options,
+                              const ib__target *target) {
+    IB_TRY(ib__check_supported(s->model->graph));
+    IB_TRY(pool_for(s, options));
+    if (options->use_reference > 0) return IB_OK;
+    bool reference = false;
+    ib__compiled_cache_options cache = cache_options(options);
+    return ib__compiled_create(s->model, target, options->use_reference < 0, &cache,
+                               &s->compiled, &reference);
+}
+
 ib_status ib_session_create(const ib_model *model, const ib_session_options *options,
                             ib_session **out_session) {
     if (!model || !out_session)
         return ib__error(IB_ERR_INVALID_ARGUMENT, "model and out_session are required");
     ib_session_options defaults;
-    if (!options) {
-        ib_session_options_init(&defaults);
-        options = &defaults;
-    }
     ib__target target;
-    IB_TRY(session_target(options, &target));
-    if (options->num_threads < 0)
-        return ib__error(IB_ERR_INVALID_ARGUMENT, "num_threads must be >= 0, got %d",
-                         options->num_threads);
+    IB_TRY(session_prepare(&options, &defaults, &target));
     IB_TRY(ib__check_supported(model->graph));
-    ib_session *s = ib__calloc(1, sizeof *s);
+    ib_session *s = session_alloc();
     if (!s) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     s->model = model;
-    int threads = options->num_threads ? options->num_threads : ib__usable_cpus();
-    ib_status st = ib__pool_create(threads, &s->pool);
-    if (st == IB_OK && options->use_reference <= 0) {
-        bool reference = false;
-        ib__compiled_cache_options cache = {
-            .use_cache = options->no_cache == 0 && !ib__model_cache_disabled_by_env(),
-            .dir = options->cache_dir,
-        };
-        st = ib__compiled_create(model, &target, options->use_reference < 0, &cache,
-                                 &s->compiled, &reference);
+    ib_status st = session_init(s, options, &target);
+    if (st) {
+        ib_session_destroy(s);
+        return st;
+    }
+    *out_session = s;
+    return IB_OK;
+}
+
+ib_status ib_session_create_from_file(const char *path, const ib_session_options *options,
+                                      ib_session **out_session) {
+    if (!path || !out_session)
+        return ib__error(IB_ERR_INVALID_ARGUMENT, "model path and out_session are required");
+    ib_session_options defaults;
+    ib__target target;
+    IB_TRY(session_prepare(&options, &defaults, &target));
+    ib_session *s = session_alloc();
+    s->model_path = s ? ib__strdup(path) : NULL;
+    if (!s || !s->model_path) {
+        ib_session_destroy(s);
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+    }
+    ib_status st = IB_OK;
+    if (options->use_reference <= 0) { /* a cache hit loads without parsing the model */
+        ib__compiled_cache_options cache = cache_options(options);
+        st = ib__compiled_from_cached_file(path, &target, &cache, &s->compiled);
+        if (st == IB_OK && s->compiled) st = pool_for(s, options);
+        if (st == IB_OK && ib__compiled_needs_model(s->compiled)) {
+            st = ib_model_load_file(path, &s->owned_model);
+            s->model = s->owned_model;
+            if (st == IB_OK) st = ib__check_supported(s->model->graph);
+            if (st == IB_OK) st = ib__compiled_attach_model(s->compiled, s->model);
+        }
+    }
+    if (st == IB_OK && !s->compiled) {
+        if (!s->owned_model) st = ib_model_load_file(path, &s->owned_model);
+        s->model = s->owned_model;
+        if (st == IB_OK) st = session_init(s, options, &target);
     }
     if (st) {
         ib_session_destroy(s);
@@ -106,14 +176,8 @@ ib_status ib_session_create_from_artifact(const char *dir, const ib_session_opti
     if (!dir || !out_session)
         return ib__error(IB_ERR_INVALID_ARGUMENT, "artifact directory and out_session are required");
     ib_session_options defaults;
-    if (!options) {
-        ib_session_options_init(&defaults);
-        options = &defaults;
-    }
-    if (options->num_threads < 0)
-        return ib__error(IB_ERR_INVALID_ARGUMENT, "num_threads must be >= 0, got %d",
-                         options->num_threads);
-    ib_session *s = ib__calloc(1, sizeof *s);
+    IB_TRY(session_prepare(&options, &defaults, NULL));
+    ib_session *s = session_alloc();
     if (!s) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory creating a session");
     ib__rt_model *rt = NULL;
     ib_status st = ib__rt_open_artifact(dir, &rt);
@@ -138,8 +202,7 @@ ib_status ib_session_create_from_artifact(const char *dir, const ib_session_opti
         if (st == IB_OK) st = ib__rt_attach_plan(rt, plan);
         if (st) ib__error_prefix(st, "artifact '%s': ", dir);
     }
-    int threads = options->num_threads ? options->num_threads : ib__usable_cpus();
-    if (st == IB_OK) st = ib__pool_create(threads, &s->pool);
+    if (st == IB_OK) st = pool_for(s, options);
     if (st == IB_OK && options->use_reference <= 0) {
         st = ib__compiled_from_rt(rt, &s->compiled);
         rt = NULL;
@@ -158,7 +221,13 @@ void ib_session_destroy(ib_session *session) {
     ib__compiled_destroy(session->compiled);
     ib__pool_destroy(session->pool);
     ib_model_destroy(session->owned_model);
+    ib__free(session->model_path);
+    pthread_mutex_destroy(&session->model_mu);
     ib__free(session);
+}
+
+const ib_model *ib__session_model(const ib_session *session) {
+    return session ? session->model : NULL;
 }
 
 const char *ib_session_executor(const ib_session *session) {
@@ -489,10 +558,33 @@ static ib_status deliver_output(const ib__value *v, ib_tensor *src, ib_tensor *d
     return IB_OK;
 }
 
-static ib_status reference_run(ib_session *session, size_t n_inputs,
+static ib_status reference_run(ib_session *session, const ib_model *m, size_t n_inputs,
                                const char *const *input_names, const ib_tensor *inputs,
                                size_t n_outputs, const char *const *output_names,
                                ib_tensor *outputs);
+
+/* A session loaded from the cache without its model, fed a name its artifact does not
+ * take (an initializer the model also lists as an input, or a typo): the model decides,
+ * as a session made from it would (the reference executor runs it, or says what is
+ * wrong). */
+static bool needs_late_model(const ib_session *s, size_t n_inputs, const char *const *names) {
+    if (!s->model_path) return false;
+    const ib__rt_model *rt = ib__compiled_fixed(s->compiled);
+    for (size_t i = 0; rt && i < n_inputs; i++)
+        if (!names[i] || ib__rt_find_input(rt, names[i]) < 0) return true;
+    return false;
+}
+
+static ib_status load_late_model(ib_session *s) {
+    pthread_mutex_lock(&s->model_mu);
+    ib_status st = IB_OK;
+    if (!s->owned_model) {
+        st = ib_model_load_file(s->model_path, &s->owned_model);
+        if (st) ib__error_prefix(st, "loading '%s' to run these inputs: ", s->model_path);
+    }
+    pthread_mutex_unlock(&s->model_mu);
+    return st;
+}
 
 ib_status ib_session_run(ib_session *session, size_t n_inputs, const char *const *input_names,
                          const ib_tensor *inputs, size_t n_outputs,
@@ -500,24 +592,27 @@ ib_status ib_session_run(ib_session *session, size_t n_inputs, const char *const
     if (!session || (n_inputs && (!input_names || !inputs)) || (n_outputs && !outputs))
         return ib__error(IB_ERR_INVALID_ARGUMENT, "session, names and tensors are required");
     ib__error_clear();
-    if (session->compiled) {
+    const ib_model *model = session->model;
+    if (session->compiled && needs_late_model(session, n_inputs, input_names)) {
+        IB_TRY(load_late_model(session));
+        model = session->owned_model;
+    } else if (session->compiled) {
         bool use_reference = false;
         ib_status st = ib__compiled_run(session->compiled, session->pool, n_inputs, input_names,
                                         inputs, n_outputs, output_names, outputs, &use_reference);
         if (!use_reference) return st;
     }
-    if (!session->model)
+    if (!model)
         return ib__error(IB_ERR_UNSUPPORTED, "this artifact session has no model to run the "
                          "reference executor on");
-    return reference_run(session, n_inputs, input_names, inputs, n_outputs, output_names,
+    return reference_run(session, model, n_inputs, input_names, inputs, n_outputs, output_names,
                          outputs);
 }
 
-static ib_status reference_run(ib_session *session, size_t n_inputs,
+static ib_status reference_run(ib_session *session, const ib_model *m, size_t n_inputs,
                                const char *const *input_names, const ib_tensor *inputs,
                                size_t n_outputs, const char *const *output_names,
                                ib_tensor *outputs) {
-    const ib_model *m = session->model;
     const ib__graph *g = m->graph;
     if (!output_names && n_outputs != (size_t)g->n_outputs)
         return ib__error(IB_ERR_INVALID_ARGUMENT,
