@@ -104,8 +104,9 @@ TEST(batch_sizes) {
 }
 
 /* n single-row requests gathered on a model warmed for 1, 4 and 32 rows; returns the
- * number of executions after checking every row against a run of it alone. */
-static int64_t gather_rows(ib_session *session, int n) {
+ * number of executions after checking every row against a run of it alone, and the rows
+ * executed (padding included) in *rows. */
+static int64_t gather_rows(ib_session *session, int n, int64_t *rows) {
     ib__sched_config c = {0};
     c.max_batch_size = 32;
     c.dynamic_batching = true;
@@ -132,6 +133,8 @@ static int64_t gather_rows(ib_session *session, int n) {
     ib__sched_stats st;
     ib__sched_stats_get(s, &st);
     CHECK_EQ_INT(st.inference_count, n); /* padding rows are not inferences */
+    CHECK(st.exec_duration_us <= st.compute_duration_us); /* per execution vs per request */
+    *rows = (int64_t)st.exec_rows;
     ib__sched_destroy(s);
     return (int64_t)st.exec_count;
 }
@@ -140,10 +143,13 @@ TEST(padded_batch_split_back) {
     ib_session *session = reference_session();
     CHECK(session != NULL);
     if (!session) return;
+    int64_t rows = 0;
     /* 3 rows: padded to 4 (a quarter wasted at most), one execution. */
-    CHECK_EQ_INT(gather_rows(session, 3), 1);
+    CHECK_EQ_INT(gather_rows(session, 3, &rows), 1);
+    CHECK_EQ_INT(rows, 4);
     /* 5 rows: padding to 32 would waste most of it, so 4 run now and 1 after. */
-    CHECK_EQ_INT(gather_rows(session, 5), 2);
+    CHECK_EQ_INT(gather_rows(session, 5, &rows), 2);
+    CHECK_EQ_INT(rows, 5);
     ib_session_destroy(session);
 }
 

@@ -175,6 +175,13 @@ expect_status metrics 200 "$URL/metrics"
 grep -q '^nv_inference_request_success{model="mlp",version="1"}' "$TMP/body" && ok || bad "metrics: $(head -c 400 "$TMP/body")"
 grep -Eq '^ib_model_executor_info\{model="mlp",version="1",executor="(compiled|reference)",optimization="[a-z]+"\} 1' "$TMP/body" && ok ||
     bad "executor metric: $(grep executor "$TMP/body")"
+# Rows executed count each execution's padding too: never fewer than the items.
+ROWS=$(sed -n 's/^ib_inference_exec_rows_total{model="mlp",version="1"} //p' "$TMP/body")
+ITEMS=$(sed -n 's/^nv_inference_count{model="mlp",version="1"} //p' "$TMP/body")
+[ -n "$ROWS" ] && [ -n "$ITEMS" ] && [ "$ITEMS" -gt 0 ] && [ "$ROWS" -ge "$ITEMS" ] && ok ||
+    bad "exec rows '$ROWS' vs inference count '$ITEMS'"
+grep -q '^ib_inference_exec_duration_us{model="mlp",version="1"} [1-9]' "$TMP/body" && ok ||
+    bad "exec duration metric: $(grep exec_duration "$TMP/body")"
 
 # ---- Python: values, nested data, binary tensors, concurrency, metrics ----
 PORT=$PORT SRC=$SRC "$PY" - <<'PYEOF' >"$TMP/py.out" 2>&1
@@ -412,6 +419,51 @@ if [ -n "$PORT" ]; then
 else
     bad "server in control mode poll did not start: $(cat "$TMP/log3")"
 fi
+
+# ---- Cache metrics: a cold cache compiles every warmed batch size, a restart loads them ----
+# --compile-all: the example MLP is otherwise too small to be worth a module (and so the
+# cache); the optimised session is built in the background, as by default.
+CREPO=$TMP/cachemetrics
+mkdir -p "$CREPO"
+cp -r "$SRC/examples/model_repository/mlp" "$CREPO/mlp"
+# cache_round NAME: starts a server on $CREPO with its own cache, waits until the optimised
+# session is live, and leaves hits, misses and compile time in HITS MISSES COMPILE_US.
+cache_round() {
+    HITS= MISSES= COMPILE_US=
+    INFERBOOSTER_CACHE_DIR=$TMP/cache_metrics "$BIN" serve --model-repository "$CREPO" --http-port 0 \
+        --threads 1 --compile-all >"$TMP/log4" 2>&1 &
+    SERVER_PID=$!
+    PORT=
+    for _ in $(seq 100); do
+        PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$TMP/log4")
+        [ -n "$PORT" ] && break
+        sleep 0.1
+    done
+    if [ -z "$PORT" ]; then
+        bad "$1: the server did not start: $(tail -3 "$TMP/log4")"
+    else
+        URL=http://127.0.0.1:$PORT
+        for _ in $(seq 600); do
+            curl -s --max-time 5 "$URL/metrics" | grep -q 'ib_model_executor_info{model="mlp",version="1",executor="compiled",optimization="swapped"}' && break
+            sleep 0.2
+        done
+        HITS=$(metric ib_model_cache_hits_total mlp)
+        MISSES=$(metric ib_model_cache_misses_total mlp)
+        COMPILE_US=$(metric ib_model_compile_duration_us mlp)
+    fi
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=
+}
+# The MLP's config warms batch sizes 1, 8, 16 and 32: one executable each.
+cache_round cold
+[ "$HITS" = 0 ] && [ "$MISSES" = 4 ] && ok || bad "cold cache: hits '$HITS', misses '$MISSES' (expected 0 and 4)"
+[ "${COMPILE_US:-0}" -gt 0 ] 2>/dev/null && ok || bad "cold cache: compile duration '$COMPILE_US'"
+COLD_US=${COMPILE_US:-0}
+cache_round warm
+[ "$HITS" = 4 ] && [ "$MISSES" = 0 ] && ok || bad "warm cache: hits '$HITS', misses '$MISSES' (expected 4 and 0)"
+[ "${COMPILE_US:-0}" -gt 0 ] 2>/dev/null && [ "$COMPILE_US" -lt "$COLD_US" ] && ok ||
+    bad "warm cache: compile duration '$COMPILE_US' us, not below the cold $COLD_US us"
 
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]

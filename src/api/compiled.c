@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,8 @@ struct ib__compiled {
     int32_t n_variants;
     char *scratch;       /* mkdtemp directory for generated modules, created on need */
     bool last_reference; /* the last build fell back to the reference executor */
+    /* Variants loaded from the cache / compiled into it (the server's cache metrics). */
+    _Atomic uint64_t cache_hits, cache_misses;
 };
 
 /* ---- Scratch directories ------------------------------------------------------------ */
@@ -218,6 +221,7 @@ static ib_status cached_variant(ib__compiled *c, int64_t batch, ib__plan **plan_
     if (ib__cache_find(cache, key, &e) == IB_OK && e) {
         if (open_entry(c, e, batch, NULL, rt) == IB_OK) {
             *entry = e;
+            atomic_fetch_add(&c->cache_hits, 1);
             return IB_OK;
         }
         /* Damaged in a way only loading shows (weights hash): drop it and rebuild. */
@@ -231,8 +235,9 @@ static ib_status cached_variant(ib__compiled *c, int64_t batch, ib__plan **plan_
     bool needs_module = ib__codegen_fallback_count(plan) < plan->n_kernels;
     if (!needs_module || (!c->compile_all && plan_work(plan) < SMALL_PLAN_WORK)) return IB_OK;
     entry_build b = {plan, IB_OK};
+    bool built = false;
     ib_status st = ib__cache_insert(cache, key, ib__model_cache_label(c->cache),
-                                    ib__model_cache_target(c->cache), build_entry, &b, &e, NULL);
+                                    ib__model_cache_target(c->cache), build_entry, &b, &e, &built);
     if (st && b.status) { /* the compiler failed: no point compiling again */
         ib__plan_destroy(plan);
         *plan_out = NULL;
@@ -249,6 +254,8 @@ static ib_status cached_variant(ib__compiled *c, int64_t batch, ib__plan **plan_
         return st;
     }
     *entry = e;
+    /* Not built here: another process inserted it meanwhile, which is a hit too. */
+    atomic_fetch_add(built ? &c->cache_misses : &c->cache_hits, 1);
     return IB_OK;
 }
 
@@ -508,4 +515,9 @@ ib_status ib__compiled_run(ib__compiled *c, ib__pool *pool, size_t n_inputs,
             return IB_OK;
         }
     return ib__rt_run(rt, pool, n_inputs, input_names, inputs, n_outputs, output_names, outputs);
+}
+
+void ib__compiled_cache_counts(const ib__compiled *c, uint64_t *hits, uint64_t *misses) {
+    *hits = c ? atomic_load(&c->cache_hits) : 0;
+    *misses = c ? atomic_load(&c->cache_misses) : 0;
 }

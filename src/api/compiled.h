@@ -50,6 +50,11 @@ ib_status ib__compiled_run(ib__compiled *c, ib__pool *pool, size_t n_inputs,
 const char *ib__compiled_executor(const ib__compiled *c);
 /* The executable model of a static or artifact session (NULL for per-batch ones). */
 const ib__rt_model *ib__compiled_fixed(const ib__compiled *c);
+/* Executables (one per batch size) loaded from the compiled-model cache (hits) and
+ * compiled into it (misses) since creation; plans not worth a module count neither. */
+void ib__compiled_cache_counts(const ib__compiled *c, uint64_t *hits, uint64_t *misses);
+/* The same for a session's compiled part (0 and 0 on the reference executor). */
+void ib__session_cache_counts(const ib_session *session, uint64_t *hits, uint64_t *misses);
 
 /* ---- Artifacts ---------------------------------------------------------------------- */
 typedef struct ib__compile_report {

@@ -667,3 +667,7 @@ static ib_status reference_run(ib_session *session, const ib_model *m, size_t n_
     env_free(&e);
     return st;
 }
+
+void ib__session_cache_counts(const ib_session *session, uint64_t *hits, uint64_t *misses) {
+    ib__compiled_cache_counts(session ? session->compiled : NULL, hits, misses);
+}

@@ -342,14 +342,17 @@ static void *worker(void *arg) {
         pthread_mutex_unlock(&s->lock);
         finish_cancelled(dropped);
 
+        int64_t rows = batching && s->cfg.pad_batches ? padded_batch(&s->cfg, items) : items;
         uint64_t t0 = ib__now_ns();
         for (ib__infer_request *r = batch; r; r = r->next) r->t_start_ns = t0;
-        execute(s, session, batch, count, items, batching && s->cfg.pad_batches ? padded_batch(&s->cfg, items) : items);
+        execute(s, session, batch, count, items, rows);
         uint64_t t1 = ib__now_ns();
 
         pthread_mutex_lock(&s->lock);
         if (--s->running[gen] == 0) pthread_cond_broadcast(&s->idle);
         s->stats.exec_count++;
+        s->stats.exec_rows += (uint64_t)rows;
+        s->stats.exec_duration_us += (t1 - t0) / 1000u;
         for (ib__infer_request *r = batch; r; r = r->next) {
             r->t_end_ns = t1;
             if (r->status == IB_OK) {

@@ -62,6 +62,8 @@ typedef struct ib__sched_stats {
     uint64_t pending;
     uint64_t session_swaps; /* ib__sched_swap_session calls */
     uint64_t cancelled;     /* requests dropped unrun because their client left (also failures) */
+    uint64_t exec_rows;     /* batch rows executed, padding included (exec_rows - inference_count: padding) */
+    uint64_t exec_duration_us; /* executions' wall time, once per execution (busy time of the instances) */
 } ib__sched_stats;
 
 typedef struct ib__sched ib__sched;

@@ -416,9 +416,33 @@ static void cancelled_line(void *user, ib__served_model *m) {
               (long long)m->version, (unsigned long long)s.cancelled);
 }
 
+static void exec_rows_line(void *user, ib__served_model *m) {
+    ib__sched_stats s;
+    ib__sched_stats_get(m->sched, &s);
+    tb_printf(user, "ib_inference_exec_rows_total{model=\"%s\",version=\"%lld\"} %llu\n", m->name,
+              (long long)m->version, (unsigned long long)s.exec_rows);
+}
+
+static void exec_duration_line(void *user, ib__served_model *m) {
+    ib__sched_stats s;
+    ib__sched_stats_get(m->sched, &s);
+    tb_printf(user, "ib_inference_exec_duration_us{model=\"%s\",version=\"%lld\"} %llu\n", m->name,
+              (long long)m->version, (unsigned long long)s.exec_duration_us);
+}
+
 static void compile_line(void *user, ib__served_model *m) {
     tb_printf(user, "ib_model_compile_duration_us{model=\"%s\",version=\"%lld\"} %llu\n", m->name,
               (long long)m->version, (unsigned long long)atomic_load(&m->compile_us));
+}
+
+static void cache_hits_line(void *user, ib__served_model *m) {
+    tb_printf(user, "ib_model_cache_hits_total{model=\"%s\",version=\"%lld\"} %llu\n", m->name,
+              (long long)m->version, (unsigned long long)atomic_load(&m->cache_hits));
+}
+
+static void cache_misses_line(void *user, ib__served_model *m) {
+    tb_printf(user, "ib_model_cache_misses_total{model=\"%s\",version=\"%lld\"} %llu\n", m->name,
+              (long long)m->version, (unsigned long long)atomic_load(&m->cache_misses));
 }
 
 static enum MHD_Result metrics(conn_ctx *x) {
@@ -438,10 +462,27 @@ static enum MHD_Result metrics(conn_ctx *x) {
     tb_printf(&tb, "# HELP ib_model_compile_duration_us Time spent building and warming the optimised session\n"
                    "# TYPE ib_model_compile_duration_us gauge\n");
     ib__repo_foreach_live(x->srv->repo, compile_line, &tb);
+    tb_printf(&tb, "# HELP ib_model_cache_hits_total Executables of the optimised session (one per warmed batch "
+                   "size) loaded from the compiled-model cache\n"
+                   "# TYPE ib_model_cache_hits_total counter\n");
+    ib__repo_foreach_live(x->srv->repo, cache_hits_line, &tb);
+    tb_printf(&tb, "# HELP ib_model_cache_misses_total Executables of the optimised session compiled because "
+                   "the cache did not hold them\n"
+                   "# TYPE ib_model_cache_misses_total counter\n");
+    ib__repo_foreach_live(x->srv->repo, cache_misses_line, &tb);
     tb_printf(&tb, "# HELP ib_inference_request_cancelled Queued requests dropped unrun because the client "
                    "disconnected (also counted as failures)\n"
                    "# TYPE ib_inference_request_cancelled counter\n");
     ib__repo_foreach_live(x->srv->repo, cancelled_line, &tb);
+    /* Batching at a glance: rows beyond nv_inference_count are padding, and the
+     * duration counted once per execution (not per request) is the instances' busy time. */
+    tb_printf(&tb, "# HELP ib_inference_exec_rows_total Batch rows executed, padding to a warmed batch size included\n"
+                   "# TYPE ib_inference_exec_rows_total counter\n");
+    ib__repo_foreach_live(x->srv->repo, exec_rows_line, &tb);
+    tb_printf(&tb, "# HELP ib_inference_exec_duration_us Cumulative execution time in microseconds, once per "
+                   "execution\n"
+                   "# TYPE ib_inference_exec_duration_us counter\n");
+    ib__repo_foreach_live(x->srv->repo, exec_duration_line, &tb);
     if (tb.oom) {
         ib__free(tb.p);
         return respond_error(x->conn, 500, "out of memory");

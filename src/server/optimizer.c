@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/compiled.h"
 #include "core/core.h"
 
 enum { HANDOFF_RUNNING = 0, HANDOFF_FINISHED, HANDOFF_ORPHANED };
@@ -65,6 +66,13 @@ ib_status ib__optimizer_warm_up(ib__served_model *m, ib_session *session) {
     return IB_OK;
 }
 
+void ib__optimizer_note_cache(ib__served_model *m, const ib_session *session) {
+    uint64_t hits = 0, misses = 0;
+    ib__session_cache_counts(session, &hits, &misses);
+    atomic_store(&m->cache_hits, hits);
+    atomic_store(&m->cache_misses, misses);
+}
+
 typedef struct optimize_job {
     ib__served_model *m;
     ib_session_options options;
@@ -78,6 +86,7 @@ static void *optimize_main(void *arg) {
     ib_status st = ib_session_create(m->model, &job->options, &compiled);
     if (st == IB_OK) st = ib__optimizer_warm_up(m, compiled);
     atomic_store(&m->compile_us, (ib__now_ns() - t0) / 1000u);
+    ib__optimizer_note_cache(m, compiled);
     int state;
     if (st != IB_OK) {
         snprintf(m->optimize_note, sizeof m->optimize_note, "%s", ib_last_error());

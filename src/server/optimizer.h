@@ -18,6 +18,8 @@ typedef enum {
  * inputs, so those compiles happen now rather than on a request's path. Stops early
  * (IB_OK) when m->optimize_cancel is set. */
 ib_status ib__optimizer_warm_up(ib__served_model *m, ib_session *session);
+/* Records in m the cache hits and misses of the session's executables, for /metrics. */
+void ib__optimizer_note_cache(ib__served_model *m, const ib_session *session);
 /* Starts the background thread: builds a session with `options`, warms it, and when it
  * runs compiled code, swaps it in through the scheduler. m->sched must exist. */
 ib_status ib__optimizer_start(ib__served_model *m, const ib_session_options *options);

@@ -304,6 +304,7 @@ static ib_status load_version(ib__repository *r, const char *name, const ib__mod
         uint64_t t0 = ib__now_ns();
         st = ib__optimizer_warm_up(m, m->session);
         atomic_store(&m->compile_us, (ib__now_ns() - t0) / 1000u);
+        ib__optimizer_note_cache(m, m->session);
     }
     if (st == IB_OK) {
         atomic_store(&m->executor, ib_session_executor(m->session));

@@ -34,6 +34,8 @@ typedef struct ib__served_model {
     void (*orphaned)(struct ib__served_model *m);
     void *owner; /* the repository */
     _Atomic uint64_t compile_us; /* building and warming the optimised session */
+    /* Its executables (one per warmed batch size) loaded from / compiled into the cache. */
+    _Atomic uint64_t cache_hits, cache_misses;
     char optimize_note[256];     /* why the reference session stayed, when it did */
     int refs;     /* under the repository lock */
     bool retired; /* replaced or unloaded: destroyed by the last release */
