@@ -282,6 +282,18 @@ wait $c2; r2=$?
 import json, sys
 print(sum(e['name'].startswith('real_3.onnx#') for e in json.load(sys.stdin)))")" = 1 ]
 check "two processes compile the same model at once: one entry, both succeed" $?
+# Cross-compiled artifacts are entries too (keyed by the cross target and its compiler).
+elf_machine() { "$PY" -c "import sys, struct; print(struct.unpack('<H', open(sys.argv[1], 'rb').read()[18:20])[0])" "$1"; }
+run "$CLI" compile "$R"_2.onnx --target aarch64 --batch 1 -o "$T/art_arm1" --json &&
+    grep -q '"cache": "miss"' "$T/out" &&
+    run "$CLI" compile "$R"_2.onnx --target aarch64 --batch 1 -o "$T/art_arm2" --json &&
+    grep -q '"cache": "hit"' "$T/out" && cmp -s "$T/art_arm1/model.so" "$T/art_arm2/model.so" &&
+    [ "$(elf_machine "$T/art_arm2/model.so")" = 183 ] &&
+    arm_key=$(grep -o '"key": "[0-9a-f]*"' "$T/out") &&
+    run "$CLI" compile "$R"_2.onnx --batch 1 -o "$T/art_x86" --json &&
+    [ "$(grep -o '"key": "[0-9a-f]*"' "$T/out")" != "$arm_key" ] &&
+    [ "$(elf_machine "$T/art_x86/model.so")" = 62 ]
+check "aarch64 cross-compile: a miss, then a hit with the same module; the x86 entry stays apart" $?
 
 # ---- kill -9 at random moments of real compiles and evictions --------------------------
 # The four models at batch 1 and 2 (eight keys) through the 3-entry cache: most compiles

@@ -143,7 +143,8 @@ static ib_status check_deployable(const ib__plan *plan) {
 
 ib_status ib__artifact_write_files(const ib__plan *plan, const char *dir, bool keep_source) {
     char path[4300];
-    ib_status st = ib__codegen_build(plan, dir, keep_source);
+    ib_status st = check_deployable(plan); /* for another CPU: every step generated */
+    if (st == IB_OK) st = ib__codegen_build(plan, dir, keep_source);
     if (st == IB_OK) {
         snprintf(path, sizeof path, "%s/weights.bin", dir);
         st = write_all_fsync(path, plan->weights, plan->weights_bytes);
@@ -230,7 +231,7 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
     int32_t tuned_kernels = tuned ? ib__tune_knobs_applied(tuned) : 0;
     ib__tune_knobs_destroy(tuned);
     if (st) return ib__error_prefix(st, "cannot compile: ");
-    st = check_deployable(plan);
+    st = check_deployable(plan); /* before making a directory for it */
     if (st) {
         ib__plan_destroy(plan);
         return st;

@@ -199,8 +199,7 @@ int ib__cmd_compile(int argc, char **argv) {
     bool use_cache = !no_cache && !keep && !ib__model_cache_disabled_by_env();
     if (use_cache) { /* CUDA artifacts are not cached yet: they compile as before */
         ib__target t;
-        if (ib__target_resolve_for_model(target, -1.0, &t) != IB_OK || ib__target_is_cuda(&t) ||
-            !t.is_host) /* nor cross-compiled ones (their plans are checked as deployable) */
+        if (ib__target_resolve_for_model(target, -1.0, &t) != IB_OK || ib__target_is_cuda(&t))
             use_cache = false;
         ib__error_clear();
     }
