@@ -478,6 +478,92 @@ TEST(broken_models_fail_with_a_named_cause) {
 }
 
 /* Shapes that make naive loaders quadratic or recursive: they must load (or fail) fast. */
+/* ModelProto { ..., graph { Relu x -> y, name "g", doc_string graph_doc } } plus `extra`
+ * model-level fields, for the metadata tests. */
+static wbuf relu_model(const char *graph_doc, const wbuf *extra) {
+    wbuf node = {0}, graph = {0}, vi = {0};
+    put_str(&node, 1, "x");
+    put_str(&node, 2, "y");
+    put_str(&node, 4, "Relu");
+    put_len(&graph, 1, node.p, node.n);
+    put_str(&graph, 2, "g");
+    if (graph_doc) put_str(&graph, 10, graph_doc);
+    put_str(&vi, 1, "x");
+    put_len(&graph, 11, vi.p, vi.n);
+    vi.n = 0;
+    put_str(&vi, 1, "y");
+    put_len(&graph, 12, vi.p, vi.n);
+    wbuf m = wrap_model(&graph);
+    if (extra && extra->n) put_bytes(&m, extra->p, extra->n);
+    free(node.p);
+    free(graph.p);
+    free(vi.p);
+    return m;
+}
+
+static void put_prop(wbuf *b, const char *key, const char *value) {
+    wbuf e = {0};
+    if (key) put_str(&e, 1, key);
+    if (value) put_str(&e, 2, value);
+    put_len(b, 14, e.p ? (const void *)e.p : "", e.n);
+    free(e.p);
+}
+
+/* doc strings and metadata_props (what ONNX Runtime's ModelMetadata reports). */
+TEST(doc_strings_and_metadata_props) {
+    wbuf extra = {0};
+    put_str(&extra, 6, "the model's doc");
+    put_prop(&extra, "author", "someone");
+    put_prop(&extra, "license", NULL); /* no value: "" */
+    put_prop(&extra, "author", "someone else");
+    wbuf m = relu_model("graph doc", &extra);
+    ib__onnx_model *model = NULL;
+    CHECK_EQ_INT(ib__onnx_load_bytes(m.p, m.n, NULL, &model), IB_OK);
+    if (model) {
+        CHECK(strcmp(model->doc_string, "the model's doc") == 0);
+        CHECK(strcmp(model->graph_doc_string, "graph doc") == 0);
+        CHECK(model->n_props == 3);
+        if (model->n_props == 3) {
+            CHECK(strcmp(model->prop_keys[0], "author") == 0);
+            CHECK(strcmp(model->prop_values[0], "someone") == 0);
+            CHECK(strcmp(model->prop_keys[1], "license") == 0);
+            CHECK(strcmp(model->prop_values[1], "") == 0);
+            CHECK(strcmp(model->prop_values[2], "someone else") == 0);
+        }
+    }
+    ib__onnx_model_destroy(model);
+    free(m.p);
+
+    /* None of them: empty strings, no props. */
+    m = relu_model(NULL, NULL);
+    model = NULL;
+    CHECK_EQ_INT(ib__onnx_load_bytes(m.p, m.n, NULL, &model), IB_OK);
+    if (model) {
+        CHECK(strcmp(model->doc_string, "") == 0 && strcmp(model->graph_doc_string, "") == 0);
+        CHECK(model->n_props == 0);
+    }
+    ib__onnx_model_destroy(model);
+    free(m.p);
+
+    /* A key that is not a string, and a doc_string that is not one: named errors. */
+    extra.n = 0;
+    wbuf e = {0};
+    put_int(&e, 1, 7);
+    put_len(&extra, 14, e.p, e.n);
+    m = relu_model(NULL, &extra);
+    CHECK_EQ_INT(load_wbuf(&m), IB_ERR_INVALID_MODEL);
+    CHECK(strstr(ib_last_error(), "metadata_props #0") != NULL);
+    free(m.p);
+    extra.n = 0;
+    put_int(&extra, 6, 1);
+    m = relu_model(NULL, &extra);
+    CHECK_EQ_INT(load_wbuf(&m), IB_ERR_INVALID_MODEL);
+    CHECK(strstr(ib_last_error(), "doc_string") != NULL);
+    free(m.p);
+    free(e.p);
+    free(extra.p);
+}
+
 TEST(hostile_shapes_stay_cheap) {
     enum { N = 100000 };
     char name[32];
@@ -782,6 +868,7 @@ int main(void) {
     RUN(subgraphs_resolve_outer_values);
     RUN(every_attribute_kind);
     RUN(broken_models_fail_with_a_named_cause);
+    RUN(doc_strings_and_metadata_props);
     RUN(hostile_shapes_stay_cheap);
     RUN(truncations_and_corruptions_never_crash);
     RUN(out_of_memory_at_every_allocation);

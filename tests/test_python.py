@@ -73,6 +73,166 @@ def session_describes_inputs_outputs():
     assert s.executor in ("compiled", "reference"), s.executor
 
 
+def _metadata_model():
+    """A Relu model made with onnx.helper carrying everything ONNX Runtime's
+    ModelMetadata reports, non-ASCII text and a repeated metadata key included."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu_graph", [x], [y],
+                              doc_string="the graph: one Relu")
+    model = helper.make_model(graph, producer_name="meta-maker", producer_version="2.5",
+                              domain="ai.example", model_version=42,
+                              doc_string="A model with doc strings, \u00e9t\u00e9 \u2713",
+                              opset_imports=[helper.make_opsetid("", 13)])
+    for k, v in (("author", "someone"), ("license", ""), ("note", "na\u00efve"),
+                 ("author", "someone else")):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    return model
+
+
+def _ort_metadata(proto):
+    """What onnxruntime's get_modelmeta() gives for `proto` (onnxruntime is not installed
+    here): core/session/inference_session.cc fills ModelMetadata from these fields, and
+    core/graph/model.cc maps metadata_props one by one, so a repeated key keeps its last
+    value."""
+    return {"producer_name": proto.producer_name, "graph_name": proto.graph.name,
+            "domain": proto.domain, "description": proto.doc_string,
+            "graph_description": proto.graph.doc_string, "version": proto.model_version,
+            "custom_metadata_map": {p.key: p.value for p in proto.metadata_props}}
+
+
+@test
+def session_modelmeta_matches_onnx_runtime():
+    proto = _metadata_model()
+    want = _ort_metadata(proto)
+    assert want["custom_metadata_map"]["author"] == "someone else"  # the proto is as meant
+    data = proto.SerializeToString()
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "meta.onnx")
+        with open(path, "wb") as f:
+            f.write(data)
+        for source in (path, data):
+            md = inferbooster.InferenceSession(source).get_modelmeta()
+            got = {k: getattr(md, k) for k in want}
+            assert got == want, (got, want)
+            assert (md.producer_version, md.ir_version, md.opset) == (
+                "2.5", proto.ir_version, 13), md
+    # A model without any of them: empty strings, an empty map, version 0.
+    bare = inferbooster.InferenceSession(
+        _bare_relu_model().SerializeToString()).get_modelmeta()
+    assert (bare.description, bare.graph_description, bare.custom_metadata_map,
+            bare.version, bare.domain) == ("", "", {}, 0, ""), bare
+
+
+def _bare_relu_model():
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@test
+def session_modelmeta_loads_a_model_it_does_not_hold():
+    """A session on a file holds no ib_model (a cache hit need not parse the file):
+    get_modelmeta() loads the model then, once, and keeps it; a file gone by then is the
+    library's error, as an exception."""
+    proto = _metadata_model()
+    want = _ort_metadata(proto)
+    x = np.array([[-1, 2, -3], [4, -5, 6]], np.float32)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "meta.onnx")
+        with open(path, "wb") as f:
+            f.write(proto.SerializeToString())
+        s = inferbooster.InferenceSession(path)
+        assert s._model is None
+        md = s.get_modelmeta()
+        assert {k: getattr(md, k) for k in want} == want, md
+        loaded = s._model
+        assert loaded is not None
+        s.get_modelmeta()
+        assert s._model is loaded  # kept, not loaded again
+        assert np.array_equal(s.run(None, {"x": x})[0], np.maximum(x, 0))
+        gone = inferbooster.InferenceSession(path)
+    expect_raises(inferbooster.NoSuchFile, gone.get_modelmeta, "meta.onnx")
+    assert np.array_equal(gone.run(None, {"x": x})[0], np.maximum(x, 0))  # still runs
+
+
+# A script a fresh /usr/bin/python3 runs: a session on argv[1], run on seeded inputs, the
+# outputs saved to argv[2] and the executor printed.
+_CACHE_CHILD = r"""
+import sys
+import numpy as np
+import inferbooster
+s = inferbooster.InferenceSession(sys.argv[1])
+rng = np.random.default_rng(7)
+feed = {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in s.get_inputs()}
+outs = s.run(None, feed)
+np.savez(sys.argv[2], *outs)
+print(s.executor)
+"""
+
+
+def _compiling_model(path):
+    """Two MatMuls of 64x256 by 256x256 (17 MFLOP a run): enough work that a session
+    compiles it (the library runs models under 2 MFLOP on the reference executor)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    w1 = numpy_helper.from_array(rng.standard_normal((256, 256)).astype(np.float32) / 16, "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((256, 64)).astype(np.float32) / 16, "w2")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 256])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["y"])], "cache_mlp", [x], [y], [w1, w2])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def _cache_cli(cache_dir, *args):
+    import json
+
+    cli = os.environ.get("INFERBOOSTER_CLI") or os.path.join(ROOT, "build", "inferbooster")
+    r = subprocess.run([cli, "cache", *args, "--json", "--cache-dir", cache_dir],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@test
+def session_second_process_hits_the_cache():
+    """Process 1 compiles a model into a test-private cache; process 2, a fresh
+    /usr/bin/python3, loads it from there (the cache's hit count and the entry's use
+    frequency say so) and gives identical outputs."""
+    with tempfile.TemporaryDirectory() as d:
+        model, cache = os.path.join(d, "model.onnx"), os.path.join(d, "cache")
+        _compiling_model(model)
+        env = dict(os.environ, INFERBOOSTER_CACHE_DIR=cache)
+        env.pop("INFERBOOSTER_NO_CACHE", None)
+        results = []
+        for k in range(2):
+            out = os.path.join(d, "out%d.npz" % k)
+            r = subprocess.run(["/usr/bin/python3", "-c", _CACHE_CHILD, model, out],
+                               capture_output=True, text=True, timeout=300, env=env)
+            assert r.returncode == 0, r.stderr[-2000:]
+            assert r.stdout.strip() == "compiled", r.stdout
+            stats = _cache_cli(cache, "stats")
+            (entry,) = _cache_cli(cache, "ls")
+            results.append((stats, entry, np.load(out)))
+        (s1, e1, o1), (s2, e2, o2) = results
+        assert (s1["entries"], s1["hits"], s1["misses"]) == (1, 0, 1), s1
+        assert (s2["entries"], s2["hits"], s2["misses"]) == (1, 1, 1), s2
+        assert e1["key"] == e2["key"] and e2["freq"] == e1["freq"] + 1, (e1, e2)
+        assert list(o1.keys()) == list(o2.keys()) == ["arr_0"]
+        assert o1["arr_0"].shape == (64, 64) and np.array_equal(o1["arr_0"], o2["arr_0"])
+
+
 def _read_pb(path):
     from onnx import TensorProto, numpy_helper
 

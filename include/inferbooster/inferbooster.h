@@ -123,7 +123,8 @@ size_t ib_model_output_count(const ib_model *model);
 ib_status ib_model_input_info(const ib_model *model, size_t index, ib_value_info *out_info);
 ib_status ib_model_output_info(const ib_model *model, size_t index, ib_value_info *out_info);
 
-/* Model-level metadata. Strings are owned by the model ("" when the file has none). */
+/* Model-level metadata. Strings and arrays are owned by the model ("" when the file has
+ * none), so they live as long as it does. */
 typedef struct ib_model_metadata {
     const char *producer_name;
     const char *producer_version;
@@ -131,7 +132,12 @@ typedef struct ib_model_metadata {
     const char *graph_name;
     int64_t model_version;
     int64_t ir_version;
-    int64_t opset; /* of the default ONNX domain */
+    int64_t opset;                  /* of the default ONNX domain */
+    const char *doc_string;         /* the model's doc_string (ONNX Runtime's description) */
+    const char *graph_doc_string;   /* the main graph's doc_string (graph_description) */
+    size_t n_props;                 /* the model's metadata_props, in file order: */
+    const char *const *prop_keys;   /*   n_props keys (a key may repeat: the file's order */
+    const char *const *prop_values; /*   is kept, so the last one is ONNX Runtime's) */
 } ib_model_metadata;
 
 ib_status ib_model_get_metadata(const ib_model *model, ib_model_metadata *out_metadata);

@@ -66,6 +66,11 @@ class ModelMetadata(ctypes.Structure):
         ("model_version", ctypes.c_int64),
         ("ir_version", ctypes.c_int64),
         ("opset", ctypes.c_int64),
+        ("doc_string", ctypes.c_char_p),
+        ("graph_doc_string", ctypes.c_char_p),
+        ("n_props", ctypes.c_size_t),
+        ("prop_keys", ctypes.POINTER(ctypes.c_char_p)),
+        ("prop_values", ctypes.POINTER(ctypes.c_char_p)),
     ]
 
 

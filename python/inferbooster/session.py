@@ -3,6 +3,7 @@ load a model, describe its inputs/outputs/metadata, run it on NumPy arrays."""
 
 import ctypes
 import os
+import threading
 
 import numpy as np
 
@@ -136,9 +137,11 @@ def _node_arg(info):
 
 
 class ModelMetadata:
-    """get_modelmeta(): what ONNX Runtime's ModelMetadata holds. The library does not
-    keep the model's doc_string or metadata_props, so description and
-    custom_metadata_map are empty."""
+    """get_modelmeta(): what ONNX Runtime's ModelMetadata holds: producer_name,
+    graph_name, domain, description (the model's doc_string), graph_description (the
+    graph's doc_string), version (model_version) and custom_metadata_map (the model's
+    metadata_props; where a key repeats, the last value, as ONNX Runtime keeps it). Also
+    producer_version, ir_version and opset, which ONNX Runtime does not give."""
 
     def __init__(self, producer_name="", graph_name="", domain="", description="",
                  graph_description="", version=0, custom_metadata_map=None,
@@ -195,6 +198,9 @@ class RunOptions:
         self.run_tag = ""
         self.terminate = False
 
+
+# Serialises lazy model loads (get_modelmeta on a session made without an ib_model).
+_MODEL_LOAD_LOCK = threading.Lock()
 
 PROVIDERS = ["InferBoosterExecutionProvider", "CPUExecutionProvider"]
 
@@ -348,11 +354,22 @@ class InferenceSession:
         return []
 
     def _model_handle(self):
-        """The parsed model: a session made from a file may not hold one (a cache hit
-        skips parsing), so it is loaded on first need and kept."""
-        if self._model is None:
+        """The session's ib_model; loaded now (and kept) when the session was made without
+        one (a cache hit need not parse the model)."""
+        if self._model is not None:
+            return self._model
+        with _MODEL_LOAD_LOCK:
+            if self._model is not None:
+                return self._model
             model = ctypes.c_void_p()
-            st = _lib.ib_model_load_file(os.fsencode(self._model_path), ctypes.byref(model))
+            if self._model_bytes is not None:
+                st = _lib.ib_model_load_bytes(self._model_bytes, len(self._model_bytes), None,
+                                              ctypes.byref(model))
+            elif self._model_path is not None:
+                st = _lib.ib_model_load_file(os.fsencode(self._model_path), ctypes.byref(model))
+            else:
+                raise InvalidArgument("[InferBooster] IB_ERR_INVALID_ARGUMENT: the session "
+                                      "has no model to describe", "IB_ERR_INVALID_ARGUMENT")
             if st:
                 _raise(st)
             self._model = model
@@ -369,8 +386,13 @@ class InferenceSession:
         def s(b):
             return b.decode("utf-8", "replace") if b else ""
 
+        props = {}
+        for i in range(md.n_props):  # file order: a repeated key keeps its last value
+            props[s(md.prop_keys[i])] = s(md.prop_values[i])
         return ModelMetadata(producer_name=s(md.producer_name), graph_name=s(md.graph_name),
-                             domain=s(md.domain), version=int(md.model_version),
+                             domain=s(md.domain), description=s(md.doc_string),
+                             graph_description=s(md.graph_doc_string),
+                             version=int(md.model_version), custom_metadata_map=props,
                              producer_version=s(md.producer_version),
                              ir_version=int(md.ir_version), opset=int(md.opset))
 

@@ -1,5 +1,5 @@
-/* The public view of a model's metadata (producer, domain, graph name, versions), for
- * bindings such as the Python package's get_modelmeta(). */
+/* The public view of a model's metadata (producer, domain, graph name, versions, doc
+ * strings, metadata_props), for bindings such as the Python package's get_modelmeta(). */
 #include <string.h>
 
 #include "api/model_internal.h"
@@ -17,6 +17,11 @@ ib_status ib_model_get_metadata(const ib_model *model, ib_model_metadata *out_me
     md.model_version = onnx->model_version;
     md.ir_version = onnx->ir_version;
     md.opset = model->graph->opset;
+    md.doc_string = onnx->doc_string ? onnx->doc_string : "";
+    md.graph_doc_string = onnx->graph_doc_string ? onnx->graph_doc_string : "";
+    md.n_props = onnx->n_props;
+    md.prop_keys = onnx->prop_keys;
+    md.prop_values = onnx->prop_values;
     *out_metadata = md;
     return IB_OK;
 }

@@ -594,6 +594,7 @@ static ib_status build_graph(load_ctx *c, const Onnx__GraphProto *gp, const span
 
 typedef struct root_parts {
     span_list nodes, inits, inputs, outputs, value_infos;
+    span doc; /* doc_string; the last one written wins, as in protobuf */
     size_t n_sparse;
     Onnx__NodeProto **node;
     Onnx__ValueInfoProto **input, **output, **value_info;
@@ -636,11 +637,17 @@ static ib_status collect_root(const uint8_t *buf, size_t len, root_parts *r, cha
             field = "sparse_initializer";
             r->n_sparse++;
             break;
+        case 10:
+            field = "doc_string";
+            break;
         default:
             continue;
         }
         IB_TRY(want_wire("graph", field, &f, IB_WIRE_LEN));
-        if (l) {
+        if (f.number == 10) {
+            r->doc.p = f.data;
+            r->doc.n = f.len;
+        } else if (l) {
             IB_TRY(span_push(l, f.data, f.len));
         } else if (f.number == 2) {
             char *s = ib__realloc(*name, f.len + 1);
@@ -679,6 +686,13 @@ static ib_status load_root_graph(load_ctx *c, const uint8_t *buf, size_t len) {
     memset(&r, 0, sizeof r);
     char *name = NULL;
     ib_status st = collect_root(buf, len, &r, &name);
+    if (st == IB_OK) {
+        char *doc = ib__arena_strndup(c->arena, (const char *)r.doc.p, r.doc.n);
+        if (doc)
+            c->model->graph_doc_string = doc;
+        else
+            st = oom("graph");
+    }
     if (st == IB_OK && r.n_sparse)
         st = ib__error(IB_ERR_UNSUPPORTED, "graph: sparse initializers are not supported");
     if (st == IB_OK) {
@@ -736,12 +750,46 @@ static ib_status model_string(load_ctx *c, const ib__wire_field *f, const char *
 }
 
 
+/* metadata_props: each StringStringEntryProto {key = 1, value = 2} into arena strings. */
+static ib_status add_props(load_ctx *c, const span_list *spans) {
+    ib__onnx_model *m = c->model;
+    if (!spans->count) return IB_OK;
+    m->prop_keys = ib__arena_alloc(c->arena, spans->count * sizeof *m->prop_keys);
+    m->prop_values = ib__arena_alloc(c->arena, spans->count * sizeof *m->prop_values);
+    if (!m->prop_keys || !m->prop_values) return oom("model");
+    for (size_t i = 0; i < spans->count; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "model: metadata_props #%zu", i);
+        span key = {NULL, 0}, value = {NULL, 0};
+        size_t pos = 0;
+        for (;;) {
+            ib__wire_field f;
+            bool more;
+            IB_TRY(ib__wire_next(spans->items[i].p, spans->items[i].n, &pos, &f, &more, what));
+            if (!more) break;
+            if (f.number != 1 && f.number != 2) continue;
+            IB_TRY(want_wire(what, f.number == 1 ? "key" : "value", &f, IB_WIRE_LEN));
+            span *dst = f.number == 1 ? &key : &value;
+            dst->p = f.data;
+            dst->n = f.len;
+        }
+        char *k = ib__arena_strndup(c->arena, (const char *)key.p, key.n);
+        char *v = ib__arena_strndup(c->arena, (const char *)value.p, value.n);
+        if (!k || !v) return oom("model");
+        m->prop_keys[i] = k;
+        m->prop_values[i] = v;
+    }
+    m->n_props = spans->count;
+    return IB_OK;
+}
+
 static ib_status load_model(load_ctx *c, const uint8_t *buf, size_t len) {
     ib__onnx_model *m = c->model;
     m->producer_name = m->producer_version = m->domain = "";
+    m->doc_string = m->graph_doc_string = "";
     span graph = {NULL, 0};
     bool have_graph = false;
-    span_list opsets = {NULL, 0, 0};
+    span_list opsets = {NULL, 0, 0}, props = {NULL, 0, 0};
     size_t pos = 0;
     ib_status st = IB_OK;
     for (;;) {
@@ -782,8 +830,16 @@ static ib_status load_model(load_ctx *c, const uint8_t *buf, size_t len) {
             st = want_wire("model", "opset_import", &f, IB_WIRE_LEN);
             if (!st) st = span_push(&opsets, f.data, f.len);
             break;
+        case 6:
+            st = want_wire("model", "doc_string", &f, IB_WIRE_LEN);
+            if (!st) st = model_string(c, &f, &m->doc_string);
+            break;
+        case 14:
+            st = want_wire("model", "metadata_props", &f, IB_WIRE_LEN);
+            if (!st) st = span_push(&props, f.data, f.len);
+            break;
         default:
-            break; /* doc_string, metadata, functions, training info: not needed */
+            break; /* functions, training info: not needed */
         }
         if (st) break;
     }
@@ -793,7 +849,9 @@ static ib_status load_model(load_ctx *c, const uint8_t *buf, size_t len) {
         st = ib__error(IB_ERR_INVALID_MODEL, "model: ir_version %" PRId64 " is invalid",
                        m->ir_version);
     if (st == IB_OK) st = add_opsets(c, &opsets);
+    if (st == IB_OK) st = add_props(c, &props);
     ib__free(opsets.items);
+    ib__free(props.items);
     IB_TRY(st);
     ib__graph *root = m->graph;
     root->ir_version = (int32_t)m->ir_version;

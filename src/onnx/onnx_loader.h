@@ -21,6 +21,11 @@ typedef struct ib__onnx_model {
     const char *producer_version;
     const char *domain;
     int64_t model_version;
+    const char *doc_string;       /* ModelProto.doc_string ("" when absent) */
+    const char *graph_doc_string; /* the main graph's doc_string ("" when absent) */
+    /* ModelProto.metadata_props in file order (duplicate keys kept as written). */
+    size_t n_props;
+    const char **prop_keys, **prop_values;
     int32_t n_opsets;
     ib__opset_import *opsets;
     size_t weight_bytes_mapped; /* initializer bytes used in place from a mapping */
