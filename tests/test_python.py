@@ -567,14 +567,19 @@ def torch_resnet18_and_transformer():
     want_encoder = _native(encoder, tokens)
     with _Interposed(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        # Both are large enough to compile in the background (ResNet-18's weights, the
+        # encoder's node count): the first call returns at once, PyTorch runs until the
+        # compile is done.
         with torch.inference_mode():
             resnet(x)
+            assert ib_torch.wait_compiles(timeout=600)
             got = resnet(x)
         assert ib_torch.stats(resnet)["compiled_calls"] == 1, ib_torch.stats(resnet)
         assert torch.allclose(got, want_resnet, atol=1e-4, rtol=0), \
             (got - want_resnet).abs().max()
         with torch.no_grad():
             encoder(tokens)
+            assert ib_torch.wait_compiles(timeout=600)
             got = encoder(tokens)
         assert ib_torch.stats(encoder)["compiled_calls"] == 1, ib_torch.stats(encoder)
         assert torch.allclose(got, want_encoder, atol=1e-4, rtol=0)
@@ -585,6 +590,135 @@ def torch_resnet18_and_transformer():
     with torch.no_grad():
         got = fast(other)
     assert torch.allclose(got, _native(encoder, other), atol=1e-4, rtol=0)
+
+
+class _BackgroundCompiles:
+    """INFERBOOSTER_TORCH_BACKGROUND=always and a private, empty compiled-model cache (so
+    each compile really runs the C compiler and takes a while), under interposition."""
+
+    def __enter__(self):
+        self._dir = tempfile.TemporaryDirectory()
+        self._saved = {k: os.environ.get(k) for k in ("INFERBOOSTER_TORCH_BACKGROUND",
+                                                      "INFERBOOSTER_CACHE_DIR")}
+        os.environ["INFERBOOSTER_TORCH_BACKGROUND"] = "always"
+        os.environ["INFERBOOSTER_CACHE_DIR"] = self._dir.name
+        inferbooster.interpose(onnxruntime=False)
+        return self
+
+    def __exit__(self, *exc):
+        from inferbooster import torch as ib_torch
+
+        ib_torch.wait_compiles(timeout=600)
+        interposition.uninstall()
+        for k, v in self._saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self._dir.cleanup()
+        return False
+
+
+def _wide_mlp():
+    """17 MFLOP a call on a (64, 256) input: a model the library compiles."""
+    import torch
+
+    torch.manual_seed(1)
+    return torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(),
+                               torch.nn.Linear(256, 64)).eval()
+
+
+@test
+def torch_large_capture_compiles_in_background():
+    """A capture that compiles in the background: the first calls return PyTorch's
+    results at once while the compile runs, later calls switch to the compiled session;
+    every result within 1e-4 of PyTorch's, no warning, no exception."""
+    import time
+
+    import torch
+
+    from inferbooster import torch as ib_torch
+
+    assert ib_torch._compiles_in_background(b"") is False  # by size alone: small
+    m = _wide_mlp()
+    x = torch.randn(64, 256)
+    want = _native(m, x)
+    with _BackgroundCompiles(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            got = [m(x)]
+            first_s = time.perf_counter() - t0
+            st = ib_torch.stats(m)
+            assert st["pending"] == 1 and st["signatures"] == 0, st
+            deadline = time.monotonic() + 600
+            while ib_torch.stats(m)["pending"] and time.monotonic() < deadline:
+                got.append(m(x))
+            st = ib_torch.stats(m)
+            assert st["pending"] == 0 and st["signatures"] == 1 and st["captures"] == 1, st
+            native_while_compiling = st["native_calls"]
+            assert native_while_compiling >= 1, st
+            comp = ib_torch._states[m].compiled[((torch.float32, torch.Size([64, 256])),)]
+            assert comp.session.executor == "compiled", comp.session.executor
+            for _ in range(3):
+                got.append(m(x))
+            st = ib_torch.stats(m)
+            assert st["compiled_calls"] == 3 and st["native_calls"] == native_while_compiling, st
+        for g in got:
+            assert torch.allclose(g, want, atol=1e-4, rtol=0), (g - want).abs().max()
+    assert not [w for w in caught if issubclass(w.category, ib_torch.FallbackWarning)], \
+        [str(w.message) for w in caught]
+    print("    first call %.0f ms, %d native calls while compiling, then compiled"
+          % (first_s * 1e3, native_while_compiling))
+
+
+@test
+def torch_background_compile_failures_and_weight_changes():
+    """A background compile that fails its check warns once, from the next call in the
+    user's thread, and the module stays in PyTorch; weights changed while a compile runs
+    discard it, and the recapture gives the new weights' results."""
+    import torch
+
+    from inferbooster import torch as ib_torch
+
+    class Branchy(torch.nn.Module):  # value-dependent control flow: the check fails
+        def forward(self, x):
+            return x * 2 if x.sum() > 0 else x - 1
+
+    branchy = Branchy().eval()
+    x = torch.full((2, 8), 3.0)
+    with _BackgroundCompiles(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            outs = [branchy(x)]
+            assert ib_torch.wait_compiles(timeout=600)
+            outs += [branchy(x), branchy(-x)]
+    ours = [w for w in caught if issubclass(w.category, ib_torch.FallbackWarning)]
+    assert len(ours) == 1 and "Branchy" in str(ours[0].message), \
+        [str(w.message) for w in caught]
+    assert ours[0].filename == __file__, ours[0].filename  # names the user's line
+    assert torch.equal(outs[0], x * 2) and torch.equal(outs[1], x * 2)
+    assert torch.equal(outs[2], -x - 1)
+    st = ib_torch.stats(branchy)
+    assert st["compiled_calls"] == 0 and st["signatures"] == 0 and st["pending"] == 0, st
+
+    m = _wide_mlp()
+    x = torch.randn(64, 256)
+    with _BackgroundCompiles(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            m(x)  # compiling the old weights now
+            m[0].weight.mul_(-1)
+            want = _native(m, x)
+            got = [m(x)]  # recaptured: another background compile
+            assert ib_torch.wait_compiles(timeout=600)
+            got += [m(x), m(x)]
+        st = ib_torch.stats(m)
+        assert st["signatures"] == 1 and st["captures"] == 1 and st["compiled_calls"] == 2, st
+        for g in got:
+            assert torch.allclose(g, want, atol=1e-4, rtol=0), (g - want).abs().max()
+    assert not [w for w in caught if issubclass(w.category, ib_torch.FallbackWarning)], \
+        [str(w.message) for w in caught]
 
 
 @test
