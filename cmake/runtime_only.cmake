@@ -23,3 +23,11 @@ target_link_libraries(inferbooster_run PRIVATE inferbooster_runtime)
 if(CMAKE_BUILD_TYPE STREQUAL "Release" OR CMAKE_BUILD_TYPE STREQUAL "MinSizeRel")
   target_link_options(inferbooster_run PRIVATE -s)  # deployed: no symbols
 endif()
+
+# The measurement agent a tuner on another machine sends candidates to (tune --agent).
+add_executable(inferbooster_agent src/runner/inferbooster_agent.c src/tune/measure_job.c)
+set_target_properties(inferbooster_agent PROPERTIES OUTPUT_NAME inferbooster-agent
+                      RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+target_compile_options(inferbooster_agent PRIVATE ${IB_WARNINGS})
+target_compile_definitions(inferbooster_agent PRIVATE _GNU_SOURCE)
+target_link_libraries(inferbooster_agent PRIVATE inferbooster_runtime)

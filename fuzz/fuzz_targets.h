@@ -16,6 +16,8 @@ ib_status ib__fuzz_model_run(const uint8_t *data, size_t size);
  * line, the body) against a small built-in model; when it decodes, runs it on the
  * reference executor and encodes the response. *http_code: 0 or the refusal's status. */
 ib_status ib__fuzz_infer_request(const uint8_t *data, size_t size, int *http_code);
+/* Parses `data` as a measurement job (the agent's standard input). */
+ib_status ib__fuzz_measure_job(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #endif /* IB_FUZZ_TARGETS_H */

@@ -140,9 +140,37 @@ TEST(infer_request_corpus) {
     CHECK(c.refused >= 15);
 }
 
+/* The measurement job corpus: valid_* seeds must parse, bad_* must be refused. */
+static void job_file(void *ctx, const char *name, const unsigned char *data, size_t size) {
+    counts *c = ctx;
+    ib_status s = ib__fuzz_measure_job(data, size);
+    if (named(name, "valid_")) {
+        c->valid++;
+        if (s != IB_OK) {
+            fprintf(stderr, "  %s: refused: %s\n", name, ib_last_error());
+            ib_test_failed_checks++;
+        }
+    } else if (named(name, "bad_")) {
+        c->refused++;
+        if (s == IB_OK) {
+            fprintf(stderr, "  %s: accepted\n", name);
+            ib_test_failed_checks++;
+        }
+    }
+}
+
+TEST(measure_job_corpus) {
+    counts c = {0, 0, 0, 0};
+    int files = each_corpus_file(IB_SOURCE_DIR "/fuzz/corpus/measure_job", job_file, &c);
+    printf("     %d files: %d valid jobs parsed, %d bad ones refused\n", files, c.valid, c.refused);
+    CHECK(c.valid >= 2);
+    CHECK(c.refused >= 6);
+}
+
 int main(void) {
     RUN(model_loader_corpus);
     RUN(model_run_corpus);
     RUN(infer_request_corpus);
+    RUN(measure_job_corpus);
     TEST_SUMMARY();
 }

@@ -17,7 +17,12 @@ static void usage(FILE *f) {
             "  --trials N       measured configurations per workload (default 64)\n"
             "  --budget T       overall time limit: 90s, 20m, 1h (default: none)\n"
             "  --batch N        size of the symbolic batch dimension (default 1)\n"
-            "  --target T       host (default); tuning measures on this machine\n"
+            "  --target T       host (default), or any compile target with --agent\n"
+            "  --agent CMD      measure on the target through a measurement agent: CMD runs\n"
+            "                   inferbooster-agent there (split at spaces, no shell), e.g.\n"
+            "                   'qemu-aarch64 -L /usr/aarch64-linux-gnu build-aarch64/\n"
+            "                   inferbooster-agent' (checks only: emulated times mean\n"
+            "                   nothing) or 'ssh board inferbooster-agent'\n"
             "  --db PATH        tuning database (default: <cache dir>/tuning.jsonl)\n"
             "  --threads N      threads the kernels run on while measured (default: all)\n"
             "  --seed N         random seed of the search (default 1)\n"
@@ -84,7 +89,7 @@ static void print_tasks(const ib__tune_taskset *ts, const ib__tune_db *db, const
 
 int ib__cmd_tune(int argc, char **argv) {
     const char *model_path = NULL, *target_name = NULL, *db_path = NULL;
-    const char *export_path = NULL, *import_path = NULL;
+    const char *export_path = NULL, *import_path = NULL, *agent = NULL;
     long long trials = 64, batch = 1, threads = 0, seed = 1;
     double budget = 0;
     bool list = false, json = false;
@@ -101,6 +106,9 @@ int ib__cmd_tune(int argc, char **argv) {
         } else if ((m = ib__cli_option(argc, argv, &i, "--db", &v)) != 0) {
             if (m < 0) return IB_EXIT_USAGE;
             db_path = v;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--agent", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            agent = v;
         } else if ((m = ib__cli_option(argc, argv, &i, "--export", &v)) != 0) {
             if (m < 0) return IB_EXIT_USAGE;
             export_path = v;
@@ -174,9 +182,10 @@ int ib__cmd_tune(int argc, char **argv) {
         rc = ib__cli_fail(s, "tune");
         goto done;
     }
-    if (!target.is_host && !list) {
-        rc = ib__cli_usage_error("tune: target %s cannot run on this machine; tuning measures "
-                                 "here (--list-tasks works for any target)", target.name);
+    if (!target.is_host && !list && !agent) {
+        rc = ib__cli_usage_error("tune: target %s cannot run on this machine: measure on it "
+                                 "with --agent CMD (--list-tasks works for any target)",
+                                 target.name);
         goto done;
     }
     if (threads > 0) target.num_cores = (int32_t)threads;
@@ -206,6 +215,7 @@ int ib__cmd_tune(int argc, char **argv) {
         o.measure.threads = (int32_t)threads;
         o.measure.repeats = 7;
         o.measure.priority = true;
+        o.measure.agent = agent;
         o.log = stdout;
         ib__tune_summary *sum = ib__calloc((size_t)(ts->n ? ts->n : 1), sizeof *sum);
         if (!sum) s = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");

@@ -21,18 +21,11 @@
 #include "codegen/emit_common.h"
 #include "codegen/toolchain.h"
 #include "inferbooster/kernel_abi.h"
+#include "tune/measure_job.h"
 #include "tune/tune.h"
 
-#define REF_INDEX (-1)
-
-/* What the child reports through its pipe; one write() each (below PIPE_BUF). */
-typedef struct msg {
-    int32_t idx;  /* candidate, or REF_INDEX */
-    int32_t kind; /* 0: starting idx, 1: result of idx */
-    int32_t ok;
-    double ms;
-    char note[64];
-} msg;
+#define REF_INDEX IB_MEASURE_REF
+_Static_assert(3 * IB_MAX_KERNEL_ARGS <= IB_MEASURE_MAX_ARGS, "a kernel's arguments fit a job");
 
 static double now_s(void) {
     struct timespec t;
@@ -102,243 +95,175 @@ static ib_status write_text(const char *path, const ib__sb *sb) {
     return IB_OK;
 }
 
-/* ---- the child ---------------------------------------------------------------------------- */
+/* ---- the measuring process ------------------------------------------------------------- */
 
-typedef int (*entry_fn)(int32_t, const ib_kernel_abi *, void *const *);
-
-static void child_parallel_for(void *pool, int64_t n, ib_kernel_range_fn fn, void *ctx) {
-    ib__parallel_for(pool, n, fn, ctx);
-}
-
-static int child_fallback(void *user, int32_t step, void *const *buffers) {
-    (void)user;
-    (void)step;
-    (void)buffers;
-    return 1; /* a template kernel never falls back */
-}
-
-static void send_msg(int fd, int32_t idx, int32_t kind, bool ok, double ms, const char *note) {
-    msg m;
-    memset(&m, 0, sizeof m);
-    m.idx = idx;
-    m.kind = kind;
-    m.ok = ok;
-    m.ms = ms;
-    snprintf(m.note, sizeof m.note, "%s", note ? note : "");
-    ssize_t w = write(fd, &m, sizeof m);
-    (void)w;
-}
-
-static int dcmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Logical elements of out[0] that differ by more than 1e-4 relative (NCHWc padding
- * lanes are not compared: no reader sees them). */
-static bool outputs_match(const ib__pbuf *ob, const float *want, const float *got, char *why,
-                          size_t cap) {
-    size_t n = ob->nbytes / sizeof(float);
-    int64_t C = ob->rank == 4 ? ob->dims[1] : 0, HW = ob->rank == 4 ? ob->dims[2] * ob->dims[3] : 0;
-    int64_t B = ob->layout == IB_LAYOUT_NCHWC ? ob->block : 0;
-    for (size_t i = 0; i < n; i++) {
-        if (B > 0 && HW > 0) {
-            int64_t cb = (int64_t)i / (HW * B), lane = (int64_t)i % B;
-            int64_t CB = (C + B - 1) / B;
-            if ((cb % CB) * B + lane >= C) continue;
-        }
-        double w = want[i], g = got[i];
-        double e = fabs(g - w) / fmax(1.0, fabs(w));
-        if (!(e <= 1e-4)) {
-            snprintf(why, cap, "wrong output: %g, want %g at %zu", g, w, i);
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Before each timed run, the caches as a kernel meets them inside a model: its weights
- * pushed out of L2 by the kernels between two of its runs (an 8+ MiB write), its
- * activation inputs just written by the kernel before it (read back in). Without this
- * the repeated runs of one kernel keep its weights in L2, and tuning picks schedules
- * that only win hot (measured: resnet50 1x1 convs 1.4-2x slower in the model). */
-typedef struct cache_state {
-    unsigned char *flush;
-    size_t flush_bytes;
-    int32_t n_act;
-    const unsigned char *act[3 * IB_MAX_KERNEL_ARGS];
-    size_t act_bytes[3 * IB_MAX_KERNEL_ARGS];
-    unsigned sink;
-} cache_state;
-
-static void model_like_caches(cache_state *c) {
-    if (c->flush) {
-        c->sink++;
-        memset(c->flush, (int)(c->sink & 0xff), c->flush_bytes);
-    }
-    unsigned acc = 0;
-    for (int32_t a = 0; a < c->n_act; a++)
-        for (size_t i = 0; i < c->act_bytes[a]; i += 64) acc += c->act[a][i];
-    c->sink += acc;
-}
-
-static void noop_range(void *ctx, int64_t begin, int64_t end) {
-    (void)ctx;
-    (void)begin;
-    (void)end;
-}
-
-/* After the single-threaded cache work the pool's workers have gone to sleep; inside a
- * model they are still spinning from the kernel before. Waking them first keeps their
- * wake-up out of the timing (it is not part of the kernel's cost there). */
-static void wake_workers(ib__pool *pool) { ib__parallel_for(pool, ib__pool_size(pool), noop_range, NULL); }
-
-static void child_run(const ib__plan *plan, const ib__pkernel *k, const char *so, int32_t first,
-                      int32_t n, const bool *skip, const ib__tune_measure_opts *o, int fd) {
-    if (o->priority) {
-        /* our own session and autogroup at the top priority the system allows, so the
-         * other work on a shared machine disturbs the timings less */
-        setsid();
-        int ag = open("/proc/self/autogroup", O_WRONLY | O_CLOEXEC);
-        if (ag >= 0) {
-            ssize_t w = write(ag, "-20", 3);
-            (void)w;
-            close(ag);
-        }
-        errno = 0;
-        int r = nice(-20);
-        (void)r;
-    }
-    void *dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-    entry_fn e0 = NULL, e1 = NULL;
-    if (dl) {
-        *(void **)&e0 = dlsym(dl, "tune_entry_0");
-        *(void **)&e1 = dlsym(dl, "tune_entry_1");
-    }
-    if (!e0 || !e1) {
-        send_msg(fd, REF_INDEX, 1, false, 0, "cannot load the candidates");
-        _exit(0);
-    }
-    int threads = o->threads > 0 ? o->threads : ib__usable_cpus();
-    ib__pool *pool = NULL;
-    if (ib__pool_create(threads, &pool) != IB_OK) {
-        send_msg(fd, REF_INDEX, 1, false, 0, "cannot create threads");
-        _exit(0);
-    }
-    ib_kernel_abi abi;
-    memset(&abi, 0, sizeof abi);
-    abi.version = IB_KERNEL_ABI_VERSION;
-    abi.num_threads = ib__pool_size(pool);
-    abi.parallel_for = child_parallel_for;
-    abi.pool = pool;
-    abi.fallback = child_fallback;
-    /* arguments: weights from the plan's blob, everything else fresh, inputs random */
-    int32_t ids[3 * IB_MAX_KERNEL_ARGS], n_args = 0;
-    for (int32_t i = 0; i < k->n_in; i++) ids[n_args++] = k->in[i];
-    for (int32_t i = 0; i < k->n_out; i++) ids[n_args++] = k->out[i];
-    for (int32_t i = 0; i < k->n_epi; i++) ids[n_args++] = k->epi[i].operand_buf;
-    void *args[3 * IB_MAX_KERNEL_ARGS];
-    float *out = NULL;
-    uint64_t rng = 0x9E3779B97F4A7C15ull;
-    cache_state cs;
-    memset(&cs, 0, sizeof cs);
-    for (int32_t a = 0; a < n_args; a++) {
-        args[a] = NULL;
-        if (ids[a] < 0) continue;
+/* The job of candidates [first, n) not skipped: plain data, so that an agent on another
+ * machine can run it as a forked child here does. cands: room for n indices. */
+static void make_job(const ib__plan *plan, const ib__pkernel *k, int32_t first, int32_t n,
+                     const bool *skip, const ib__tune_measure_opts *o, int32_t *cands,
+                     ib__measure_job *job) {
+    memset(job, 0, sizeof *job);
+    job->threads = o->threads;
+    job->repeats = o->repeats;
+    job->priority = o->priority;
+    int32_t ids[IB_MEASURE_MAX_ARGS];
+    for (int32_t i = 0; i < k->n_in; i++) ids[job->n_args++] = k->in[i];
+    for (int32_t i = 0; i < k->n_out; i++) ids[job->n_args++] = k->out[i];
+    for (int32_t i = 0; i < k->n_epi; i++) ids[job->n_args++] = k->epi[i].operand_buf;
+    for (int32_t a = 0; a < job->n_args; a++) {
+        ib__measure_arg *ma = &job->args[a];
+        if (ids[a] < 0) continue; /* IB_MEASURE_ARG_NONE */
         const ib__pbuf *pb = &plan->bufs[ids[a]];
+        ma->is_float = pb->dtype == IB_DTYPE_FLOAT32;
         if (pb->kind == IB_BUF_WEIGHT) {
-            args[a] = plan->weights + pb->offset;
+            ma->kind = IB_MEASURE_ARG_WEIGHT;
+            ma->data = plan->weights + pb->offset;
+            ma->nbytes = pb->nbytes;
             continue;
         }
-        size_t nb = pb->nbytes ? pb->nbytes : ib__pbuf_physical_bytes(pb);
-        unsigned char *p = ib__aligned_alloc(nb + 64);
-        if (!p) {
-            send_msg(fd, REF_INDEX, 1, false, 0, "out of memory");
+        ma->kind = IB_MEASURE_ARG_FRESH;
+        ma->nbytes = pb->nbytes ? pb->nbytes : ib__pbuf_physical_bytes(pb);
+        ma->activation = a != k->n_in; /* everything fresh but the output */
+    }
+    job->out_arg = k->n_in;
+    const ib__pbuf *ob = &plan->bufs[k->out[0]];
+    job->out_channels = ob->rank == 4 ? ob->dims[1] : 0;
+    job->out_hw = ob->rank == 4 ? ob->dims[2] * ob->dims[3] : 0;
+    job->out_block = ob->layout == IB_LAYOUT_NCHWC ? ob->block : 0;
+    /* larger than what the cores' L2 caches hold together, within reason */
+    int64_t l2 = plan->target.l2_bytes > 0 ? plan->target.l2_bytes : 1 << 20;
+    int64_t cores = plan->target.num_cores > 0 ? plan->target.num_cores : 1;
+    int64_t fb = 4 * l2 * cores;
+    job->flush_bytes = (uint64_t)(fb < (8 << 20) ? (8 << 20) : fb > (64 << 20) ? (64 << 20) : fb);
+    for (int32_t i = first; i < n; i++)
+        if (!skip[i]) cands[job->n_cands++] = i;
+    job->cands = cands;
+}
+
+/* The agent command: split at spaces (no shell, no quoting). */
+static int32_t split_command(char *cmd, char **argv, int32_t cap) {
+    int32_t n = 0;
+    for (char *tok = strtok(cmd, " \t"); tok && n < cap - 1; tok = strtok(NULL, " \t"))
+        argv[n++] = tok;
+    argv[n] = NULL;
+    return n;
+}
+
+/* Starts the process that measures `job`: a forked child of this one, or the agent
+ * command (o->agent) fed the job and the shared object on its standard input. Its
+ * result lines arrive on *out_fd. */
+static pid_t start_measurer(const ib__measure_job *job, const char *so,
+                            const ib__tune_measure_opts *o, int *out_fd, char *why,
+                            size_t why_cap) {
+    void *so_bytes = NULL;
+    size_t so_len = 0;
+    if (o->agent && o->agent[0]) {
+        FILE *f = fopen(so, "rb");
+        long len = -1;
+        if (f && fseek(f, 0, SEEK_END) == 0) len = ftell(f);
+        if (f && len > 0 && fseek(f, 0, SEEK_SET) == 0 && (so_bytes = ib__malloc((size_t)len)) &&
+            fread(so_bytes, 1, (size_t)len, f) == (size_t)len)
+            so_len = (size_t)len;
+        if (f) fclose(f);
+        if (!so_len) {
+            ib__free(so_bytes);
+            snprintf(why, why_cap, "cannot read the candidates' shared object");
+            return -1;
+        }
+    }
+    int res[2], feed[2] = {-1, -1};
+    if (pipe(res) != 0 || (so_len && pipe(feed) != 0)) {
+        snprintf(why, why_cap, "pipe: %s", strerror(errno));
+        ib__free(so_bytes);
+        return -1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(why, why_cap, "fork: %s", strerror(errno));
+        close(res[0]);
+        close(res[1]);
+        if (so_len) close(feed[0]), close(feed[1]);
+        ib__free(so_bytes);
+        return -1;
+    }
+    if (pid == 0) {
+        close(res[0]);
+        if (!so_len) { /* measure here */
+            FILE *out = fdopen(res[1], "w");
+            if (out) ib__measure_job_run(job, so, out);
             _exit(0);
         }
-        memset(p, 0, nb + 64);
-        if (pb->dtype == IB_DTYPE_FLOAT32)
-            for (size_t i = 0; i < nb / 4; i++) {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                ((float *)p)[i] = (float)((double)(rng >> 40) / (double)(1ull << 23)) - 1.0f;
-            }
-        args[a] = p;
-        if (a == k->n_in) out = (float *)p;
-        if (a != k->n_in && cs.n_act < (int32_t)(sizeof cs.act / sizeof cs.act[0])) {
-            cs.act[cs.n_act] = p;
-            cs.act_bytes[cs.n_act++] = nb;
-        }
+        /* the agent: its own process group, so a timeout kills what it started too */
+        setpgid(0, 0);
+        close(feed[1]);
+        if (dup2(feed[0], 0) < 0 || dup2(res[1], 1) < 0) _exit(127);
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "%s", o->agent);
+        char *argv[32];
+        if (split_command(cmd, argv, 32) > 0) execvp(argv[0], argv);
+        printf("ref fail cannot start the measurement agent '%s': %s\n", argv[0] ? argv[0] : "",
+               strerror(errno));
+        fflush(stdout);
+        _exit(127);
     }
-    {
-        int64_t l2 = plan->target.l2_bytes > 0 ? plan->target.l2_bytes : 1 << 20;
-        int64_t cores = plan->target.num_cores > 0 ? plan->target.num_cores : 1;
-        int64_t fb = 4 * l2 * cores;
-        if (fb < (8 << 20)) fb = 8 << 20;
-        if (fb > (64 << 20)) fb = 64 << 20;
-        cs.flush_bytes = (size_t)fb;
-        cs.flush = ib__aligned_alloc(cs.flush_bytes); /* NULL: measured hot, still valid */
+    close(res[1]);
+    if (so_len) {
+        close(feed[0]);
+        /* an agent that dies early must not kill us with SIGPIPE */
+        void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+        ib_status st = ib__measure_job_send(job, so_bytes, so_len, feed[1]);
+        signal(SIGPIPE, old);
+        close(feed[1]);
+        if (st) ib__error_clear(); /* the agent's own line (or its death) says why */
     }
-    const ib__pbuf *ob = &plan->bufs[k->out[0]];
-    size_t on = ob->nbytes / sizeof(float);
-    float *want = ib__malloc((on ? on : 1) * sizeof(float));
-    if (!out || !want || ob->dtype != IB_DTYPE_FLOAT32) {
-        send_msg(fd, REF_INDEX, 1, false, 0, "no float32 output to check");
-        _exit(0);
+    ib__free(so_bytes);
+    *out_fd = res[0];
+    return pid;
+}
+
+/* One result line of ib__measure_job_run's protocol. */
+typedef struct result_line {
+    int32_t idx;  /* candidate, or IB_MEASURE_REF */
+    int32_t kind; /* 0: starting idx, 1: result of idx */
+    bool ok;
+    double ms;
+    char note[IB_MEASURE_NOTE_MAX];
+} result_line;
+
+static bool parse_line(const char *line, result_line *m) {
+    memset(m, 0, sizeof *m);
+    int idx = 0, used = 0;
+    double ms = 0;
+    m->kind = 1;
+    if (sscanf(line, "ref ok %lf", &ms) == 1) {
+        m->idx = IB_MEASURE_REF;
+        m->ok = true;
+        m->ms = ms;
+        return true;
     }
-    int rc = e0(REF_INDEX, &abi, args);
-    if (rc != 0) {
-        send_msg(fd, REF_INDEX, 1, false, 0, "the default knobs' kernel failed");
-        _exit(0);
+    if (strncmp(line, "ref fail ", 9) == 0) {
+        m->idx = IB_MEASURE_REF;
+        snprintf(m->note, sizeof m->note, "%s", line + 9);
+        return true;
     }
-    memcpy(want, out, on * sizeof(float));
-    int32_t repeats = o->repeats >= 3 ? o->repeats : 3;
-    double times[64];
-    if (repeats > 64) repeats = 64;
-    /* the default knobs timed like every candidate, in the same process and moment: the
-     * fair baseline for this batch */
-    int32_t r0 = 0;
-    for (double spent = 0; r0 < repeats && (r0 < 3 || spent < 0.5); r0++) {
-        model_like_caches(&cs);
-        wake_workers(pool);
-        double s = now_s();
-        e0(REF_INDEX, &abi, args);
-        times[r0] = (now_s() - s) * 1e3;
-        spent += times[r0] * 1e-3;
+    if (sscanf(line, "start %d", &idx) == 1) {
+        m->idx = idx;
+        m->kind = 0;
+        return true;
     }
-    qsort(times, (size_t)r0, sizeof times[0], dcmp);
-    send_msg(fd, REF_INDEX, 1, true, times[r0 / 2], "");
-    for (int32_t i = first; i < n; i++) {
-        if (skip[i]) continue;
-        send_msg(fd, i, 0, false, 0, NULL);
-        entry_fn e = (i % 2 == 0) ? e0 : e1;
-        for (size_t j = 0; j < on; j++) out[j] = NAN;
-        if (e(i, &abi, args) != 0) {
-            send_msg(fd, i, 1, false, 0, "kernel returned an error");
-            continue;
-        }
-        char why[160];
-        if (!outputs_match(ob, want, out, why, sizeof why)) {
-            send_msg(fd, i, 1, false, 0, why);
-            continue;
-        }
-        /* warm-up done by the checked run; then the timed repeats (fewer for slow ones) */
-        int32_t r = 0;
-        double spent = 0;
-        while (r < repeats && (r < 3 || spent < 0.5)) {
-            model_like_caches(&cs);
-            wake_workers(pool);
-            double s = now_s();
-            e(i, &abi, args);
-            times[r] = (now_s() - s) * 1e3;
-            spent += times[r] * 1e-3;
-            r++;
-        }
-        qsort(times, (size_t)r, sizeof times[0], dcmp);
-        send_msg(fd, i, 1, true, times[r / 2], "");
+    if (sscanf(line, "res %d ok %lf", &idx, &ms) == 2) {
+        m->idx = idx;
+        m->ok = true;
+        m->ms = ms;
+        return true;
     }
-    _exit(0);
+    if (sscanf(line, "res %d fail %n", &idx, &used) == 1 && used > 0) {
+        m->idx = idx;
+        snprintf(m->note, sizeof m->note, "%s", line + used);
+        return true;
+    }
+    return false; /* an agent's own chatter: ignored */
 }
 
 /* ---- the parent ---------------------------------------------------------------------------- */
@@ -349,76 +274,80 @@ static int32_t run_child(const ib__plan *plan, const ib__pkernel *k, const char 
                          int32_t first, int32_t n, const bool *skip,
                          const ib__tune_measure_opts *o, ib__tune_result *res, double *ref_ms,
                          char *why, size_t why_cap) {
-    int p[2];
-    if (pipe(p) != 0) {
-        snprintf(why, why_cap, "pipe: %s", strerror(errno));
+    int32_t *cands = ib__malloc((size_t)(n > 0 ? n : 1) * sizeof *cands);
+    if (!cands) {
+        snprintf(why, why_cap, "out of memory");
         return -1;
     }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(p[0]);
-        close(p[1]);
-        snprintf(why, why_cap, "fork: %s", strerror(errno));
-        return -1;
-    }
-    if (pid == 0) {
-        close(p[0]);
-        child_run(plan, k, so, first, n, skip, o, p[1]);
-        _exit(0);
-    }
-    close(p[1]);
+    ib__measure_job job;
+    make_job(plan, k, first, n, skip, o, cands, &job);
+    int fd = -1;
+    pid_t pid = start_measurer(&job, so, o, &fd, why, why_cap);
+    ib__free(cands);
+    if (pid < 0) return -1;
+    bool remote = o->agent && o->agent[0];
     double limit = o->timeout_s > 0 ? o->timeout_s : 10.0;
-    double deadline = now_s() + 60.0; /* loading, threads and the reference run */
-    int32_t current = REF_INDEX, next = n;
+    /* loading, threads and the reference run (an emulator takes its time) */
+    double deadline = now_s() + (remote ? 300.0 : 60.0);
+    int32_t current = IB_MEASURE_REF, next = n;
     bool ref_seen = first > 0, done = false, timed_out = false;
+    char buf[512];
     size_t have = 0;
-    msg m;
     while (!done) {
         double left = deadline - now_s();
         if (left <= 0) {
             timed_out = true;
             break;
         }
-        struct pollfd pf = {p[0], POLLIN, 0};
+        struct pollfd pf = {fd, POLLIN, 0};
         int pr = poll(&pf, 1, (int)(left * 1000) + 1);
         if (pr < 0 && errno == EINTR) continue;
         if (pr == 0) continue;
-        ssize_t r = read(p[0], (char *)&m + have, sizeof m - have);
+        ssize_t r = read(fd, buf + have, sizeof buf - 1 - have);
         if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break; /* the child is gone */
+        if (r <= 0) break; /* the measuring process is gone */
         have += (size_t)r;
-        if (have < sizeof m) continue;
-        have = 0;
-        if (m.idx == REF_INDEX) {
-            if (!m.ok) {
-                snprintf(why, why_cap, "%s", m.note);
-                next = -1;
-                done = true;
-                break;
+        buf[have] = '\0';
+        char *line = buf, *nl;
+        while (!done && (nl = strchr(line, '\n')) != NULL) {
+            *nl = '\0';
+            result_line m;
+            bool parsed = parse_line(line, &m);
+            line = nl + 1;
+            if (!parsed) continue;
+            if (m.idx == IB_MEASURE_REF) {
+                if (!m.ok) {
+                    snprintf(why, why_cap, "%s", m.note);
+                    next = -1;
+                    done = true;
+                    break;
+                }
+                ref_seen = true;
+                if (*ref_ms <= 0 || m.ms < *ref_ms) *ref_ms = m.ms;
+                /* a candidate may take many times the default's time, not forever */
+                double per = m.ms * 1e-3 * 100.0 * (double)(o->repeats + 2) + 1.0;
+                if (per < limit) limit = per;
+                deadline = now_s() + limit;
+                continue;
             }
-            ref_seen = true;
-            if (*ref_ms <= 0 || m.ms < *ref_ms) *ref_ms = m.ms;
-            /* a candidate may take many times the default's time, not forever */
-            double per = m.ms * 1e-3 * 100.0 * (double)(o->repeats + 2) + 1.0;
-            if (per < limit) limit = per;
+            if (m.idx < first || m.idx >= n) continue;
+            if (m.kind == 0) {
+                current = m.idx;
+                deadline = now_s() + limit;
+                continue;
+            }
+            res[m.idx].ok = m.ok;
+            res[m.idx].ms = m.ms;
+            snprintf(res[m.idx].note, sizeof res[m.idx].note, "%.63s", m.note);
+            current = IB_MEASURE_REF;
             deadline = now_s() + limit;
-            continue;
         }
-        if (m.idx < first || m.idx >= n) continue;
-        if (m.kind == 0) {
-            current = m.idx;
-            deadline = now_s() + limit;
-            continue;
-        }
-        res[m.idx].ok = m.ok;
-        res[m.idx].ms = m.ms;
-        snprintf(res[m.idx].note, sizeof res[m.idx].note, "%s", m.note);
-        current = REF_INDEX;
-        deadline = now_s() + limit;
+        have = strlen(line);
+        memmove(buf, line, have + 1);
+        if (have >= sizeof buf - 1) have = 0; /* a line too long to be ours */
     }
-    close(p[0]);
-    if (timed_out) kill(-pid, SIGKILL), kill(pid, SIGKILL);
+    close(fd);
+    if (timed_out || next == -1) kill(-pid, SIGKILL), kill(pid, SIGKILL);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -428,7 +357,7 @@ static int32_t run_child(const ib__plan *plan, const ib__pkernel *k, const char 
                                                : "the default knobs' kernel crashed");
         return -1;
     }
-    if (current != REF_INDEX) {
+    if (current != IB_MEASURE_REF) {
         char note[64];
         if (timed_out) snprintf(note, sizeof note, "timed out after %.1f s", limit);
         else if (WIFSIGNALED(status)) snprintf(note, sizeof note, "crashed (signal %d)", WTERMSIG(status));

@@ -151,6 +151,11 @@ typedef struct ib__tune_measure_opts {
     int32_t repeats;     /* timed runs per candidate (at least 3) */
     double timeout_s;    /* per candidate, 0: 10 s */
     bool priority;       /* child in its own session at nice -20 (when permitted) */
+    /* NULL: measure in a forked child. Else the command (split at spaces, no shell) of a
+     * measurement agent for the target, e.g. "qemu-aarch64 -L /usr/aarch64-linux-gnu
+     * build-aarch64/inferbooster-agent" or "ssh board inferbooster-agent": each batch
+     * is sent to it on its standard input (tune/measure_job.h). */
+    const char *agent;
 } ib__tune_measure_opts;
 
 /* Compiles n candidate knob sets of plan kernel `kernel` (two compile units, both cores)

@@ -1,0 +1,44 @@
+/* libFuzzer target: arbitrary bytes as the measurement job a tuner sends to
+ * inferbooster-agent on its standard input (tune/measure_job.h): the header lines, the
+ * shared object's bytes (written to a scratch file, never loaded here) and the weights.
+ * A job that parses is checked for the limits the parser promises. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fuzz_targets.h"
+#include "tune/measure_job.h"
+
+ib_status ib__fuzz_measure_job(const uint8_t *data, size_t size) {
+    static char so[64];
+    if (!so[0]) snprintf(so, sizeof so, "/tmp/ib_fuzz_measure_job.%ld.so", (long)getpid());
+    FILE *in = fmemopen((void *)data, size ? size : 1, "rb");
+    if (!in) return IB_ERR_OUT_OF_MEMORY;
+    if (size == 0) fgetc(in); /* fmemopen wants one byte: make it read as empty */
+    ib__measure_job job;
+    void *storage = NULL;
+    ib_status st = ib__measure_job_receive(in, so, &job, &storage);
+    fclose(in);
+    if (st == IB_OK) {
+        if (job.n_args < 1 || job.n_args > IB_MEASURE_MAX_ARGS || job.out_arg < 0 ||
+            job.out_arg >= job.n_args || job.n_cands < 0 || job.n_cands > IB_MEASURE_MAX_CANDS)
+            abort();
+        for (int32_t a = 0; a < job.n_args; a++)
+            if (job.args[a].kind == IB_MEASURE_ARG_WEIGHT && job.args[a].nbytes &&
+                !job.args[a].data)
+                abort();
+        for (int32_t c = 0; c < job.n_cands; c++)
+            if (job.cands[c] < 0) abort();
+    }
+    ib__aligned_free(storage);
+    unlink(so);
+    return st;
+}
+
+#ifndef IB_FUZZ_NO_MAIN
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    ib__fuzz_measure_job(data, size);
+    return 0;
+}
+#endif

@@ -1,0 +1,72 @@
+/* inferbooster-agent: the measurement agent a tuner on another machine talks to (the
+ * RPC idea of AutoTVM, over a pipe: run it under qemu, or through ssh on a board). It
+ * reads one batch of candidates from standard input (tune/measure_job.h), runs them and
+ * writes the result lines to standard output, then exits; a candidate that crashes or
+ * hangs ends the process, and the tuner starts a new agent after it. Needs libc, libdl
+ * and the runtime's thread pool only: `make cross` builds it for aarch64. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tune/measure_job.h"
+
+/* Scratch directories of agents that died with their candidate (by design: a crash is
+ * how a broken candidate reports): ib_agent-<pid>-XXXXXX, removed once that pid is gone. */
+static void sweep_dead(const char *tmp) {
+    DIR *d = opendir(tmp);
+    if (!d) return;
+    struct dirent *e;
+    char path[4200];
+    while ((e = readdir(d)) != NULL) {
+        long pid = 0;
+        char rest[16];
+        if (sscanf(e->d_name, "ib_agent-%ld-%15s", &pid, rest) != 2 || pid <= 0 ||
+            strlen(rest) != 6 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        snprintf(path, sizeof path, "%s/%s/candidates.so", tmp, e->d_name);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/%s", tmp, e->d_name);
+        rmdir(path);
+    }
+    closedir(d);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) {
+        FILE *f = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ? stdout : stderr;
+        fprintf(f, "usage: inferbooster-agent < JOB\n"
+                   "Runs one batch of tuning candidates sent by 'inferbooster tune --agent CMD'\n"
+                   "on standard input and writes the results to standard output.\n");
+        return f == stdout ? 0 : 2;
+    }
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || tmp[0] != '/') tmp = "/tmp";
+    sweep_dead(tmp);
+    char dir[4096], so[4200];
+    snprintf(dir, sizeof dir, "%s/ib_agent-%ld-XXXXXX", tmp, (long)getpid());
+    if (!mkdtemp(dir)) {
+        printf("ref fail the agent cannot create a scratch directory under %s: %s\n", tmp,
+               strerror(errno));
+        return 1;
+    }
+    snprintf(so, sizeof so, "%s/candidates.so", dir);
+    ib__measure_job job;
+    void *storage = NULL;
+    ib_status st = ib__measure_job_receive(stdin, so, &job, &storage);
+    int rc = 0;
+    if (st) {
+        printf("ref fail %s\n", ib_last_error());
+        rc = 2;
+    } else {
+        ib__measure_job_run(&job, so, stdout);
+    }
+    fflush(stdout);
+    unlink(so);
+    rmdir(dir);
+    ib__aligned_free(storage);
+    return rc;
+}
