@@ -639,7 +639,26 @@ def torch_large_capture_compiles_in_background():
 
     from inferbooster import torch as ib_torch
 
-    assert ib_torch._compiles_in_background(b"") is False  # by size alone: small
+    # The rule for the default: more than 64 nodes (read off the wire format) or 1 MiB.
+    from onnx import TensorProto, helper
+
+    def chain(n):
+        nodes = [helper.make_node("Relu", ["v%d" % i], ["v%d" % (i + 1)]) for i in range(n)]
+        graph = helper.make_graph(
+            nodes, "chain", [helper.make_tensor_value_info("v0", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("v%d" % n, TensorProto.FLOAT, [1])])
+        return helper.make_model(graph).SerializeToString()
+
+    saved = os.environ.pop("INFERBOOSTER_TORCH_BACKGROUND", None)
+    try:
+        assert ib_torch._node_count(chain(3)) == 3 and ib_torch._node_count(chain(65)) == 65
+        assert ib_torch._node_count(b"\xff") == -1  # unreadable: the size alone decides
+        assert not ib_torch._compiles_in_background(chain(64))
+        assert ib_torch._compiles_in_background(chain(65))
+        assert ib_torch._compiles_in_background(b"\0" * ((1 << 20) + 1))
+    finally:
+        if saved is not None:
+            os.environ["INFERBOOSTER_TORCH_BACKGROUND"] = saved
     m = _wide_mlp()
     x = torch.randn(64, 256)
     want = _native(m, x)
