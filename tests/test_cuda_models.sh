@@ -116,6 +116,19 @@ for name in $MODELS; do
         compile "$m" cuda-sm90-tf32 1 "$artt" && run_case "$m" "$artt" . 2e-2
     fi
 done
+# CUDA artifacts are cache entries too: a second compile of the same model and target is
+# a hit giving the same files (the first of the loop above filled the cache).
+name=${MODELS%% *}
+a1=$WORK/cache_hit_1.ibc
+a2=$WORK/cache_hit_2.ibc
+export INFERBOOSTER_CACHE_DIR=$WORK/cache
+if compile "$DIR/$name" cuda-sm90 1 "$a1" && grep -q '"cache": "miss"' "$a1.log" &&
+    compile "$DIR/$name" cuda-sm90 1 "$a2" && grep -q '"cache": "hit"' "$a2.log" &&
+    diff -r "$a1" "$a2" > /dev/null; then
+    ok "$name: cuda-sm90 compiled into the cache, then a hit with identical files"
+else
+    bad "$name: cuda-sm90 compile through the cache (miss, then hit, same files)"
+fi
 [ $skipped_runs -gt 0 ] && echo "GPU runs skipped: no NVIDIA GPU/driver on this machine (compile checks only)"
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

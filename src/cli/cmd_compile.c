@@ -197,9 +197,14 @@ int ib__cmd_compile(int argc, char **argv) {
     const char *cache_state = "off";
     char key[IB_CACHE_KEY_HEX + 1] = "";
     bool use_cache = !no_cache && !keep && !ib__model_cache_disabled_by_env();
-    if (use_cache) { /* CUDA artifacts are not cached yet: they compile as before */
+    if (use_cache) {
+        /* "host" with a GPU detected: the compile decides between the GPU and the CPU
+         * (ib__artifact_compile), which a key fixed beforehand cannot; named targets,
+         * CUDA ones included, go through the cache. */
         ib__target t;
-        if (ib__target_resolve_for_model(target, -1.0, &t) != IB_OK || ib__target_is_cuda(&t))
+        bool named = target && strcmp(target, "host") != 0;
+        if (ib__target_resolve_for_model(target, -1.0, &t) != IB_OK ||
+            (ib__target_is_cuda(&t) && !named))
             use_cache = false;
         ib__error_clear();
     }
