@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/batch_buckets.h"
 #include "api/compiled.h"
 #include "api/model_cache.h"
 #include "codegen/codegen.h"
@@ -43,6 +44,7 @@ struct ib__compiled {
     ib__model_cache *cache; /* NULL: compile without the cache */
     bool dynamic;
     bool compile_all;
+    ib__buckets buckets; /* variants of a separable symbolic batch: bucket sizes only */
     pthread_mutex_t mu;
     pthread_cond_t built;
     variant variants[MAX_VARIANTS];
@@ -336,6 +338,11 @@ ib_status ib__compiled_create(const ib_model *model, const ib__target *target,
     c->target = *target;
     c->dynamic = ib__model_has_symbolic_batch(model);
     c->compile_all = compile_all;
+    ib_status bst = c->dynamic ? ib__buckets_configure(model->graph, &c->buckets) : IB_OK;
+    if (bst) {
+        ib__compiled_destroy(c);
+        return bst;
+    }
     if (cache && cache->use_cache) {
         /* A cache that cannot be opened (no home, read-only disk) only costs speed. */
         if (ib__model_cache_open(model, target, cache->dir, &c->cache) != IB_OK) ib__error_clear();
@@ -451,6 +458,59 @@ static int64_t batch_of(const ib__graph *g, size_t n_inputs, const char *const *
     return batch >= 1 && batch <= (1 << 20) ? batch : 0;
 }
 
+/* The executable model of one batch size, compiled on first use (*rt NULL: that batch
+ * runs on the reference executor). Lookups never wait for another batch's compile: the
+ * builder works unlocked. */
+static ib_status variant_for(ib__compiled *c, int64_t batch, ib__rt_model **rt_out) {
+    pthread_mutex_lock(&c->mu);
+    int32_t found = -1;
+    for (int32_t i = 0; i < c->n_variants && found < 0; i++)
+        if (c->variants[i].batch == batch) found = i;
+    ib_status st = IB_OK;
+    if (found < 0 && c->n_variants < MAX_VARIANTS) {
+        found = c->n_variants++;
+        variant *v = &c->variants[found];
+        v->batch = batch;
+        v->building = true;
+        pthread_mutex_unlock(&c->mu);
+        ib__rt_model *built = NULL;
+        ib__cache_entry *entry = NULL;
+        st = build_variant(c, batch, &built, &entry);
+        char msg[1024] = "";
+        if (st) snprintf(msg, sizeof msg, "%s", ib_last_error());
+        pthread_mutex_lock(&c->mu);
+        v->rt = built;
+        v->entry = entry;
+        v->status = st;
+        v->building = false;
+        if (st == IB_OK) c->last_reference = built == NULL;
+        pthread_cond_broadcast(&c->built);
+        if (st) ib__error(st, "%s", msg);
+    } else if (found >= 0) {
+        while (c->variants[found].building) pthread_cond_wait(&c->built, &c->mu);
+        st = c->variants[found].status;
+        if (st) ib__error(st, "compiling the model for batch %lld failed earlier",
+                          (long long)batch);
+    }
+    *rt_out = found >= 0 ? c->variants[found].rt : NULL;
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+static ib_status bucket_variant(void *ctx, int64_t bucket, ib__rt_model **rt) {
+    return variant_for(ctx, bucket, rt);
+}
+
+/* Initializers that are also graph inputs may be fed; plans hold them as weights (a
+ * plan's inputs are only the graph's IB_VALUE_INPUT values). */
+static bool fed_initializer(const ib__compiled *c, size_t n_inputs, const char *const *names) {
+    for (size_t i = 0; c->graph && i < n_inputs; i++) {
+        const ib__value *v = names[i] ? ib__graph_find_value(c->graph, names[i]) : NULL;
+        if (v && v->kind == IB_VALUE_INITIALIZER) return true;
+    }
+    return false;
+}
+
 ib_status ib__compiled_run(ib__compiled *c, ib__pool *pool, size_t n_inputs,
                            const char *const *input_names, const ib_tensor *inputs,
                            size_t n_outputs, const char *const *output_names,
@@ -467,53 +527,25 @@ ib_status ib__compiled_run(ib__compiled *c, ib__pool *pool, size_t n_inputs,
             *use_reference = true;
             return IB_OK;
         }
-        /* Lookups never wait for another batch's compile: the builder works unlocked. */
-        pthread_mutex_lock(&c->mu);
-        int32_t found = -1;
-        for (int32_t i = 0; i < c->n_variants && found < 0; i++)
-            if (c->variants[i].batch == batch) found = i;
-        ib_status st = IB_OK;
-        if (found < 0 && c->n_variants < MAX_VARIANTS) {
-            found = c->n_variants++;
-            variant *v = &c->variants[found];
-            v->batch = batch;
-            v->building = true;
-            pthread_mutex_unlock(&c->mu);
-            ib__rt_model *built = NULL;
-            ib__cache_entry *entry = NULL;
-            st = build_variant(c, batch, &built, &entry);
-            char msg[1024] = "";
-            if (st) snprintf(msg, sizeof msg, "%s", ib_last_error());
-            pthread_mutex_lock(&c->mu);
-            v->rt = built;
-            v->entry = entry;
-            v->status = st;
-            v->building = false;
-            if (st == IB_OK) c->last_reference = built == NULL;
-            pthread_cond_broadcast(&c->built);
-            if (st) ib__error(st, "%s", msg);
-        } else if (found >= 0) {
-            while (c->variants[found].building) pthread_cond_wait(&c->built, &c->mu);
-            st = c->variants[found].status;
-            if (st) ib__error(st, "compiling the model for batch %lld failed earlier",
-                              (long long)batch);
+        if (fed_initializer(c, n_inputs, input_names)) {
+            *use_reference = true; /* plans hold them as weights */
+            return IB_OK;
         }
-        rt = found >= 0 ? c->variants[found].rt : NULL;
-        pthread_mutex_unlock(&c->mu);
+        if (!ib__buckets_direct(&c->buckets, batch))
+            return ib__buckets_run(&c->buckets, batch, bucket_variant, c, pool, n_inputs,
+                                   input_names, inputs, n_outputs, output_names, outputs,
+                                   use_reference);
+        ib_status st = variant_for(c, batch, &rt);
         IB_TRY(st);
         if (!rt) {
             *use_reference = true;
             return IB_OK;
         }
     }
-    /* Initializers that are also graph inputs may be fed; plans hold them as weights. */
-    for (size_t i = 0; c->graph && i < n_inputs; i++)
-        if (input_names[i] && ib__rt_find_input(rt, input_names[i]) < 0 &&
-            ib__graph_find_value(c->graph, input_names[i]) &&
-            ib__graph_find_value(c->graph, input_names[i])->kind == IB_VALUE_INITIALIZER) {
-            *use_reference = true;
-            return IB_OK;
-        }
+    if (fed_initializer(c, n_inputs, input_names)) {
+        *use_reference = true;
+        return IB_OK;
+    }
     return ib__rt_run(rt, pool, n_inputs, input_names, inputs, n_outputs, output_names, outputs);
 }
 

@@ -134,6 +134,22 @@ static void format_time(int64_t t, char *buf, size_t cap) {
         snprintf(buf, cap, "-");
 }
 
+/* The batch size an entry's artifact was compiled for, from its meta.json (-1 when it
+ * cannot be read: a damaged entry is verify's business, not ls's). */
+static long long entry_batch(ib__cache *cache, const char *key) {
+    char path[4300], buf[4096];
+    snprintf(path, sizeof path, "%s/entries/%s/meta.json", ib__cache_dir(cache), key);
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strstr(buf, "\"batch\":");
+    long long b = -1;
+    if (!p || sscanf(p + 8, " %lld", &b) != 1) return -1;
+    return b;
+}
+
 static int cmd_ls(ib__cache *cache, bool json) {
     ib__cache_entry_info *e = NULL;
     size_t n = 0;
@@ -149,10 +165,10 @@ static int cmd_ls(ib__cache *cache, bool json) {
             printf(", \"target\": ");
             ib__json_string(stdout, e[i].target);
             printf(", \"freq\": %llu, \"seq\": %llu, \"bytes\": %llu, \"created\": %lld, "
-                   "\"last_used\": %lld, \"last_used_utc\": \"%s\"}",
+                   "\"last_used\": %lld, \"last_used_utc\": \"%s\", \"batch\": %lld}",
                    (unsigned long long)e[i].freq, (unsigned long long)e[i].seq,
                    (unsigned long long)e[i].bytes, (long long)e[i].created,
-                   (long long)e[i].last_used, when);
+                   (long long)e[i].last_used, when, entry_batch(cache, e[i].key));
         }
         printf("%s]\n", n ? "\n" : "");
     } else {

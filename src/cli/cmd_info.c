@@ -2,6 +2,7 @@
  * count and FLOPs, as text or one JSON object. */
 #include <string.h>
 
+#include "api/batch_buckets.h"
 #include "api/model_internal.h"
 #include "cli/cli.h"
 #include "ir/graph_stats.h"
@@ -40,6 +41,21 @@ static int print_values_text(const ib_model *m, bool inputs) {
                ib__cli_shape_string(&v, shape, sizeof shape));
     }
     return IB_EXIT_OK;
+}
+
+/* The batch buckets a session of this model compiles (see api/batch_buckets.h); false
+ * when the model has no symbolic batch. */
+static bool model_buckets(const ib_model *m, ib__buckets *b) {
+    memset(b, 0, sizeof *b);
+    bool dynamic = false;
+    for (int32_t i = 0; i < m->n_inputs; i++)
+        dynamic |= m->inputs[i]->rank >= 1 && m->inputs[i]->dims[0] < 0;
+    if (!dynamic) return false;
+    if (ib__buckets_configure(ib__model_graph(m), b) != IB_OK) {
+        snprintf(b->reason, sizeof b->reason, "%s", ib_last_error());
+        ib__error_clear();
+    }
+    return true;
 }
 
 static int print_text(const info_ctx *c) {
@@ -97,6 +113,14 @@ static int print_text(const info_ctx *c) {
         printf("planned arena: unknown (%s)\n", ib_last_error());
     }
     ib__plan_destroy(plan);
+    ib__buckets bk;
+    char desc[400];
+    if (model_buckets(c->model, &bk)) {
+        ib__buckets_describe(&bk, desc, sizeof desc);
+        printf("batch buckets: %s\n", desc);
+    } else {
+        printf("batch buckets: none (the batch is static)\n");
+    }
     return IB_EXIT_OK;
 }
 
@@ -167,7 +191,17 @@ static int print_json(const info_ctx *c) {
     else printf("null");
     printf(",\"flops_known_part\":");
     ib__json_number(stdout, st->flops);
-    printf(",\"flops_unknown_nodes\":%lld}\n", (long long)st->n_flops_unknown);
+    printf(",\"flops_unknown_nodes\":%lld", (long long)st->n_flops_unknown);
+    ib__buckets bk;
+    bool dynamic = model_buckets(c->model, &bk);
+    printf(",\"batch_buckets\":{\"mode\":\"%s\",\"sizes\":[",
+           !dynamic ? "static" : bk.mode == IB_BUCKETS_SPLIT ? "split"
+                               : bk.mode == IB_BUCKETS_PAD  ? "pad" : "off");
+    for (int64_t b = 1; dynamic && bk.mode != IB_BUCKETS_OFF && b <= bk.max; b *= 2)
+        printf("%s%lld", b > 1 ? "," : "", (long long)b);
+    printf("],\"reason\":");
+    ib__json_string(stdout, dynamic ? bk.reason : "the batch is static");
+    printf("}}\n");
     return IB_EXIT_OK;
 }
 
