@@ -201,6 +201,37 @@ if [ -f "$src" ]; then
     grep -q "ABI version 999" "$T/err"; check "the message gives the ABI versions" $?
 fi
 
+# ---- batch buckets: runs at 1, 3, 5, 8, 13 compile only buckets 1, 2, 4, 8 ---------------
+BC=$T/bucket-cache
+expect_rc 0 "info names the batch buckets" "$CLI" info "$MLP/model.onnx"
+grep -q "^batch buckets: 1,2,4,8,16,32,64 (split)$" "$T/out"; check "info: buckets 1..64, split" $?
+"$PY" -c "
+import numpy as np
+for n in (1, 3, 5, 8, 13):
+    np.save('$T/b%d.npy' % n, np.random.RandomState(n).uniform(-2, 2, (n, 16)).astype(np.float32))"
+all_close=0
+for n in 1 3 5 8 13; do
+    "$CLI" run "$MLP/model.onnx" --compile --cache-dir "$BC" --input "input=$T/b$n.npy" \
+        --output-dir "$T/bo$n" >"$T/out" 2>"$T/err" &&
+        "$CLI" run "$MLP/model.onnx" --reference --input "input=$T/b$n.npy" \
+            --output-dir "$T/br$n" >"$T/out" 2>"$T/err" &&
+        close "$T/bo$n/probabilities.npy" "$T/br$n/probabilities.npy" 2>"$T/err" || all_close=1
+done
+check "bucketed runs at n = 1, 3, 5, 8, 13 match the reference executor" $all_close
+expect_rc 0 "cache ls --json after the bucketed runs" "$CLI" cache ls --json --cache-dir "$BC"
+"$PY" -c "
+import json; e = json.load(open('$T/out'))
+assert sorted(x['batch'] for x in e) == [1, 2, 4, 8], e" 2>"$T/err"
+check "only bucket variants were compiled (batches 1, 2, 4, 8)" $?
+expect_rc 0 "bench at batch 13 on buckets" "$CLI" bench "$MLP/model.onnx" --compile --batch 13 \
+    --runs 2 --cache-dir "$BC" --json
+"$PY" -c "import json; d = json.load(open('$T/out')); assert d['buckets'] == [8, 4, 1], d" 2>"$T/err"
+check "bench says batch 13 ran as 8+4+1" $?
+INFERBOOSTER_BATCH_BUCKETS=off expect_rc 0 "buckets off: an exact-size variant" "$CLI" run \
+    "$MLP/model.onnx" --compile --cache-dir "$BC" --input "input=$T/b13.npy" --output-dir "$T/bx13"
+cmp -s "$T/bx13/probabilities.npy" "$T/bo13/probabilities.npy"
+check "bucketed batch 13 equals the exact-size compile bit for bit" $?
+
 # ---- conformance on the compiled path (every model compiled), a sample ---------------------
 GLOBS="node/test_conv_* node/test_gemm_* node/test_maxpool_2d_* node/test_softmax_* node/test_relu
 node/test_matmul_* node/test_averagepool_2d_* node/test_add* node/test_sigmoid* node/test_globalaveragepool*"

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 
+#include "api/model_internal.h"
 #include "ir/graph.h"
 #include "runtime/runtime.h"
 
@@ -29,6 +30,10 @@ typedef struct ib__buckets {
  * maximum from INFERBOOSTER_BATCH_BUCKETS ("off", "split", "pad", optionally ":MAX",
  * e.g. "split:32"; unset: split up to 64). Fails only when out of memory. */
 ib_status ib__buckets_configure(const ib__graph *g, ib__buckets *out);
+
+/* The buckets a session of model m compiles (as ib__buckets_configure; a failure is
+ * "off" with its message); false when the model has no symbolic batch. */
+bool ib__buckets_for_model(const ib_model *m, ib__buckets *out);
 
 /* "1,2,4,...,64 (split)" or "off (reason)". */
 void ib__buckets_describe(const ib__buckets *b, char *buf, size_t len);

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "api/batch_buckets.h"
 #include "api/model_internal.h"
 #include "runtime/runtime.h"
 #include "cli/cli.h"
@@ -271,6 +272,15 @@ int ib__cmd_bench(int argc, char **argv) {
         getrusage(RUSAGE_SELF, &ru);
         double rss_mb = (double)ru.ru_maxrss / 1024.0;
         const char *exec = ib_session_executor(sess);
+        /* Which bucket variants served this batch (a compiled model session only). */
+        ib__buckets bk;
+        int64_t rows[IB_BUCKETS_MAX_PIECES], piece[IB_BUCKETS_MAX_PIECES];
+        int32_t n_pieces = 0;
+        char desc[400] = "";
+        if (model && strcmp(exec, "compiled") == 0 && ib__buckets_for_model(model, &bk)) {
+            ib__buckets_describe(&bk, desc, sizeof desc);
+            if (bk.mode != IB_BUCKETS_OFF) n_pieces = ib__buckets_pieces(&bk, batch, rows, piece);
+        }
         if (json) {
             printf("{\"model\": ");
             ib__json_string(stdout, path);
@@ -292,7 +302,10 @@ int ib__cmd_bench(int argc, char **argv) {
             /* model load and session creation (compile, or a cache hit's load) */
             printf(", \"session_ms\": ");
             ib__json_number(stdout, t_session);
-            printf("}\n");
+            printf(", \"buckets\": [");
+            for (int32_t p = 0; p < n_pieces; p++)
+                printf("%s%lld", p ? ", " : "", (long long)piece[p]);
+            printf("]}\n");
         } else {
             printf("model:      %s (%s executor)\n", path, exec);
             printf("batch:      %lld, %lld runs after %lld warm-up\n", batch, runs, warmup);
@@ -302,6 +315,12 @@ int ib__cmd_bench(int argc, char **argv) {
             printf("min:        %.3f ms\n", times[0]);
             printf("throughput: %.1f inferences/s\n", thr);
             printf("peak RSS:   %.1f MB\n", rss_mb);
+            if (desc[0]) {
+                printf("buckets:    %s", desc);
+                for (int32_t p = 0; p < n_pieces; p++)
+                    printf("%s%lld", p ? "+" : "; this batch ran as ", (long long)piece[p]);
+                printf("\n");
+            }
         }
     }
     io_free(&io);

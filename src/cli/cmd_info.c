@@ -43,21 +43,6 @@ static int print_values_text(const ib_model *m, bool inputs) {
     return IB_EXIT_OK;
 }
 
-/* The batch buckets a session of this model compiles (see api/batch_buckets.h); false
- * when the model has no symbolic batch. */
-static bool model_buckets(const ib_model *m, ib__buckets *b) {
-    memset(b, 0, sizeof *b);
-    bool dynamic = false;
-    for (int32_t i = 0; i < m->n_inputs; i++)
-        dynamic |= m->inputs[i]->rank >= 1 && m->inputs[i]->dims[0] < 0;
-    if (!dynamic) return false;
-    if (ib__buckets_configure(ib__model_graph(m), b) != IB_OK) {
-        snprintf(b->reason, sizeof b->reason, "%s", ib_last_error());
-        ib__error_clear();
-    }
-    return true;
-}
-
 static int print_text(const info_ctx *c) {
     const ib__onnx_model *o = c->onnx;
     const ib__graph_statistics *st = c->stats;
@@ -115,7 +100,7 @@ static int print_text(const info_ctx *c) {
     ib__plan_destroy(plan);
     ib__buckets bk;
     char desc[400];
-    if (model_buckets(c->model, &bk)) {
+    if (ib__buckets_for_model(c->model, &bk)) {
         ib__buckets_describe(&bk, desc, sizeof desc);
         printf("batch buckets: %s\n", desc);
     } else {
@@ -193,7 +178,7 @@ static int print_json(const info_ctx *c) {
     ib__json_number(stdout, st->flops);
     printf(",\"flops_unknown_nodes\":%lld", (long long)st->n_flops_unknown);
     ib__buckets bk;
-    bool dynamic = model_buckets(c->model, &bk);
+    bool dynamic = ib__buckets_for_model(c->model, &bk);
     printf(",\"batch_buckets\":{\"mode\":\"%s\",\"sizes\":[",
            !dynamic ? "static" : bk.mode == IB_BUCKETS_SPLIT ? "split"
                                : bk.mode == IB_BUCKETS_PAD  ? "pad" : "off");
