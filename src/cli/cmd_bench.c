@@ -277,6 +277,7 @@ int ib__cmd_bench(int argc, char **argv) {
         int64_t rows[IB_BUCKETS_MAX_PIECES], piece[IB_BUCKETS_MAX_PIECES];
         int32_t n_pieces = 0;
         char desc[400] = "";
+        const ib_model *model = ib__session_model(sess);
         if (model && strcmp(exec, "compiled") == 0 && ib__buckets_for_model(model, &bk)) {
             ib__buckets_describe(&bk, desc, sizeof desc);
             if (bk.mode != IB_BUCKETS_OFF) n_pieces = ib__buckets_pieces(&bk, batch, rows, piece);
