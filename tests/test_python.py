@@ -740,6 +740,62 @@ def torch_background_compile_failures_and_weight_changes():
         [str(w.message) for w in caught]
 
 
+_EXIT_CHILD = r"""
+import sys
+import torch
+import inferbooster
+inferbooster.interpose(onnxruntime=False)
+from inferbooster import torch as ib_torch
+torch.manual_seed(1)
+m = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(),
+                        torch.nn.Linear(256, 64)).eval()
+x = torch.randn(64, 256)
+with torch.no_grad():
+    y = m(x)
+    if sys.argv[1] == "wait":
+        assert ib_torch.wait_compiles(timeout=600)
+        y2 = m(x)
+        assert ib_torch.stats(m)["compiled_calls"] == 1, ib_torch.stats(m)
+        assert torch.allclose(y, y2, atol=1e-4, rtol=0)
+    else:
+        assert ib_torch.stats(m)["pending"] == 1
+print("done", float(y.double().sum()))
+"""
+
+
+@test
+def torch_exit_during_a_background_compile():
+    """A script that ends while its capture compiles in the background exits at once and
+    cleanly (the compile is abandoned, nothing on stderr); the cache it leaves serves
+    the next process, which waits for its own compile and runs compiled."""
+    import time
+
+    # ignore_cleanup_errors: the abandoned compiler may still be writing in there.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as d:
+        env = dict(os.environ, INFERBOOSTER_TORCH_BACKGROUND="always",
+                   INFERBOOSTER_CACHE_DIR=os.path.join(d, "cache"))
+        outs = []
+        for how in ("exit", "wait"):
+            # Files, not pipes: the abandoned compile's C compiler inherits them and would
+            # hold a pipe open until it finishes, after the script has exited.
+            out_path, err_path = os.path.join(d, how + ".out"), os.path.join(d, how + ".err")
+            t0 = time.monotonic()
+            with open(out_path, "w") as out, open(err_path, "w") as err:
+                rc = subprocess.run(["/usr/bin/python3", "-c", _EXIT_CHILD, how], stdout=out,
+                                    stderr=err, timeout=600, env=env).returncode
+            took = time.monotonic() - t0
+            with open(out_path) as f:
+                stdout = f.read()
+            with open(err_path) as f:
+                stderr = f.read()
+            assert rc == 0, stderr[-2000:]
+            assert stdout.startswith("done "), stdout
+            assert "Traceback" not in stderr and "Warning" not in stderr, stderr[-2000:]
+            outs.append(stdout)
+            print("    %s: %.1f s" % (how, took))
+        assert outs[0] == outs[1]  # PyTorch's result either way
+
+
 @test
 def torch_non_tensor_and_kwargs_calls_are_native():
     import torch
