@@ -419,6 +419,9 @@ if [ -n "$PORT" ]; then
 else
     bad "server in control mode poll did not start: $(cat "$TMP/log3")"
 fi
+kill -TERM "$SERVER_PID" 2>/dev/null
+wait "$SERVER_PID" 2>/dev/null
+SERVER_PID=
 
 # ---- Cache metrics: a cold cache compiles every warmed batch size, a restart loads them ----
 # --compile-all: the example MLP is otherwise too small to be worth a module (and so the
