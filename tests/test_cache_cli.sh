@@ -326,6 +326,8 @@ echo "    $REAL_KILLS kill attempts on real compiles (window ${span} ms), $kille
 run "$CLI" cache verify; rc1=$?
 sed 's/^/    first verify: /' "$T/out" | head -1
 run "$CLI" cache verify && grep -q '^clean$' "$T/out"; rc2=$?
+[ $rc1 -eq 0 ] || echo "    first verify exited $rc1"
+[ $rc2 -eq 0 ] || sed 's/^/    second verify: /' "$T/out" "$T/err" | head -5
 [ $rc1 -eq 0 ] && [ $rc2 -eq 0 ]; check "kill -9 loop on real compiles: verify repairs, a second verify is clean" $?
 all_ok=0
 for i in 1 2 3 4; do
