@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "api/batch_buckets.h"
 #include "cache/cache.h"
 #include "core/core.h"
 #include "inferbooster/inferbooster.h"
@@ -79,6 +80,29 @@ static uint64_t cached_batches(int *count) {
     ib__free(e);
     ib__cache_close(c);
     return set;
+}
+
+/* How a batch splits: binary digits, whole maximum-sized pieces first, padding. */
+TEST(pieces) {
+    ib__buckets split = {IB_BUCKETS_SPLIT, 64, ""}, pad = {IB_BUCKETS_PAD, 64, ""};
+    ib__buckets off = {IB_BUCKETS_OFF, 0, ""};
+    ib__bucket_piece p[IB_BUCKETS_MAX_PIECES];
+    CHECK_EQ_INT(ib__buckets_pieces(&split, 0, p), 0);
+    CHECK_EQ_INT(ib__buckets_pieces(&split, 13, p), 3);
+    CHECK(p[0].bucket == 8 && p[1].bucket == 4 && p[2].bucket == 1 && p[2].rows == 1);
+    CHECK(ib__buckets_direct(&split, 64) && !ib__buckets_direct(&split, 128));
+    CHECK_EQ_INT(ib__buckets_pieces(&split, 64, p), 1);
+    CHECK_EQ_INT(ib__buckets_pieces(&split, 130, p), 2); /* 64 x 2 + 2 */
+    CHECK(p[0].bucket == 64 && p[0].times == 2 && p[1].bucket == 2 && p[1].times == 1);
+    CHECK_EQ_INT(ib__buckets_pieces(&split, 1 << 20, p), 1);
+    CHECK(p[0].bucket == 64 && p[0].times == (1 << 14));
+    CHECK_EQ_INT(ib__buckets_pieces(&split, 64 * 3 - 1, p), 7); /* 64 x 2 + 32+16+8+4+2+1 */
+    CHECK_EQ_INT(ib__buckets_pieces(&pad, 13, p), 1);
+    CHECK(p[0].rows == 13 && p[0].bucket == 16);
+    CHECK_EQ_INT(ib__buckets_pieces(&pad, 100, p), 2);
+    CHECK(p[0].bucket == 64 && p[1].rows == 36 && p[1].bucket == 64);
+    CHECK_EQ_INT(ib__buckets_pieces(&off, 13, p), 1);
+    CHECK(p[0].bucket == 13 && ib__buckets_direct(&off, 13));
 }
 
 static const int64_t SIZES[] = {1, 3, 5, 8, 13};
@@ -202,6 +226,7 @@ int main(void) {
         fprintf(stderr, "cannot create a cache directory under %s\n", parent);
         return 1;
     }
+    RUN(pieces);
     RUN(buckets_match_reference_and_exact_sizes);
     RUN(caller_buffers_padding_and_large_batches);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_cache);

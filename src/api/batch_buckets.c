@@ -24,7 +24,7 @@ ib_status ib__buckets_configure(const ib__graph *g, ib__buckets *out) {
         if (colon) {
             char *end = NULL;
             long long m = strtoll(colon + 1, &end, 10);
-            if (end != colon + 1 && *end == '\0' && m >= 1 && m <= (1 << 16)) {
+            if (end != colon + 1 && *end == '\0' && m >= 1 && m <= IB_BUCKETS_MAX_LIMIT) {
                 max = 1;
                 while (max * 2 <= m) max *= 2; /* the largest power of two <= m */
             }
@@ -77,34 +77,26 @@ bool ib__buckets_direct(const ib__buckets *b, int64_t n) {
     return b->mode == IB_BUCKETS_OFF || (power_of_two(n) && n <= b->max);
 }
 
-int32_t ib__buckets_pieces(const ib__buckets *b, int64_t n, int64_t *rows, int64_t *bucket) {
+int32_t ib__buckets_pieces(const ib__buckets *b, int64_t n, ib__bucket_piece *out) {
     if (n < 1) return 0;
     if (ib__buckets_direct(b, n)) {
-        rows[0] = bucket[0] = n;
+        out[0] = (ib__bucket_piece){n, n, 1};
         return 1;
     }
     int32_t k = 0;
-    /* Full maximum-sized pieces while the rest is larger than the maximum; beyond
-     * IB_BUCKETS_MAX_PIECES of them the last piece takes what remains padded, which
-     * would not happen below 64 * 64 rows with the default maximum. */
-    while (n > b->max && k < IB_BUCKETS_MAX_PIECES - 8) {
-        rows[k] = bucket[k] = b->max;
-        k++;
-        n -= b->max;
+    if (n > b->max) { /* whole maximum-sized pieces first */
+        out[k++] = (ib__bucket_piece){b->max, b->max, n / b->max};
+        n %= b->max;
     }
-    if (b->mode == IB_BUCKETS_PAD || n > b->max) {
+    if (n == 0) return k;
+    if (b->mode == IB_BUCKETS_PAD) {
         int64_t s = 1;
         while (s < n) s *= 2;
-        rows[k] = n;
-        bucket[k] = s;
-        return k + 1;
+        out[k++] = (ib__bucket_piece){n, s, 1};
+        return k;
     }
-    for (int64_t s = b->max; s >= 1 && n > 0; s /= 2) /* n's binary digits, largest first */
-        if (n >= s) {
-            rows[k] = bucket[k] = s;
-            k++;
-            n -= s;
-        }
+    for (int64_t s = b->max; s >= 1; s /= 2) /* n's binary digits, largest first */
+        if (n & s) out[k++] = (ib__bucket_piece){s, s, 1};
     return k;
 }
 
@@ -197,14 +189,14 @@ ib_status ib__buckets_run(const ib__buckets *b, int64_t n, ib__bucket_variant_fn
                           size_t n_outputs, const char *const *output_names, ib_tensor *outputs,
                           bool *use_reference) {
     *use_reference = false;
-    int64_t rows[IB_BUCKETS_MAX_PIECES], bucket[IB_BUCKETS_MAX_PIECES];
+    ib__bucket_piece pieces[IB_BUCKETS_MAX_PIECES];
     ib__rt_model *rts[IB_BUCKETS_MAX_PIECES];
-    int32_t k = ib__buckets_pieces(b, n, rows, bucket);
+    int32_t k = ib__buckets_pieces(b, n, pieces);
     if (k < 1) return ib__error(IB_ERR_INVALID_ARGUMENT, "batch %lld is empty", (long long)n);
     /* Every piece's variant first: one on the reference executor sends the whole run
      * there (nothing has been written yet). */
     for (int32_t p = 0; p < k; p++) {
-        IB_TRY(variant(ctx, bucket[p], &rts[p]));
+        IB_TRY(variant(ctx, pieces[p].bucket, &rts[p]));
         if (!rts[p]) {
             *use_reference = true;
             return IB_OK;
@@ -258,7 +250,7 @@ ib_status ib__buckets_run(const ib__buckets *b, int64_t n, ib__bucket_variant_fn
             break;
         }
         const ib__rt_io_entry *e = ib__rt_output(rt0, j);
-        if (e->rank < 1 || e->dims[0] != bucket[0]) {
+        if (e->rank < 1 || e->dims[0] != pieces[0].bucket) {
             st = ib__error(IB_ERR_INTERNAL, "output '%s' does not carry the batch", e->name);
             break;
         }
@@ -284,11 +276,12 @@ ib_status ib__buckets_run(const ib__buckets *b, int64_t n, ib__bucket_variant_fn
         if (st == IB_OK) io.owned[r] = 1;
     }
     int64_t first = 0;
-    for (int32_t p = 0; p < k && st == IB_OK; p++) {
-        st = run_piece(rts[p], pool, &io, first, rows[p], bucket[p], n_inputs, input_names,
-                       inputs, n_outputs, output_names, outputs);
-        first += rows[p];
-    }
+    for (int32_t p = 0; p < k && st == IB_OK; p++)
+        for (int64_t t = 0; t < pieces[p].times && st == IB_OK; t++) {
+            st = run_piece(rts[p], pool, &io, first, pieces[p].rows, pieces[p].bucket,
+                           n_inputs, input_names, inputs, n_outputs, output_names, outputs);
+            first += pieces[p].rows;
+        }
     for (size_t r = 0; r < n_outputs && st == IB_OK; r++) {
         outputs[r].nbytes = (size_t)(n * io.out_row[r]);
         outputs[r].shape[0] = n;

@@ -18,7 +18,7 @@ typedef enum ib__bucket_mode {
     IB_BUCKETS_PAD,     /* the last piece padded up to the next bucket */
 } ib__bucket_mode;
 
-enum { IB_BUCKETS_DEFAULT_MAX = 64, IB_BUCKETS_MAX_PIECES = 64 };
+enum { IB_BUCKETS_DEFAULT_MAX = 64, IB_BUCKETS_MAX_PIECES = 20, IB_BUCKETS_MAX_LIMIT = 1 << 16 };
 
 typedef struct ib__buckets {
     ib__bucket_mode mode;
@@ -41,9 +41,13 @@ void ib__buckets_describe(const ib__buckets *b, char *buf, size_t len);
 /* Whether batch n runs directly on its own variant (a bucket size, or buckets off). */
 bool ib__buckets_direct(const ib__buckets *b, int64_t n);
 
-/* The pieces serving batch n: rows[i] rows of the inputs run on variant bucket[i]
- * (rows[i] == bucket[i] except for a padded piece). Returns the count (0: n < 1). */
-int32_t ib__buckets_pieces(const ib__buckets *b, int64_t n, int64_t *rows, int64_t *bucket);
+/* The pieces serving batch n, in row order: `times` consecutive runs of `rows` rows on
+ * the variant compiled for `bucket` (rows == bucket except for a padded piece). Returns
+ * the count, at most IB_BUCKETS_MAX_PIECES (0: n < 1). */
+typedef struct ib__bucket_piece {
+    int64_t rows, bucket, times;
+} ib__bucket_piece;
+int32_t ib__buckets_pieces(const ib__buckets *b, int64_t n, ib__bucket_piece *out);
 
 /* Variant lookup for a run: *rt NULL when that bucket runs on the reference executor. */
 typedef ib_status (*ib__bucket_variant_fn)(void *ctx, int64_t bucket, ib__rt_model **rt);

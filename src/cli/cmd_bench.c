@@ -274,13 +274,13 @@ int ib__cmd_bench(int argc, char **argv) {
         const char *exec = ib_session_executor(sess);
         /* Which bucket variants served this batch (a compiled model session only). */
         ib__buckets bk;
-        int64_t rows[IB_BUCKETS_MAX_PIECES], piece[IB_BUCKETS_MAX_PIECES];
+        ib__bucket_piece piece[IB_BUCKETS_MAX_PIECES];
         int32_t n_pieces = 0;
         char desc[400] = "";
         const ib_model *model = ib__session_model(sess);
         if (model && strcmp(exec, "compiled") == 0 && ib__buckets_for_model(model, &bk)) {
             ib__buckets_describe(&bk, desc, sizeof desc);
-            if (bk.mode != IB_BUCKETS_OFF) n_pieces = ib__buckets_pieces(&bk, batch, rows, piece);
+            if (bk.mode != IB_BUCKETS_OFF) n_pieces = ib__buckets_pieces(&bk, batch, piece);
         }
         if (json) {
             printf("{\"model\": ");
@@ -304,8 +304,9 @@ int ib__cmd_bench(int argc, char **argv) {
             printf(", \"session_ms\": ");
             ib__json_number(stdout, t_session);
             printf(", \"buckets\": [");
-            for (int32_t p = 0; p < n_pieces; p++)
-                printf("%s%lld", p ? ", " : "", (long long)piece[p]);
+            for (int32_t p = 0, first = 1; p < n_pieces; p++) /* one entry per run */
+                for (int64_t t = 0; t < piece[p].times; t++, first = 0)
+                    printf("%s%lld", first ? "" : ", ", (long long)piece[p].bucket);
             printf("]}\n");
         } else {
             printf("model:      %s (%s executor)\n", path, exec);
@@ -318,8 +319,12 @@ int ib__cmd_bench(int argc, char **argv) {
             printf("peak RSS:   %.1f MB\n", rss_mb);
             if (desc[0]) {
                 printf("buckets:    %s", desc);
-                for (int32_t p = 0; p < n_pieces; p++)
-                    printf("%s%lld", p ? "+" : "; this batch ran as ", (long long)piece[p]);
+                for (int32_t p = 0; p < n_pieces; p++) {
+                    printf("%s%lld", p ? "+" : "; this batch ran as ", (long long)piece[p].bucket);
+                    if (piece[p].times > 1) printf("x%lld", (long long)piece[p].times);
+                    if (piece[p].rows != piece[p].bucket)
+                        printf(" (%lld rows padded)", (long long)piece[p].rows);
+                }
                 printf("\n");
             }
         }

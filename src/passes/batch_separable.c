@@ -11,7 +11,9 @@
 
 #include "passes/batch_separable.h"
 
-enum { ST_UNPROVEN = 0, ST_CONST, ST_BATCH };
+/* ST_SHAPE: Shape of a batched value ([N, d1, ...]): only ConstantOfShape may read it
+ * (its result is batched: the same value in every row). */
+enum { ST_UNPROVEN = 0, ST_CONST, ST_BATCH, ST_SHAPE };
 
 typedef struct walk {
     const ib__graph *g;
@@ -474,14 +476,28 @@ ib_status ib__batch_analyze(const ib__graph *g, ib__batch_verdict *out) {
             ok = refuse(&w, n, "control flow or random values have no batch rule");
             break;
         }
-        bool any_batch = false, any_unproven = false;
+        bool any_batch = false, any_unproven = false, any_shape = false;
         for (int32_t i = 0; i < n->n_inputs; i++) {
             int s = state_of(&w, n->inputs[i]);
             any_batch |= s == ST_BATCH;
             any_unproven |= s == ST_UNPROVEN;
+            any_shape |= s == ST_SHAPE;
         }
         int result;
-        if (any_unproven) {
+        if (any_shape) {
+            if (strcmp(n->op_type, "ConstantOfShape") != 0 || n->n_inputs != 1) {
+                ok = refuse(&w, n, "reads the shape of a batched value");
+                break;
+            }
+            result = ST_BATCH;
+        } else if (strcmp(n->op_type, "Shape") == 0 && any_batch) {
+            const ib__attr *start = ib__node_attr(n, "start");
+            if (n->n_inputs != 1 || (start && (start->kind != IB_ATTR_INT || start->i != 0))) {
+                ok = refuse(&w, n, "a shape slice of a batched value");
+                break;
+            }
+            result = ST_SHAPE;
+        } else if (any_unproven) {
             result = ST_UNPROVEN; /* refused if an output depends on it */
         } else if (!any_batch) {
             result = ST_CONST; /* e.g. Constant, ConstantOfShape of a constant */
