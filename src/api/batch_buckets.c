@@ -193,10 +193,18 @@ ib_status ib__buckets_run(const ib__buckets *b, int64_t n, ib__bucket_variant_fn
     ib__rt_model *rts[IB_BUCKETS_MAX_PIECES];
     int32_t k = ib__buckets_pieces(b, n, pieces);
     if (k < 1) return ib__error(IB_ERR_INVALID_ARGUMENT, "batch %lld is empty", (long long)n);
-    /* Every piece's variant first: one on the reference executor sends the whole run
-     * there (nothing has been written yet). */
+    /* Every piece's variant first. A small bucket may run on the reference executor
+     * (too little work to repay the C compiler): its rows are padded into the next
+     * bucket that is compiled, a few rows of wasted work against leaving the compiled
+     * path; when none is, the whole run goes to the reference executor (nothing has been
+     * written yet). */
     for (int32_t p = 0; p < k; p++) {
         IB_TRY(variant(ctx, pieces[p].bucket, &rts[p]));
+        for (int64_t s = pieces[p].bucket * 2; !rts[p] && pieces[p].times == 1 && s <= b->max;
+             s *= 2) {
+            IB_TRY(variant(ctx, s, &rts[p]));
+            if (rts[p]) pieces[p].bucket = s;
+        }
         if (!rts[p]) {
             *use_reference = true;
             return IB_OK;
