@@ -59,8 +59,9 @@ check "6 aarch64 records, measured and checked on the target" $?
 check "--list-tasks sees the target's records" $?
 
 # broken candidates: each fails alone, the agent is restarted after a crash or a hang
+mkdir -p "$T/tmp"
 for brk in crash:1 hang:2 wrong:3; do
-    INFERBOOSTER_TUNE_BREAK=$brk "$CLI" tune "$T/m.onnx" --target aarch64 --trials 4 \
+    TMPDIR=$T/tmp INFERBOOSTER_TUNE_BREAK=$brk "$CLI" tune "$T/m.onnx" --target aarch64 --trials 4 \
         --db "$T/broken_${brk%%:*}.jsonl" --agent "$AGENT" >"$T/log" 2>&1 &&
     $PY - "$T/broken_${brk%%:*}.jsonl" "${brk%%:*}" "${brk##*:}" <<'PYEOF' >>"$T/log" 2>&1
 import json, sys
@@ -75,6 +76,9 @@ assert sum(r["ok"] for r in others) >= 2, [(r["ok"], r["note"]) for r in others]
 PYEOF
     check "a candidate made to ${brk%%:*} (number ${brk##*:}) fails alone, tuning goes on" $?
 done
+
+[ -z "$(ls -A "$T/tmp")" ]
+check "no scratch left behind: the tuner's own, and agents' that died with a candidate (swept by the next)" $?
 
 INFERBOOSTER_TUNING_DB=$T/db.jsonl "$CLI" compile "$T/m.onnx" --target aarch64 -o "$T/art" >"$T/log" 2>&1 &&
     grep -q "tuned:    1 kernels" "$T/log" && qemu-aarch64 -L $SYSROOT "$RT/inferbooster-run" "$T/art" >>"$T/log" 2>&1

@@ -157,8 +157,9 @@ mkdir -p "$T/cache" && cp "$T/db.jsonl" "$T/cache/tuning.jsonl"
 check "the default database lives in the cache directory" $?
 
 # ---- broken candidates -------------------------------------------------------------------
+mkdir -p "$T/tmp"
 for kind in crash hang wrong; do
-    INFERBOOSTER_TUNE_BREAK=$kind:1 timeout 300 "$CLI" tune "$T/tiny.onnx" --trials 4 \
+    TMPDIR=$T/tmp INFERBOOSTER_TUNE_BREAK=$kind:1 timeout 300 "$CLI" tune "$T/tiny.onnx" --trials 4 \
         --db "$T/broken_$kind.jsonl" > "$T/broken_$kind.txt" 2>&1
     rc=$?
     $PY - "$T/broken_$kind.jsonl" "$kind" <<'EOF'
@@ -172,6 +173,7 @@ assert sum(r["ok"] for r in recs) == 6                 # the others were measure
 EOF
     check "a candidate that does '$kind' fails alone, tuning goes on (rc $rc)" $(( rc != 0 || $? != 0 ))
 done
+[ -z "$(ls -A "$T/tmp")" ]; check "tuning leaves no scratch directory behind" $?
 
 # ---- bad input --------------------------------------------------------------------------------
 "$CLI" tune "$T/missing.onnx" --list-tasks --db "$T/x.jsonl" > /dev/null 2>&1

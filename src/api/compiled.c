@@ -7,7 +7,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,30 +114,10 @@ static ib_status ensure_scratch(ib__compiled *c) {
     return st;
 }
 
-/* Scratch directories of processes that died without cleaning up (killed while
- * compiling): named inferbooster-<pid>-XXXXXX, removed when that pid is gone. */
-static void sweep_stale_scratch(const char *tmp) {
-    DIR *d = opendir(tmp);
-    if (!d) return;
-    struct dirent *e;
-    char path[4200];
-    while ((e = readdir(d)) != NULL) {
-        long pid = 0;
-        char rest[16];
-        if (sscanf(e->d_name, "inferbooster-%ld-%15s", &pid, rest) != 2 || pid <= 0 ||
-            strlen(rest) != 6)
-            continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-        int len = snprintf(path, sizeof path, "%s/%s", tmp, e->d_name);
-        if (len > 0 && (size_t)len < sizeof path) ib__remove_compiler_dir(path);
-    }
-    closedir(d);
-}
-
 static ib_status make_scratch(ib__compiled *c) {
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !tmp[0]) tmp = "/tmp";
-    sweep_stale_scratch(tmp);
+    ib__sweep_dead_scratch(tmp, "inferbooster", ib__remove_compiler_dir); /* killed mid-compile */
     size_t len = strlen(tmp) + 64;
     char *path = ib__malloc(len);
     if (!path) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");

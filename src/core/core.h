@@ -106,4 +106,9 @@ void ib__parallel_for(ib__pool *pool, int64_t n, ib__range_fn fn, void *ctx);
 /* The number of CPUs this process may use: affinity mask and cgroup CPU quota. */
 int ib__usable_cpus(void);
 
+/* ---- Scratch directories ----------------------------------------------------------- */
+/* Calls remove(path) for each directory in parent named <prefix>-<pid>-XXXXXX whose
+ * process is gone (died before cleaning up after itself). */
+void ib__sweep_dead_scratch(const char *parent, const char *prefix, void (*remove)(const char *path));
+
 #endif /* IB_CORE_H */

@@ -4,9 +4,7 @@
  * writes the result lines to standard output, then exits; a candidate that crashes or
  * hangs ends the process, and the tuner starts a new agent after it. Needs libc, libdl
  * and the runtime's thread pool only: `make cross` builds it for aarch64. */
-#include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,25 +12,13 @@
 
 #include "tune/measure_job.h"
 
-/* Scratch directories of agents that died with their candidate (by design: a crash is
- * how a broken candidate reports): ib_agent-<pid>-XXXXXX, removed once that pid is gone. */
-static void sweep_dead(const char *tmp) {
-    DIR *d = opendir(tmp);
-    if (!d) return;
-    struct dirent *e;
-    char path[4200];
-    while ((e = readdir(d)) != NULL) {
-        long pid = 0;
-        char rest[16];
-        if (sscanf(e->d_name, "ib_agent-%ld-%15s", &pid, rest) != 2 || pid <= 0 ||
-            strlen(rest) != 6 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
-            continue;
-        snprintf(path, sizeof path, "%s/%s/candidates.so", tmp, e->d_name);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/%s", tmp, e->d_name);
-        rmdir(path);
-    }
-    closedir(d);
+/* The scratch directory of an agent that died with its candidate (by design: a crash
+ * is how a broken candidate reports). */
+static void remove_scratch(const char *dir) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/candidates.so", dir);
+    unlink(path);
+    rmdir(dir);
 }
 
 int main(int argc, char **argv) {
@@ -45,7 +31,7 @@ int main(int argc, char **argv) {
     }
     const char *tmp = getenv("TMPDIR");
     if (!tmp || tmp[0] != '/') tmp = "/tmp";
-    sweep_dead(tmp);
+    ib__sweep_dead_scratch(tmp, "ib_agent", remove_scratch);
     char dir[4096], so[4200];
     snprintf(dir, sizeof dir, "%s/ib_agent-%ld-XXXXXX", tmp, (long)getpid());
     if (!mkdtemp(dir)) {
