@@ -571,12 +571,7 @@ static char g_driver_dir[64], g_driver[128], g_driver_cc[64];
 static void remove_driver(void) {
     char p[200];
     unlink(g_driver);
-    snprintf(p, sizeof p, "%s/include/inferbooster/kernel_abi.h", g_driver_dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/include/inferbooster", g_driver_dir);
-    rmdir(p);
-    snprintf(p, sizeof p, "%s/include", g_driver_dir);
-    rmdir(p);
+    ib__toolchain_abi_include_remove(g_driver_dir);
     snprintf(p, sizeof p, "%s/driver.log", g_driver_dir);
     unlink(p);
     rmdir(g_driver_dir);
@@ -1061,6 +1056,7 @@ done:
         char log[300];
         snprintf(log, sizeof log, "%s.log", so);
         unlink(log);
+        ib__toolchain_abi_include_remove(dir);
         rmdir(dir);
     }
     clear_cases(b);

@@ -392,6 +392,7 @@ static int group_run(group_batch *gb, double tol, bool run) {
     unlink(so);
     snprintf(src, sizeof src, "%s.log", so);
     unlink(src);
+    ib__toolchain_abi_include_remove(dir);
     rmdir(dir);
     return failed;
 }

@@ -515,16 +515,6 @@ ib_status ib__codegen_module(const ib__plan *plan, const char *dir, int32_t *n_u
     return IB_OK;
 }
 
-static void remove_include_copy(const char *dir) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/include/inferbooster/kernel_abi.h", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/include/inferbooster", dir);
-    rmdir(path);
-    snprintf(path, sizeof path, "%s/include", dir);
-    rmdir(path);
-}
-
 ib_status ib__codegen_build(const ib__plan *plan, const char *dir, bool keep_source) {
     if (ib__target_is_cuda(&plan->target)) return ib__cuda_codegen_build(plan, dir, keep_source);
     int32_t n = 0;
@@ -539,7 +529,7 @@ ib_status ib__codegen_build(const ib__plan *plan, const char *dir, bool keep_sou
         st = ib__toolchain_build_shared(&plan->target, n, (const char *const *)units, inc, so, 2);
     if (!keep_source) {
         for (int32_t i = 0; i < n; i++) unlink(units[i]);
-        remove_include_copy(dir);
+        ib__toolchain_abi_include_remove(dir);
     }
     ib__codegen_free_units(n, units);
     return st;

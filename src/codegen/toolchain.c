@@ -233,3 +233,13 @@ const char *ib__toolchain_abi_include_dir(const char *scratch_dir) {
     if (fclose(f) != 0) return NULL;
     return dir;
 }
+
+void ib__toolchain_abi_include_remove(const char *scratch_dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/include/inferbooster/kernel_abi.h", scratch_dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/include/inferbooster", scratch_dir);
+    rmdir(path);
+    snprintf(path, sizeof path, "%s/include", scratch_dir);
+    rmdir(path);
+}

@@ -27,5 +27,7 @@ ib_status ib__toolchain_build_cuda(const char *source, const int32_t *sms, int32
  * include/ when built from it (IB_SOURCE_INCLUDE_DIR), else a copy written into
  * `scratch_dir`. Returns a path valid until the next call. */
 const char *ib__toolchain_abi_include_dir(const char *scratch_dir);
+/* Removes the copy ib__toolchain_abi_include_dir wrote into scratch_dir (if any). */
+void ib__toolchain_abi_include_remove(const char *scratch_dir);
 
 #endif /* IB_CODEGEN_TOOLCHAIN_H */

@@ -456,13 +456,7 @@ ib_status ib__tune_measure(const ib__plan *plan, int32_t kernel, int32_t n,
         char log[4300];
         snprintf(log, sizeof log, "%s.log", so);
         unlink(log);
-        /* the ABI header copy the toolchain wrote (ib__toolchain_abi_include_dir) */
-        snprintf(log, sizeof log, "%s/include/inferbooster/kernel_abi.h", dir);
-        unlink(log);
-        snprintf(log, sizeof log, "%s/include/inferbooster", dir);
-        rmdir(log);
-        snprintf(log, sizeof log, "%s/include", dir);
-        rmdir(log);
+        ib__toolchain_abi_include_remove(dir);
         rmdir(dir);
     }
     ib__sb_free(&unit[0]);
