@@ -10,7 +10,7 @@ PY := /usr/bin/python3
 APT_PACKAGES := cmake gcc clang make pkg-config libprotobuf-c-dev protobuf-c-compiler \
 	libclang-rt-14-dev libonnx-testdata python3-numpy python3-onnx python3-torch \
 	python3-torchvision libopenblas0-openmp time libssl-dev \
-	libmicrohttpd-dev libjansson-dev curl \
+	libmicrohttpd-dev libjansson-dev curl libxgboost-dev \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 
 .PHONY: all build cross deps test test-release test-asan serve fuzz bench clean

@@ -1,7 +1,9 @@
-/* Tuning database and search-space unit tests: records round-trip through the JSON-lines
- * file, torn and foreign lines are skipped, best/has/count lookups, export and import,
- * and search spaces pruned by the template's knobs_valid. */
+/* Tuning database and cost-model unit tests: records round-trip through the JSON-lines
+ * file, torn and foreign lines are skipped, best/has/count lookups, export and import;
+ * features parsed from workload keys, Spearman's correlation, and the XGBoost ranker
+ * trained on a synthetic latency function ranking held-out configurations. */
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +208,184 @@ static void test_compile_digest(void) {
     ib__tune_db_close(db);
 }
 
+
+/* ---- cost model ------------------------------------------------------------------- */
+static const char *conv_key(int64_t c, int64_t hw) {
+    static char buf[512];
+    snprintf(buf, sizeof buf,
+             "t=conv2d_nchwc|ops=Conv+Relu|a={dilations:[1,1],group:1,kernel_shape:[3,3],"
+             "pads:[1,1,1,1],strides:[1,1]}|in=x:float32[1,%lld,%lld,%lld]/c16,"
+             "w:float32[%lld,%lld,3,3],w:float32[%lld]|out=x:float32[1,%lld,%lld,%lld]/c16|epi=Relu",
+             (long long)c, (long long)hw, (long long)hw, (long long)c, (long long)c, (long long)c,
+             (long long)c, (long long)hw, (long long)hw);
+    return buf;
+}
+
+static uint64_t g_rng = 88172645463325252ull;
+static double urand01(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (double)(g_rng >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static ib__knobs conv_knobs(int64_t ow, int64_t oc, int64_t icb, int64_t un, int64_t par,
+                            int64_t ohb) {
+    ib__knobs k = {0};
+    ib__knobs_set(&k, "ow_block", ow);
+    ib__knobs_set(&k, "oc_block", oc);
+    ib__knobs_set(&k, "ic_block", icb);
+    ib__knobs_set(&k, "ic_unroll", un);
+    ib__knobs_set(&k, "parallel", par);
+    ib__knobs_set(&k, "kw_inner", 0);
+    ib__knobs_set(&k, "oh_block", ohb);
+    return k;
+}
+
+/* A random configuration within the conv template's limits for a c x hw x hw layer. */
+static ib__knobs random_conv(int64_t c, int64_t hw) {
+    for (;;) {
+        int64_t ow = 1 + (int64_t)(urand01() * (double)(hw < 28 ? hw : 28));
+        int64_t oc = 1 + (int64_t)(urand01() * 8);
+        if (ow * oc > 64 || oc > c / 16) continue;
+        int64_t icb = 1 + (int64_t)(urand01() * 8), ohb = 1 + (int64_t)(urand01() * (double)hw);
+        int64_t un = (int64_t)1 << (int64_t)(urand01() * 3);
+        return conv_knobs(ow, oc, icb, un, urand01() < 0.5 ? 0 : 1, ohb);
+    }
+}
+
+/* A made-up but shaped-like-the-real-thing latency of a 3x3 conv on 2 AVX-512 cores:
+ * FMA- or load-bound register tiles with an FMA-latency floor, edge tiles that cost a
+ * full tile, spills when the tile outgrows the 32 registers, a penalty when a chunk's
+ * weights and input rows overflow L1, idle cores when there are too few parallel items,
+ * and 3% measurement noise. */
+static double synthetic_ms(int64_t c, int64_t hw, const ib__knobs *k) {
+    double ow = (double)ib__knobs_get(k, "ow_block", 1), oc = (double)ib__knobs_get(k, "oc_block", 1);
+    double icb = (double)ib__knobs_get(k, "ic_block", 1), ohb = (double)ib__knobs_get(k, "oh_block", 1);
+    double par = (double)ib__knobs_get(k, "parallel", 0), un = (double)ib__knobs_get(k, "ic_unroll", 1);
+    double OCB = (double)c / 16, ICB = (double)c / 16, OW = (double)hw, OH = (double)hw;
+    double per = fmax(fmax(ow * oc / 2.0, (ow + oc) / 1.67), 10.0);
+    double tiles = ceil(OW / ow) * ceil(OCB / oc);
+    double cyc = tiles * per * OH * ICB * 9 * 16;
+    if (ow * oc + oc > 32) cyc *= 2.5;
+    double ws = 9 * 16 * 16 * oc * icb * 4 + icb * 16 * 3 * (ow + 2) * 4;
+    if (ws > 48 * 1024) cyc *= 1 + 0.5 * log2(ws / (48 * 1024));
+    cyc *= 1 + 0.15 * ceil(ICB / icb) / ICB; /* partial sums written back per chunk */
+    double items = (par > 0 ? 1 : ceil(OCB / oc)) * ceil(OH / ohb);
+    double bal = items / (ceil(items / 2) * 2);
+    cyc /= 2 * bal;
+    if (un == 2) cyc *= 0.96;
+    double noise = 1 + 0.03 * (urand01() + urand01() + urand01() - 1.5);
+    return cyc / 4.0e6 * noise;
+}
+
+static void test_spearman(void) {
+    double a[] = {1, 2, 3, 4, 5}, b[] = {10, 20, 30, 40, 50}, r[] = {5, 4, 3, 2, 1};
+    double t[] = {1, 1, 2, 2, 3}, c[] = {3, 3, 3, 3, 3};
+    CHECK(fabs(ib__tune_spearman(a, b, 5) - 1) < 1e-12);
+    CHECK(fabs(ib__tune_spearman(a, r, 5) + 1) < 1e-12);
+    double rt = ib__tune_spearman(a, t, 5); /* ties: average ranks, still monotone */
+    CHECK(rt > 0.9 && rt < 1);
+    CHECK(isnan(ib__tune_spearman(a, c, 5)));
+    CHECK(isnan(ib__tune_spearman(a, b, 1)));
+}
+
+static void test_features(void) {
+    ib__target t;
+    CHECK(ib__target_resolve("x86-64-v4", &t) == IB_OK);
+    t.num_cores = 2;
+    float f1[IB_TUNE_NFEAT], f2[IB_TUNE_NFEAT], f3[IB_TUNE_NFEAT];
+    ib__knobs k = conv_knobs(14, 2, 1, 1, 0, 7);
+    ib__tune_features(conv_key(128, 28), &t, &k, f1);
+    /* knob values first, in the knobs' order */
+    CHECK(f1[0] == 14 && f1[1] == 2 && f1[6] == 7);
+    /* the workload's flops parsed from the key: 2 x 128 x 28 x 28 x 128 x 9 */
+    double flops = 2.0 * 128 * 28 * 28 * 128 * 9;
+    CHECK(fabs(f1[IB_TUNE_NKNOBF + 12] - log2(flops + 1)) < 1e-3);
+    /* derived features: a 28-wide row in 14-wide tiles of 2 of 8 channel groups uses the
+     * vectors fully; 8 parallel items (4 oc groups x 4 row blocks) on 2 cores: 4 each */
+    CHECK(fabs(f1[IB_TUNE_NKNOBF + 4] - 1) < 1e-6);
+    CHECK(fabs(f1[IB_TUNE_NKNOBF + 5] - 8) < 1e-6 && fabs(f1[IB_TUNE_NKNOBF + 6] - 1) < 1e-6);
+    /* another shape, same knobs: derived features change, knob ones do not */
+    ib__tune_features(conv_key(256, 14), &t, &k, f2);
+    CHECK(f2[0] == 14 && memcmp(f1 + IB_TUNE_NKNOBF, f2 + IB_TUNE_NKNOBF, 12 * sizeof(float)) != 0);
+    /* a wider tile touches more L1 and uses more registers */
+    ib__knobs k2 = conv_knobs(14, 4, 1, 1, 0, 7);
+    ib__tune_features(conv_key(128, 28), &t, &k2, f3);
+    CHECK(f3[IB_TUNE_NKNOBF + 0] > f1[IB_TUNE_NKNOBF + 0] && f3[IB_TUNE_NKNOBF + 1] > f1[IB_TUNE_NKNOBF + 1]);
+    /* garbage keys give features, not crashes */
+    ib__tune_features("t=conv2d_nchwc|in=x:float32[1,2", &t, &k, f3);
+    ib__tune_features("", &t, &k, f3);
+    ib__tune_features("t=gemm|in=x:float32[]|out=x:float32[1,1000]", &t, &k, f3);
+    CHECK(f3[0] == 14);
+}
+
+/* Trains on n synthetic points of each (c, hw) in train, returns the held-out Spearman
+ * correlation on m fresh points of (tc, thw). */
+static double ranker_corr(const int64_t (*train)[2], int32_t n_train, int32_t n, int64_t tc,
+                          int64_t thw, int32_t m) {
+    ib__target t;
+    if (ib__target_resolve("x86-64-v4", &t) != IB_OK) return NAN;
+    t.num_cores = 2;
+    ib__tune_cost_model *cm = NULL;
+    if (ib__tune_cm_create(7, &cm) != IB_OK) return NAN;
+    float f[IB_TUNE_NFEAT];
+    for (int32_t g = 0; g < n_train; g++)
+        for (int32_t i = 0; i < n; i++) {
+            ib__knobs k = random_conv(train[g][0], train[g][1]);
+            ib__tune_features(conv_key(train[g][0], train[g][1]), &t, &k, f);
+            CHECK(ib__tune_cm_add(cm, g, f, true, synthetic_ms(train[g][0], train[g][1], &k)) == IB_OK);
+        }
+    /* failed candidates are left out of training */
+    CHECK(ib__tune_cm_add(cm, 0, f, false, 0) == IB_OK && ib__tune_cm_size(cm) == n_train * n);
+    double rho = NAN;
+    float *hf = malloc((size_t)m * IB_TUNE_NFEAT * sizeof *hf), *sc = malloc((size_t)m * sizeof *sc);
+    double *ps = malloc((size_t)m * sizeof *ps), *ms = malloc((size_t)m * sizeof *ms);
+    if (hf && sc && ps && ms && ib__tune_cm_train(cm) == IB_OK && ib__tune_cm_ready(cm)) {
+        for (int32_t i = 0; i < m; i++) {
+            ib__knobs k = random_conv(tc, thw);
+            ib__tune_features(conv_key(tc, thw), &t, &k, hf + (size_t)i * IB_TUNE_NFEAT);
+            ms[i] = -synthetic_ms(tc, thw, &k);
+        }
+        if (ib__tune_cm_predict(cm, m, hf, sc) == IB_OK) {
+            for (int32_t i = 0; i < m; i++) ps[i] = sc[i];
+            rho = ib__tune_spearman(ps, ms, m);
+        }
+    }
+    free(hf);
+    free(sc);
+    free(ps);
+    free(ms);
+    ib__tune_cm_destroy(cm);
+    return rho;
+}
+
+static void test_cost_model(void) {
+    /* 200 measured points of one task, 100 held out */
+    const int64_t one[][2] = {{128, 28}};
+    double rho = ranker_corr(one, 1, 200, 128, 28, 100);
+    printf("  held-out rank correlation, 200 points of the task: %.3f\n", rho);
+    CHECK(rho >= 0.5);
+    /* transfer: trained on two other shapes only, ranking a third */
+    const int64_t others[][2] = {{64, 56}, {256, 14}};
+    double rt = ranker_corr(others, 2, 150, 128, 28, 100);
+    printf("  held-out rank correlation, other shapes only: %.3f\n", rt);
+    CHECK(rt >= 0.5);
+    /* too few points: an error, not a model */
+    ib__tune_cost_model *cm = NULL;
+    CHECK(ib__tune_cm_create(1, &cm) == IB_OK);
+    if (cm) {
+        float f[IB_TUNE_NFEAT] = {0};
+        CHECK(ib__tune_cm_add(cm, 0, f, true, 1.0) == IB_OK);
+        CHECK(ib__tune_cm_train(cm) != IB_OK && !ib__tune_cm_ready(cm));
+        ib__error_clear();
+        float sc;
+        CHECK(ib__tune_cm_predict(cm, 1, f, &sc) != IB_OK);
+        ib__error_clear();
+        ib__tune_cm_destroy(cm);
+    }
+}
+
 int main(void) {
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");
@@ -216,6 +396,9 @@ int main(void) {
     RUN(parse_rejects);
     RUN(default_path);
     RUN(compile_digest);
+    RUN(spearman);
+    RUN(features);
+    RUN(cost_model);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);

@@ -26,6 +26,7 @@ static void usage(FILE *f) {
             "  --db PATH        tuning database (default: <cache dir>/tuning.jsonl)\n"
             "  --threads N      threads the kernels run on while measured (default: all)\n"
             "  --seed N         random seed of the search (default 1)\n"
+            "  --no-cost-model  random + greedy search only (no XGBoost model)\n"
             "  --json           --list-tasks as JSON\n"
             "  --export FILE    write every record of the database to FILE\n"
             "  --import FILE    append FILE's records that the database lacks\n"
@@ -92,7 +93,7 @@ int ib__cmd_tune(int argc, char **argv) {
     const char *export_path = NULL, *import_path = NULL, *agent = NULL;
     long long trials = 64, batch = 1, threads = 0, seed = 1;
     double budget = 0;
-    bool list = false, json = false;
+    bool list = false, json = false, cost_model = true;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int m;
@@ -130,6 +131,8 @@ int ib__cmd_tune(int argc, char **argv) {
                                            "1h, got '%s'", v);
         } else if (strcmp(argv[i], "--list-tasks") == 0) {
             list = true;
+        } else if (strcmp(argv[i], "--no-cost-model") == 0) {
+            cost_model = false;
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
@@ -217,6 +220,7 @@ int ib__cmd_tune(int argc, char **argv) {
         o.measure.priority = true;
         o.measure.agent = agent;
         o.log = stdout;
+        o.cost_model = cost_model;
         ib__tune_summary *sum = ib__calloc((size_t)(ts->n ? ts->n : 1), sizeof *sum);
         if (!sum) s = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
         else s = ib__tune_run(ts, db, &o, sum);
@@ -224,15 +228,18 @@ int ib__cmd_tune(int argc, char **argv) {
             rc = ib__cli_fail(s, "tune '%s'", model_path);
         } else {
             double d_tot = 0, b_tot = 0;
-            printf("\n%-4s %-44s %5s %10s %10s %7s %8s\n", "task", "workload", "count",
-                   "default ms", "tuned ms", "trials", "GFLOP/s");
+            printf("\n%-4s %-44s %5s %10s %10s %7s %8s %9s\n", "task", "workload", "count",
+                   "default ms", "tuned ms", "trials", "GFLOP/s", "rank corr");
             for (int32_t i = 0; i < ts->n; i++) {
                 const ib__tune_task *t = &ts->tasks[i];
                 int32_t n_all = 0, n_ok = 0;
                 ib__tune_db_count(db, tkey, t->key, &n_all, &n_ok);
                 double best = sum[i].best_ms, dflt = sum[i].default_ms;
-                printf("%-4d %-44.44s %5d %10.4f %10.4f %7d %8.1f\n", i, t->label, t->count, dflt,
+                printf("%-4d %-44.44s %5d %10.4f %10.4f %7d %8.1f", i, t->label, t->count, dflt,
                        best, n_all, best > 0 ? t->flops / (best * 1e-3) * 1e-9 : 0.0);
+                /* the mean over the batches the model scored before they were measured */
+                if (sum[i].rank_batches > 0) printf(" %9.2f\n", sum[i].rank_corr);
+                else printf(" %9s\n", "-");
                 if (dflt > 0 && best > 0) {
                     d_tot += dflt * t->count;
                     b_tot += best * t->count;

@@ -1,8 +1,13 @@
-/* The search driver: per task, batches of candidates (the defaults first, then greedy
- * neighbours of the best so far mixed with random points of the space), measured and
- * appended to the database; across tasks, each next batch goes to the task with the
- * largest share of the model's time (occurrences x best latency), as Ansor's task
- * scheduler does. The database is the state, so a second run continues the first. */
+/* The search driver: per task, batches of candidates measured and appended to the
+ * database. A batch is the defaults first, then, while the template's cost model has too
+ * few points, greedy neighbours of the best so far mixed with random points; once it is
+ * trained, the best predictions of a simulated annealing over the model's scores plus an
+ * epsilon share of random points (exploration, and the unbiased part of the held-out
+ * rank correlation). One model per template, trained on every record of that template
+ * in the database (other workloads and models too: transfer), retrained after each of
+ * its batches. Across tasks, each next batch goes to the task with the largest share of
+ * the model's time (occurrences x best latency), as Ansor's task scheduler does. The
+ * database is the state, so a second run continues the first. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,7 +36,24 @@ typedef struct task_state {
     double ref_ms;      /* default knobs timed next to this run's batches (least) */
     bool exhausted;     /* no new valid candidate found */
     bool broken;        /* its default kernel cannot be measured */
+    int32_t model;      /* index into the run's template models */
+    double rho_sum, rho_last; /* held-out rank correlation of the cost model's batches */
+    int32_t rho_n;
 } task_state;
+
+/* The cost model of one template. */
+typedef struct tmpl_model {
+    const ib__kernel_template *tmpl;
+    const ib__knobs *order; /* a task's defaults: the knob order of the features */
+    ib__tune_cost_model *cm;
+    bool dead;              /* XGBoost failed: its tasks go on with random + greedy */
+} tmpl_model;
+
+/* Points a model needs before it steers the search: two batches' worth. */
+#define CM_MIN_POINTS 32
+#define SA_CHAINS 16
+#define SA_STEPS 40
+#define SA_POOL 64
 
 static void knobs_from_record(const ib__tune_record *r, const ib__knobs *defaults, ib__knobs *out) {
     *out = *defaults;
@@ -94,19 +116,121 @@ static void random_point(const ib__tune_space *sp, const ib__knobs *defaults, ui
         if (sp->n_vals[i] > 0) out->value[i] = sp->vals[i][next_rand(rng) % (uint64_t)sp->n_vals[i]];
 }
 
-/* Up to `want` new valid candidates for task t into batch. */
+static double urand(uint64_t *rng) { return (double)(next_rand(rng) >> 11) * (1.0 / 9007199254740992.0); }
+
+static bool is_new(const ib__tune_db *db, const char *target, const ib__tune_task *t,
+                   const ib__knobs *batch, int32_t n, const ib__knobs *c) {
+    return !in_batch(batch, n, c) && !ib__tune_db_has(db, target, t->key, c);
+}
+
+/* Simulated annealing over the model's scores: SA_CHAINS chains from the best measured
+ * configurations and random points take neighbour steps, accepted by the Metropolis rule
+ * at a temperature that falls to zero; the best-scored new valid points any chain
+ * visited fill batch[n..want). Returns the new n. */
+static int32_t sa_pick(const ib__plan *plan, const ib__tune_db *db, const char *target,
+                       const ib__tune_task *t, const task_state *s, const tmpl_model *tm,
+                       int32_t want, uint64_t *rng, ib__knobs *batch, int32_t n, FILE *log) {
+    const ib__target *tg = &plan->target;
+    ib__knobs cur[SA_CHAINS], nb[SA_CHAINS], pool[SA_POOL];
+    float cs[SA_CHAINS], ns[SA_CHAINS], ps[SA_POOL], f[SA_CHAINS][IB_TUNE_NFEAT];
+    int32_t np = 0, nc = 0;
+    /* starts: the fastest measured configurations of this task, then random points */
+    double taken = 0;
+    for (int32_t c = 0; c < SA_CHAINS / 2; c++) {
+        const ib__tune_record *pick = NULL;
+        for (int32_t i = 0; i < ib__tune_db_size(db); i++) {
+            const ib__tune_record *r = ib__tune_db_at(db, i);
+            if (!r->ok || r->ms <= taken || strcmp(r->target, target) || strcmp(r->key, t->key))
+                continue;
+            if (!pick || r->ms < pick->ms) pick = r;
+        }
+        if (!pick) break;
+        taken = pick->ms;
+        knobs_from_record(pick, tm->order, &cur[nc++]);
+    }
+    for (int32_t tries = 0; nc < SA_CHAINS && tries < SA_CHAINS * 50; tries++) {
+        random_point(&s->space, &t->defaults, rng, &cur[nc]);
+        if (ib__tune_space_valid(plan, t, &cur[nc])) nc++;
+    }
+    if (nc == 0) return n;
+    for (int32_t c = 0; c < nc; c++) ib__tune_features(t->key, tg, &cur[c], f[c]);
+    if (ib__tune_cm_predict(tm->cm, nc, &f[0][0], cs)) goto fail;
+    double mean = 0, var = 0;
+    for (int32_t c = 0; c < nc; c++) mean += cs[c];
+    mean /= nc;
+    for (int32_t c = 0; c < nc; c++) var += (cs[c] - mean) * (cs[c] - mean);
+    double t0 = var > 0 ? sqrt(var / nc) : 1.0;
+    for (int32_t step = 0; step < SA_STEPS; step++) {
+        double temp = t0 * (1.0 - (double)step / SA_STEPS) + 1e-9;
+        for (int32_t c = 0; c < nc; c++) {
+            nb[c] = cur[c];
+            for (int32_t tries = 0; tries < 8; tries++) {
+                ib__knobs cand;
+                neighbour(&s->space, &cur[c], rng, &cand);
+                if (!in_batch(&cur[c], 1, &cand) && ib__tune_space_valid(plan, t, &cand)) {
+                    nb[c] = cand;
+                    break;
+                }
+            }
+            ib__tune_features(t->key, tg, &nb[c], f[c]);
+        }
+        if (ib__tune_cm_predict(tm->cm, nc, &f[0][0], ns)) goto fail;
+        for (int32_t c = 0; c < nc; c++) {
+            if (ns[c] >= cs[c] || urand(rng) < exp((ns[c] - cs[c]) / temp)) {
+                cur[c] = nb[c];
+                cs[c] = ns[c];
+            }
+            if (in_batch(pool, np, &nb[c]) || !is_new(db, target, t, batch, n, &nb[c])) continue;
+            int32_t at = np;
+            if (np == SA_POOL) { /* replace the worst when better */
+                at = 0;
+                for (int32_t i = 1; i < np; i++)
+                    if (ps[i] < ps[at]) at = i;
+                if (ps[at] >= ns[c]) continue;
+            } else {
+                np++;
+            }
+            pool[at] = nb[c];
+            ps[at] = ns[c];
+        }
+    }
+    /* the best of the pool, in score order */
+    while (n < want && np > 0) {
+        int32_t b = 0;
+        for (int32_t i = 1; i < np; i++)
+            if (ps[i] > ps[b]) b = i;
+        batch[n++] = pool[b];
+        pool[b] = pool[np - 1];
+        ps[b] = ps[np - 1];
+        np--;
+    }
+    return n;
+fail:
+    if (log) fprintf(log, "  cost model: %s (random points instead)\n", ib_last_error());
+    ib__error_clear();
+    return n;
+}
+
+/* Up to `want` new valid candidates for task t into batch; tm: the template's model when
+ * it is trained (NULL: random + greedy only). */
 static int32_t propose(const ib__plan *plan, const ib__tune_db *db, const char *target,
-                       const ib__tune_task *t, task_state *s, int32_t want, uint64_t *rng,
-                       ib__knobs *batch) {
+                       const ib__tune_task *t, task_state *s, const tmpl_model *tm,
+                       double epsilon, int32_t want, uint64_t *rng, ib__knobs *batch, FILE *log) {
     int32_t n = 0;
     if (!ib__tune_db_has(db, target, t->key, &t->defaults)) batch[n++] = t->defaults;
+    if (tm) {
+        int32_t explore = (int32_t)ceil(epsilon * want);
+        if (explore < 1) explore = 1;
+        if (want - explore > n) n = sa_pick(plan, db, target, t, s, tm, want - explore, rng, batch, n, log);
+    }
     ib__knobs best = t->defaults;
     const ib__tune_record *br = ib__tune_db_best(db, target, t->key);
     if (br) knobs_from_record(br, &t->defaults, &best);
     for (int32_t tries = 0; n < want && tries < want * 200; tries++) {
         ib__knobs c;
-        /* two thirds greedy around the best, a third anywhere (escapes local minima) */
-        if (next_rand(rng) % 3 != 0) neighbour(&s->space, &best, rng, &c);
+        /* without a model two thirds greedy around the best, a third anywhere (escapes
+         * local minima); with one the rest is random: the epsilon of epsilon-greedy */
+        if (!tm && next_rand(rng) % 3 != 0) neighbour(&s->space, &best, rng, &c);
         else random_point(&s->space, &t->defaults, rng, &c);
         if (in_batch(batch, n, &c) || ib__tune_db_has(db, target, t->key, &c)) continue;
         if (!ib__tune_space_valid(plan, t, &c)) continue;
@@ -114,6 +238,43 @@ static int32_t propose(const ib__plan *plan, const ib__tune_db *db, const char *
     }
     if (n == 0) s->exhausted = true;
     return n;
+}
+
+/* Refits template model m on every successful record of its template for this target in
+ * db, one rank group per workload key. */
+static void retrain(const ib__tune_db *db, const char *target, const ib__target *tg,
+                    tmpl_model *m, FILE *log, bool announce) {
+    if (m->dead) return;
+    ib__tune_cm_clear(m->cm);
+    int32_t n = ib__tune_db_size(db), groups = 0;
+    const char **keys = ib__malloc((size_t)(n ? n : 1) * sizeof *keys);
+    if (!keys) return;
+    ib_status st = IB_OK;
+    for (int32_t i = 0; i < n && st == IB_OK; i++) {
+        const ib__tune_record *r = ib__tune_db_at(db, i);
+        if (!r->ok || strcmp(r->target, target) || strcmp(r->tmpl, m->tmpl->name)) continue;
+        int32_t g = 0;
+        while (g < groups && strcmp(keys[g], r->key) != 0) g++;
+        if (g == groups) keys[groups++] = r->key;
+        ib__knobs k;
+        knobs_from_record(r, m->order, &k);
+        float f[IB_TUNE_NFEAT];
+        ib__tune_features(r->key, tg, &k, f);
+        st = ib__tune_cm_add(m->cm, g, f, r->ok, r->ms);
+    }
+    ib__free(keys);
+    int32_t pts = ib__tune_cm_size(m->cm);
+    if (st == IB_OK && pts >= CM_MIN_POINTS) st = ib__tune_cm_train(m->cm);
+    if (st) {
+        if (log) fprintf(log, "cost model %s: %s; random + greedy search from here\n", m->tmpl->name,
+                         ib_last_error());
+        ib__error_clear();
+        m->dead = true;
+        return;
+    }
+    if (announce && log && pts >= CM_MIN_POINTS)
+        fprintf(log, "cost model %s: pre-trained on %d records of %d workloads in the database\n",
+                m->tmpl->name, pts, groups);
 }
 
 static void progress(FILE *log, int32_t ti, int32_t n_tasks, const ib__tune_task *t,
@@ -124,6 +285,8 @@ static void progress(FILE *log, int32_t ti, int32_t n_tasks, const ib__tune_task
             ti + 1, n_tasks, t->label, s->measured, trials, s->best_ms, gf, s->default_ms);
     if (budget > 0) fprintf(log, "  %.0fs/%.0fs", elapsed, budget);
     else fprintf(log, "  %.0fs", elapsed);
+    if (s->rho_n > 0)
+        fprintf(log, "  rank corr %.2f (mean of %d: %.2f)", s->rho_last, s->rho_n, s->rho_sum / s->rho_n);
     fprintf(log, "\n");
     fflush(log);
 }
@@ -138,23 +301,42 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
     task_state *st = ib__calloc((size_t)(ts->n ? ts->n : 1), sizeof *st);
     ib__knobs *batch = ib__calloc((size_t)bsz, sizeof *batch);
     ib__tune_result *res = ib__calloc((size_t)bsz, sizeof *res);
-    if (!st || !batch || !res) {
-        ib__free(st);
-        ib__free(batch);
-        ib__free(res);
-        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
+    tmpl_model *models = ib__calloc((size_t)(ts->n ? ts->n : 1), sizeof *models);
+    float *feat = ib__calloc((size_t)bsz * IB_TUNE_NFEAT, sizeof *feat);
+    float *pred = ib__calloc((size_t)bsz, sizeof *pred);
+    double *rx = ib__calloc((size_t)bsz * 2, sizeof *rx);
+    int32_t n_models = 0;
+    ib_status status = IB_OK;
+    if (!st || !batch || !res || !models || !feat || !pred || !rx) {
+        status = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
+        goto out;
     }
     uint64_t rng = o->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
     if (!rng) rng = 1;
     for (int32_t i = 0; i < ts->n; i++) {
         ib__tune_space_init(&ts->tasks[i], &st[i].space);
         refresh(db, target, &ts->tasks[i], &st[i]);
+        int32_t m = 0;
+        while (m < n_models && models[m].tmpl != ts->tasks[i].tmpl) m++;
+        if (m == n_models) {
+            models[m].tmpl = ts->tasks[i].tmpl;
+            models[m].order = &ts->tasks[i].defaults;
+            if (!o->cost_model) models[m].dead = true;
+            else if (ib__tune_cm_create(o->seed, &models[m].cm)) {
+                ib__error_clear();
+                models[m].dead = true;
+            }
+            n_models++;
+        }
+        st[i].model = m;
     }
     double t0 = now_s();
-    ib_status status = IB_OK;
+    double epsilon = o->epsilon > 0 ? o->epsilon : 0.25;
     if (o->log)
-        fprintf(o->log, "tuning %d tasks on %s, %d trials each%s, database %s\n", ts->n, target,
-                o->trials, o->budget_s > 0 ? " within the budget" : "", ib__tune_db_path(db));
+        fprintf(o->log, "tuning %d tasks on %s, %d trials each%s, %s, database %s\n", ts->n, target,
+                o->trials, o->budget_s > 0 ? " within the budget" : "",
+                o->cost_model ? "XGBoost cost model" : "random + greedy search", ib__tune_db_path(db));
+    for (int32_t m = 0; m < n_models; m++) retrain(db, target, &ts->plan->target, &models[m], o->log, true);
     for (;;) {
         double elapsed = now_s() - t0;
         if (o->budget_s > 0 && elapsed >= o->budget_s) {
@@ -183,8 +365,19 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
         task_state *s = &st[pick];
         int32_t want = o->trials - s->measured;
         if (want > bsz) want = bsz;
-        int32_t n = propose(ts->plan, db, target, t, s, want, &rng, batch);
+        tmpl_model *tm = &models[s->model];
+        bool use_model = !tm->dead && ib__tune_cm_ready(tm->cm);
+        int32_t n = propose(ts->plan, db, target, t, s, use_model ? tm : NULL, epsilon, want, &rng,
+                            batch, o->log);
         if (n == 0) continue;
+        /* predicted before measuring: held out from the model that scores them */
+        bool predicted = false;
+        if (use_model) {
+            for (int32_t i = 0; i < n; i++)
+                ib__tune_features(t->key, &ts->plan->target, &batch[i], feat + (size_t)i * IB_TUNE_NFEAT);
+            predicted = ib__tune_cm_predict(tm->cm, n, feat, pred) == IB_OK;
+            ib__error_clear();
+        }
         double ref_ms = 0;
         ib_status ms = ib__tune_measure(ts->plan, t->kernel, n, batch, &o->measure, res, &ref_ms);
         if (ms) {
@@ -211,6 +404,22 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
             status = ib__tune_db_append(db, &r);
         }
         if (status) break;
+        if (predicted) {
+            int32_t m = 0;
+            for (int32_t i = 0; i < n; i++)
+                if (res[i].ok && res[i].ms > 0) {
+                    rx[m] = pred[i];
+                    rx[bsz + m] = -res[i].ms; /* faster ranks higher, as a score does */
+                    m++;
+                }
+            double rho = m >= 4 ? ib__tune_spearman(rx, rx + bsz, m) : NAN;
+            if (isfinite(rho)) {
+                s->rho_last = rho;
+                s->rho_sum += rho;
+                s->rho_n++;
+            }
+        }
+        retrain(db, target, &ts->plan->target, tm, o->log, false);
         s->run_trials += n;
         if (ref_ms > 0 && (s->ref_ms <= 0 || ref_ms < s->ref_ms)) s->ref_ms = ref_ms;
         refresh(db, target, t, s);
@@ -228,7 +437,16 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
         summary[i].trials = st[i].run_trials;
         summary[i].best_ms = st[i].best_ms;
         summary[i].default_ms = st[i].default_ms;
+        summary[i].rank_batches = st[i].rho_n;
+        summary[i].rank_corr = st[i].rho_n ? st[i].rho_sum / st[i].rho_n : NAN;
+        summary[i].rank_corr_last = st[i].rho_n ? st[i].rho_last : NAN;
     }
+out:
+    for (int32_t m = 0; models && m < n_models; m++) ib__tune_cm_destroy(models[m].cm);
+    ib__free(models);
+    ib__free(feat);
+    ib__free(pred);
+    ib__free(rx);
     ib__free(st);
     ib__free(batch);
     ib__free(res);

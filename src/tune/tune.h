@@ -168,6 +168,42 @@ ib_status ib__tune_measure(const ib__plan *plan, int32_t kernel, int32_t n,
                            const ib__knobs *cands, const ib__tune_measure_opts *o,
                            ib__tune_result *res, double *ref_ms);
 
+/* ---- Cost model (cost_model.c) ------------------------------------------------------ */
+#define IB_TUNE_NKNOBF 16  /* knob values, in the template's knob order */
+#define IB_TUNE_NFEAT (IB_TUNE_NKNOBF + 12 + 4)
+#define IB_TUNE_CM_ROUNDS 60
+
+/* Features of knobs k for the workload of `key` on target t: the knob values, then loop
+ * features derived from the shapes in the key (register use, bytes touched per cache
+ * level over its size, vector utilisation, parallel items per core and their balance,
+ * arithmetic intensity of the register tile and of the whole loop nest), then the
+ * workload's size. Parsed from the key, so records of other models get them too. */
+void ib__tune_features(const char *key, const ib__target *t, const ib__knobs *k,
+                       float out[IB_TUNE_NFEAT]);
+
+/* Spearman's rank correlation of a and b (ties averaged); NaN when undefined (n < 2 or
+ * a constant side). */
+double ib__tune_spearman(const double *a, const double *b, int32_t n);
+
+/* An XGBoost ranker (rank:pairwise, one thread): measured points are added with the
+ * group of their workload, train() fits a fresh booster on all of them, predict() scores
+ * configurations (higher: predicted faster; comparable within one workload only). */
+typedef struct ib__tune_cost_model ib__tune_cost_model;
+ib_status ib__tune_cm_create(uint64_t seed, ib__tune_cost_model **out);
+void ib__tune_cm_destroy(ib__tune_cost_model *m);
+/* Drops the points (the trained booster stays until the next train). */
+void ib__tune_cm_clear(ib__tune_cost_model *m);
+/* Failed measurements (ok false) are left out of training: see cost_model.c. */
+ib_status ib__tune_cm_add(ib__tune_cost_model *m, int32_t group, const float *f, bool ok,
+                          double ms);
+int32_t ib__tune_cm_size(const ib__tune_cost_model *m);
+/* Fails (the previous booster kept) with fewer than 4 points in groups of two or more. */
+ib_status ib__tune_cm_train(ib__tune_cost_model *m);
+bool ib__tune_cm_ready(const ib__tune_cost_model *m);
+/* f: n rows of IB_TUNE_NFEAT. */
+ib_status ib__tune_cm_predict(const ib__tune_cost_model *m, int32_t n, const float *f,
+                              float *score);
+
 /* ---- Search driver --------------------------------------------------------------------- */
 typedef struct ib__tune_options {
     int32_t trials;      /* per task, > 0 */
@@ -176,6 +212,8 @@ typedef struct ib__tune_options {
     uint64_t seed;
     ib__tune_measure_opts measure;
     FILE *log;           /* progress lines (NULL: none) */
+    bool cost_model;     /* steer by the XGBoost model once trained (false: random + greedy) */
+    double epsilon;      /* random share of a model-steered batch, 0: 0.25 */
 } ib__tune_options;
 
 typedef struct ib__tune_summary {
@@ -183,6 +221,9 @@ typedef struct ib__tune_summary {
     double default_ms;     /* default knobs' median, the least over this run's batches
                               (each times them next to its candidates), else the database's */
     double best_ms;        /* best record (0: none) */
+    int32_t rank_batches;  /* batches the cost model scored before they were measured */
+    double rank_corr;      /* their mean Spearman correlation, predicted vs measured (NaN: none) */
+    double rank_corr_last; /* the last one's */
 } ib__tune_summary;
 
 /* Tunes every task of ts, appending each measurement to db; resumes from what db holds.
