@@ -156,6 +156,58 @@ mkdir -p "$T/cache" && cp "$T/db.jsonl" "$T/cache/tuning.jsonl"
 "$CLI" tune "$T/tiny.onnx" --list-tasks | grep -q " 8  conv2d_nchwc"
 check "the default database lives in the cache directory" $?
 
+# ---- cost model ------------------------------------------------------------------------------
+# 40 trials of the 3x3 task: two batches of 16 random + greedy points train the XGBoost
+# model, which then picks the third batch and is scored on it before it is measured
+"$CLI" tune "$T/tiny.onnx" --task 0 --trials 40 --db "$T/cm.jsonl" > "$T/cm.txt" 2>&1
+check "tune --task 0 --trials 40 exits 0" $?
+[ "$(wc -l < "$T/cm.jsonl")" -eq 40 ]; check "--task 0 tunes only that task (40 records)" $?
+$PY - "$T/cm.txt" <<'EOF'
+import re, sys
+log = open(sys.argv[1]).read()
+assert "XGBoost cost model" in log, log
+steps = [l for l in log.splitlines() if l.startswith("[task 1/1]")]
+assert len(steps) == 3, steps
+assert "rank corr" not in steps[0] and "rank corr" not in steps[1], steps  # untrained
+m = re.search(r"rank corr (-?[0-9.]+) \(mean of 1: (-?[0-9.]+)\)", steps[2])
+assert m and -1 <= float(m.group(1)) <= 1, steps[2]
+row = [l for l in log.splitlines() if l.startswith("0    conv2d_nchwc")][0]
+assert -1 <= float(row.split()[-1]) <= 1, row          # the table's rank corr column
+EOF
+check "the cost model steers the third batch; its held-out rank correlation is reported" $?
+# transfer: the same template at another shape starts from a model pre-trained on those 40
+$PY - "$T/tiny.onnx" "$T/tiny10.onnx" <<'EOF'
+import sys, onnx
+m = onnx.load(sys.argv[1])
+for v in list(m.graph.input) + list(m.graph.output):
+    for d in v.type.tensor_type.shape.dim[2:]:
+        d.dim_value = 10
+onnx.save(m, sys.argv[2])
+EOF
+cp "$T/cm.jsonl" "$T/cm2.jsonl"
+"$CLI" tune "$T/tiny10.onnx" --task 0 --trials 16 --db "$T/cm2.jsonl" > "$T/cm2.txt" 2>&1
+check "tune of the 10x10 model exits 0" $?
+grep -q "cost model conv2d_nchwc: pre-trained on [0-9]* records of 1 workloads" "$T/cm2.txt" &&
+    grep "^\[task 1/1\]" "$T/cm2.txt" | head -n 1 | grep -q "rank corr"
+check "another shape of the template starts from the pre-trained model (transfer)" $?
+"$CLI" tune "$T/tiny.onnx" --task 0 --trials 40 --db "$T/cm.jsonl" --plot "$T/curves.svg" > /dev/null 2>&1
+$PY - "$T/curves.svg" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+lines = root.findall("{http://www.w3.org/2000/svg}polyline")
+assert len(lines) == 2, len(lines)                     # the task and end to end
+pts = [p for p in lines[0].get("points").split() if p]
+assert len(pts) >= 40, len(pts)                        # a step per successful trial
+EOF
+check "--plot writes the tuning curves as SVG" $?
+"$CLI" tune "$T/tiny.onnx" --task 0 --trials 40 --db "$T/cm.jsonl" --plot "$T/no/such/dir/c.svg" > /dev/null 2>&1
+[ $? -ne 0 ]; check "--plot to an unwritable path fails" $?
+"$CLI" tune "$T/tiny.onnx" --task 2 > /dev/null 2>&1
+[ $? -eq 2 ]; check "--task out of range exits 2" $?
+"$CLI" tune "$T/tiny.onnx" --trials 6 --no-cost-model --db "$T/nocm.jsonl" > "$T/nocm.txt" 2>&1 &&
+    grep -q "random + greedy search" "$T/nocm.txt"
+check "--no-cost-model runs random + greedy" $?
+
 # ---- broken candidates -------------------------------------------------------------------
 mkdir -p "$T/tmp"
 for kind in crash hang wrong; do

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/model_internal.h"
 #include "cli/cli.h"
@@ -27,6 +28,9 @@ static void usage(FILE *f) {
             "  --threads N      threads the kernels run on while measured (default: all)\n"
             "  --seed N         random seed of the search (default 1)\n"
             "  --no-cost-model  random + greedy search only (no XGBoost model)\n"
+            "  --task K[,K...]  tune only these tasks (indices as --list-tasks prints them)\n"
+            "  --plot FILE.svg  draw the tuning curves (best latency vs trials, per task and\n"
+            "                   end to end) from the database after tuning\n"
             "  --json           --list-tasks as JSON\n"
             "  --export FILE    write every record of the database to FILE\n"
             "  --import FILE    append FILE's records that the database lacks\n"
@@ -47,6 +51,39 @@ static bool parse_budget(const char *s, double *out) {
     else return false;
     if (*end && end[1]) return false;
     *out = v * mul;
+    return true;
+}
+
+/* Keeps only the tasks listed ("3" or "0,4,7"), in the order listed. */
+static bool select_tasks(ib__tune_taskset *ts, const char *spec) {
+    bool keep[4096] = {false};
+    int32_t order[4096], n = 0;
+    const char *p = spec;
+    while (*p) {
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v >= ts->n || v >= 4096 || (*end && *end != ',')) {
+            ib__cli_usage_error("tune: --task wants task indices below %d separated by commas, "
+                                "got '%s'", ts->n, spec);
+            return false;
+        }
+        if (!keep[v]) order[n++] = (int32_t)v;
+        keep[v] = true;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0) {
+        ib__cli_usage_error("tune: --task wants at least one task index");
+        return false;
+    }
+    ib__tune_task *sel = ib__malloc((size_t)n * sizeof *sel);
+    if (!sel) {
+        ib__cli_usage_error("tune: out of memory");
+        return false;
+    }
+    for (int32_t i = 0; i < n; i++) sel[i] = ts->tasks[order[i]];
+    memcpy(ts->tasks, sel, (size_t)n * sizeof *sel);
+    ts->n = n;
+    ib__free(sel);
     return true;
 }
 
@@ -90,7 +127,8 @@ static void print_tasks(const ib__tune_taskset *ts, const ib__tune_db *db, const
 
 int ib__cmd_tune(int argc, char **argv) {
     const char *model_path = NULL, *target_name = NULL, *db_path = NULL;
-    const char *export_path = NULL, *import_path = NULL, *agent = NULL;
+    const char *export_path = NULL, *import_path = NULL, *agent = NULL, *task_list = NULL;
+    const char *plot_path = NULL;
     long long trials = 64, batch = 1, threads = 0, seed = 1;
     double budget = 0;
     bool list = false, json = false, cost_model = true;
@@ -104,6 +142,12 @@ int ib__cmd_tune(int argc, char **argv) {
         if ((m = ib__cli_option(argc, argv, &i, "--target", &v)) != 0) {
             if (m < 0) return IB_EXIT_USAGE;
             target_name = v;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--plot", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            plot_path = v;
+        } else if ((m = ib__cli_option(argc, argv, &i, "--task", &v)) != 0) {
+            if (m < 0) return IB_EXIT_USAGE;
+            task_list = v;
         } else if ((m = ib__cli_option(argc, argv, &i, "--db", &v)) != 0) {
             if (m < 0) return IB_EXIT_USAGE;
             db_path = v;
@@ -204,6 +248,12 @@ int ib__cmd_tune(int argc, char **argv) {
         ib_model_destroy(model);
         goto done;
     }
+    if (task_list && !list && !select_tasks(ts, task_list)) {
+        rc = IB_EXIT_USAGE;
+        ib__tune_taskset_destroy(ts);
+        ib_model_destroy(model);
+        goto done;
+    }
     char tkey[IB_TUNE_TARGET_MAX];
     ib__tune_target_key(&target, tkey);
     if (list) {
@@ -221,6 +271,7 @@ int ib__cmd_tune(int argc, char **argv) {
         o.measure.agent = agent;
         o.log = stdout;
         o.cost_model = cost_model;
+        o.live = isatty(fileno(stderr)) ? stderr : NULL;
         ib__tune_summary *sum = ib__calloc((size_t)(ts->n ? ts->n : 1), sizeof *sum);
         if (!sum) s = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
         else s = ib__tune_run(ts, db, &o, sum);
@@ -249,6 +300,11 @@ int ib__cmd_tune(int argc, char **argv) {
                 printf("tunable kernels, sum over the model: default %.3f ms, tuned %.3f ms "
                        "(%.2fx)\n", d_tot, b_tot, d_tot / b_tot);
             printf("database: %s (%d records)\n", db_path, ib__tune_db_size(db));
+            if (plot_path) {
+                s = ib__tune_plot_svg(ts, db, tkey, plot_path);
+                if (s) rc = ib__cli_fail(s, "tune --plot");
+                else printf("tuning curves: %s\n", plot_path);
+            }
         }
         ib__free(sum);
     }

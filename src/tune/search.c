@@ -277,6 +277,25 @@ static void retrain(const ib__tune_db *db, const char *target, const ib__target 
                 m->tmpl->name, pts, groups);
 }
 
+/* The live line: the task being measured, its trials, best GFLOP/s, and the time left
+ * (of the budget, else estimated from the pace so far). */
+static void live_line(FILE *tty, int32_t ti, int32_t n_tasks, const ib__tune_task *t,
+                      const task_state *s, int32_t n, int32_t trials, double elapsed,
+                      double budget, int32_t done, int32_t todo) {
+    if (!tty) return;
+    double gf = s->best_ms > 0 ? t->flops / (s->best_ms * 1e-3) * 1e-9 : 0;
+    double left = budget > 0 ? budget - elapsed : done > 0 ? elapsed / done * todo : 0;
+    fprintf(tty, "\r\033[K[task %d/%d] %-32.32s trials %d+%d/%d  best %.1f GFLOP/s  ~%.0fs left",
+            ti + 1, n_tasks, t->label, s->measured, n, trials, gf, left > 0 ? left : 0);
+    fflush(tty);
+}
+
+static void live_clear(FILE *tty) {
+    if (!tty) return;
+    fputs("\r\033[K", tty);
+    fflush(tty);
+}
+
 static void progress(FILE *log, int32_t ti, int32_t n_tasks, const ib__tune_task *t,
                      const task_state *s, int32_t trials, double elapsed, double budget) {
     if (!log) return;
@@ -378,9 +397,17 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
             predicted = ib__tune_cm_predict(tm->cm, n, feat, pred) == IB_OK;
             ib__error_clear();
         }
+        int32_t done = 0, todo = 0;
+        for (int32_t i = 0; i < ts->n; i++) {
+            done += st[i].run_trials;
+            if (!st[i].exhausted && !st[i].broken && st[i].measured < o->trials)
+                todo += o->trials - st[i].measured;
+        }
+        live_line(o->live, pick, ts->n, t, s, n, o->trials, now_s() - t0, o->budget_s, done, todo);
         double ref_ms = 0;
         ib_status ms = ib__tune_measure(ts->plan, t->kernel, n, batch, &o->measure, res, &ref_ms);
         if (ms) {
+            live_clear(o->live);
             /* this task cannot be measured (its own default fails): the others go on */
             if (o->log) fprintf(o->log, "[task %d/%d] %s: skipped: %s\n", pick + 1, ts->n, t->label,
                                 ib_last_error());
@@ -424,6 +451,7 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
         if (ref_ms > 0 && (s->ref_ms <= 0 || ref_ms < s->ref_ms)) s->ref_ms = ref_ms;
         refresh(db, target, t, s);
         if (s->ref_ms > 0) s->default_ms = s->ref_ms;
+        live_clear(o->live);
         progress(o->log, pick, ts->n, t, s, o->trials, now_s() - t0, o->budget_s);
         if (failed && o->log) {
             for (int32_t i = 0; i < n; i++)

@@ -212,6 +212,7 @@ typedef struct ib__tune_options {
     uint64_t seed;
     ib__tune_measure_opts measure;
     FILE *log;           /* progress lines (NULL: none) */
+    FILE *live;          /* a terminal for a live status line rewritten in place (NULL: none) */
     bool cost_model;     /* steer by the XGBoost model once trained (false: random + greedy) */
     double epsilon;      /* random share of a model-steered batch, 0: 0.25 */
 } ib__tune_options;
@@ -230,5 +231,11 @@ typedef struct ib__tune_summary {
  * summary: ts->n entries (may be NULL). */
 ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_options *o,
                        ib__tune_summary *summary);
+
+/* ---- Tuning curves (tune_plot.c) ------------------------------------------------------ */
+/* Writes path as an SVG of ts's tuning curves from db's records for target: per task the
+ * best latency so far relative to the first measured, end to end the sum of count x best. */
+ib_status ib__tune_plot_svg(const ib__tune_taskset *ts, const ib__tune_db *db, const char *target,
+                            const char *path);
 
 #endif /* IB_TUNE_TUNE_H */
