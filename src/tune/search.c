@@ -265,6 +265,12 @@ static void retrain(const ib__tune_db *db, const char *target, const ib__target 
     ib__free(keys);
     int32_t pts = ib__tune_cm_size(m->cm);
     if (st == IB_OK && pts >= CM_MIN_POINTS) st = ib__tune_cm_train(m->cm);
+    if (st == IB_ERR_INVALID_ARGUMENT) {
+        /* too few points in groups of two or more (many workloads, one record each):
+         * not an error, the model waits for more */
+        ib__error_clear();
+        return;
+    }
     if (st) {
         if (log) fprintf(log, "cost model %s: %s; random + greedy search from here\n", m->tmpl->name,
                          ib_last_error());

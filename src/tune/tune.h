@@ -197,7 +197,8 @@ void ib__tune_cm_clear(ib__tune_cost_model *m);
 ib_status ib__tune_cm_add(ib__tune_cost_model *m, int32_t group, const float *f, bool ok,
                           double ms);
 int32_t ib__tune_cm_size(const ib__tune_cost_model *m);
-/* Fails (the previous booster kept) with fewer than 4 points in groups of two or more. */
+/* IB_ERR_INVALID_ARGUMENT (the previous booster kept) with fewer than 4 points in groups
+ * of two or more; other failures are XGBoost's own. */
 ib_status ib__tune_cm_train(ib__tune_cost_model *m);
 bool ib__tune_cm_ready(const ib__tune_cost_model *m);
 /* f: n rows of IB_TUNE_NFEAT. */
