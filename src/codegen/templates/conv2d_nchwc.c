@@ -296,6 +296,10 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
     int64_t bow = 1, boc = 1;
     for (int64_t oc = 1; oc <= 8 && oc <= OCB; oc++) {
         int32_t budget = acc_budget(t, B, oc);
+        /* A plain-input (stem) conv reads one strided scalar per output column and
+         * channel step: tiles of more than 12 accumulators ran slower than the model
+         * predicts (ResNet-50's stem in the model: 14x2 0.92 ms; 12x1, 6x2, 4x3 0.65-0.75). */
+        if (g.Bi == 1 && budget > 12) budget = 12;
         for (int64_t ow = 1; ow <= g.OW && ow * oc <= budget; ow++) {
             double fma = (double)(ow * oc) / 2.0, ld = (double)(ow + oc) / 1.67;
             double per = fma > ld ? fma : ld;
@@ -326,11 +330,14 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
      * share of the weights); 1 gives each item all groups for its rows, so the rows'
      * input stays in cache while every group reads it - better when the image is much
      * larger than L2 but the weights fit (a 1x1 conv on a 56x56x256 input read once
-     * per group from DRAM ran 5x slower). */
+     * per group from DRAM ran 5x slower). Not for a plain-input (stem) conv: its work per
+     * byte of image is so high (ResNet-50's 7x7 stem: 236 MFLOP on a 0.6 MB image) that
+     * re-reading the image per group costs little; measured in the model, that stem ran
+     * 1.14 ms with 1 and 0.62 ms with 0. */
     int64_t l2b = t->l2_bytes > 0 ? t->l2_bytes : 1 << 20;
     int64_t img_bytes = ICB * g.IH * g.IW * Bi * (int64_t)sizeof(float);
     int64_t w_bytes = OCB * B * ICB * Bi * g.KH * g.KW * (int64_t)sizeof(float);
-    int64_t par = (img_bytes > l2b / 2 && w_bytes <= l2b / 2) ? 1 : 0;
+    int64_t par = (g.Bi != 1 && img_bytes > l2b / 2 && w_bytes <= l2b / 2) ? 1 : 0;
     ib__knobs_set(knobs, "parallel", par);
     ib__knobs_set(knobs, "kw_inner", 0);
     /* oh_block: as many rows per parallel item as keep >= 8 items per core (balance) and
