@@ -62,4 +62,12 @@ void ib__emit_copy_entry(ib__sb *sb, const char *fn, const char *prologue, long 
 /* True when `op` can be an epilogue step (the fusion pass asks). */
 bool ib__epilogue_supports_op(ib__op_id op, ib__epi_kind kind);
 
+/* The anchor node of an element-wise chain as a step, with the attributes the reference
+ * op reads (LeakyRelu/HardSigmoid alpha and beta, Clip bounds from attributes or constant
+ * inputs, exact GELU only); ops for which extra_op is true are unary steps the caller's
+ * emitter handles itself (*extra set). False when the node cannot be one. Shared by the
+ * CPU and CUDA eltwise templates (templates/eltwise.c). */
+bool ib__eltwise_anchor_step(const ib__node *n, bool (*extra_op)(ib__op_id op),
+                             ib__epilogue_step *e, bool *extra);
+
 #endif /* IB_CODEGEN_EMIT_COMMON_H */

@@ -32,8 +32,7 @@ static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs 
 
 static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs) {
     ib__att_desc g;
-    int64_t t = ib__knobs_get(knobs, "threads", 128);
-    return analyze(plan, k, &g) && t >= 32 && t <= 1024 && t % 32 == 0;
+    return analyze(plan, k, &g) && ib__cuda_threads_valid(knobs, 128);
 }
 
 static ib_status launch(const ib__plan *plan, const ib__pkernel *k, ib__launch_dims *out) {

@@ -38,8 +38,7 @@ static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs 
 }
 
 static bool threads_ok(const ib__knobs *knobs) {
-    int64_t t = ib__knobs_get(knobs, "threads", 256);
-    return t >= 32 && t <= 1024 && t % 32 == 0;
+    return ib__cuda_threads_valid(knobs, 256);
 }
 
 static ib_status launch_out(const ib__plan *plan, const ib__pkernel *k, ib__launch_dims *out) {

@@ -23,60 +23,11 @@ static bool extra_unary(ib__op_id op) {
            op == IB_OP_SQRT;
 }
 
-static bool const_input(const ib__node *n, int32_t i, float dflt, float *out) {
-    *out = dflt;
-    if (i >= n->n_inputs || !n->inputs[i]) return true;
-    const ib_tensor *t = n->inputs[i]->constant;
-    if (!t || t->dtype != IB_DTYPE_FLOAT32 || ib_tensor_element_count(t) != 1 || !t->data) return false;
-    *out = *(const float *)t->data;
-    return true;
-}
-
-/* The anchor as an epilogue-like step with its attributes (as the CPU eltwise reads them). */
-static bool anchor_step(const ib__node *n, ib__epilogue_step *e, bool *extra) {
-    memset(e, 0, sizeof *e);
-    e->op = n->op;
-    e->operand_buf = -1;
-    *extra = false;
-    if (n->n_outputs < 1 || n->n_inputs < 1 || !n->inputs[0]) return false;
-    if (extra_unary(n->op)) {
-        *extra = true;
-        e->kind = IB_EPI_UNARY;
-        return n->n_inputs == 1;
-    }
-    if (ib__epilogue_supports_op(n->op, IB_EPI_UNARY)) {
-        e->kind = IB_EPI_UNARY;
-        switch (n->op) {
-        case IB_OP_LEAKY_RELU: return ib__attr_float(n, "alpha", 0.01f, &e->alpha) == IB_OK;
-        case IB_OP_HARD_SIGMOID:
-            return ib__attr_float(n, "alpha", 0.2f, &e->alpha) == IB_OK &&
-                   ib__attr_float(n, "beta", 0.5f, &e->beta) == IB_OK;
-        case IB_OP_CLIP:
-            if (n->opset < 11)
-                return ib__attr_float(n, "min", -3.402823466e38f, &e->alpha) == IB_OK &&
-                       ib__attr_float(n, "max", 3.402823466e38f, &e->beta) == IB_OK;
-            return const_input(n, 1, -3.402823466e38f, &e->alpha) &&
-                   const_input(n, 2, 3.402823466e38f, &e->beta);
-        case IB_OP_GELU: {
-            const char *approx = NULL;
-            if (ib__attr_string(n, "approximate", "none", &approx) || !approx) return false;
-            return strcmp(approx, "none") == 0;
-        }
-        default: return n->n_inputs == 1;
-        }
-    }
-    if (ib__epilogue_supports_op(n->op, IB_EPI_BINARY)) {
-        e->kind = IB_EPI_BINARY;
-        return n->n_inputs == 2 && n->inputs[1];
-    }
-    return false;
-}
-
 static bool analyze(const ib__plan *plan, const ib__pkernel *k, elt_g *g) {
     memset(g, 0, sizeof *g);
     if (!ib__target_is_cuda(&plan->target)) return false;
     if (!k->nodes || k->n_nodes < 1 || !k->nodes[0] || k->n_out != 1) return false;
-    if (!anchor_step(k->nodes[0], &g->anchor, &g->extra)) return false;
+    if (!ib__eltwise_anchor_step(k->nodes[0], extra_unary, &g->anchor, &g->extra)) return false;
     g->n_src = g->anchor.kind == IB_EPI_BINARY ? 2 : 1;
     /* Clip's min/max inputs are read as constants above, not as buffers */
     if (k->n_in < g->n_src || (k->n_in > g->n_src && k->nodes[0]->op != IB_OP_CLIP)) return false;

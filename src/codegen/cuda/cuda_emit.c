@@ -180,6 +180,27 @@ void ib__cuda_launch_1d(int64_t total, int32_t threads, ib__launch_dims *out) {
     out->block[1] = out->block[2] = 1;
 }
 
+bool ib__cuda_threads_valid(const ib__knobs *knobs, int64_t dflt) {
+    int64_t t = ib__knobs_get(knobs, "threads", dflt);
+    return t >= 32 && t <= 1024 && t % 32 == 0;
+}
+
+ib_status ib__cuda_emit_row_store(ib__sb *sb, const ib__pkernel *k, long long L, long long T,
+                                  const char *value) {
+    ib__sb_line(sb, "for (int64_t j = threadIdx.x; j < %lld; j += %lld) {", L, T);
+    sb->indent = 8;
+    ib__sb_line(sb, "float v = %s;", value);
+    ib__sb_line(sb, "const int64_t e = r * %lldll + j;", L);
+    ib__sb_line(sb, "(void)e;");
+    IB_TRY(ib__cuda_epilogue(sb, k, k->n_in + k->n_out, "v", "j", "e"));
+    ib__sb_line(sb, "y[j] = v;");
+    sb->indent = 4;
+    ib__sb_line(sb, "}");
+    sb->indent = 0;
+    ib__sb_line(sb, "}");
+    return ib__sb_status(sb);
+}
+
 /* ---- The matrix-multiply core ----------------------------------------------------------- */
 
 bool ib__cuda_mm_uses_tensor_cores(const ib__target *t, const ib__cuda_mm *mm) {

@@ -63,4 +63,12 @@ bool ib__cuda_mm_uses_tensor_cores(const ib__target *t, const ib__cuda_mm *mm);
 /* 1-D launch of `total` threads in blocks of `threads`. */
 void ib__cuda_launch_1d(int64_t total, int32_t threads, ib__launch_dims *out);
 
+/* The "threads" knob (dflt when unset) is a block size CUDA runs: 32..1024, whole warps. */
+bool ib__cuda_threads_valid(const ib__knobs *knobs, int64_t dflt);
+
+/* The tail of a kernel with a block per row of L elements (T threads): each thread's
+ * elements j get v = value, the fused epilogue, y[j] = v; then the function's end. */
+ib_status ib__cuda_emit_row_store(ib__sb *sb, const ib__pkernel *k, long long L, long long T,
+                                  const char *value);
+
 #endif /* IB_CODEGEN_CUDA_EMIT_H */

@@ -71,8 +71,7 @@ static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs 
 
 static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs) {
     ln_g g;
-    int64_t t = ib__knobs_get(knobs, "threads", 128);
-    return analyze(plan, k, &g) && t >= 32 && t <= 1024 && t % 32 == 0;
+    return analyze(plan, k, &g) && ib__cuda_threads_valid(knobs, 128);
 }
 
 static ib_status launch(const ib__plan *plan, const ib__pkernel *k, ib__launch_dims *out) {
@@ -104,18 +103,9 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     ib__sb_line(sb, "for (int64_t j = threadIdx.x; j < %lld; j += %lld) { float d = x[j] - mean; q += d * d; }", L, T);
     ib__sb_line(sb, "const float rstd = rsqrtf(ib_block_sum(q, red) * (1.0f / %lld.0f) + %s);", L,
                 ib__cuda_flit(eps, sizeof eps, g.eps));
-    ib__sb_line(sb, "for (int64_t j = threadIdx.x; j < %lld; j += %lld) {", L, T);
-    sb->indent = 8;
-    ib__sb_line(sb, "float v = (x[j] - mean) * rstd * a1[j]%s;", g.has_beta ? " + a2[j]" : "");
-    ib__sb_line(sb, "const int64_t e = r * %lldll + j;", L);
-    ib__sb_line(sb, "(void)e;");
-    IB_TRY(ib__cuda_epilogue(sb, k, k->n_in + k->n_out, "v", "j", "e"));
-    ib__sb_line(sb, "y[j] = v;");
-    sb->indent = 4;
-    ib__sb_line(sb, "}");
-    sb->indent = 0;
-    ib__sb_line(sb, "}");
-    return ib__sb_status(sb);
+    IB_TRY(ib__sb_status(sb));
+    return ib__cuda_emit_row_store(sb, k, L, T, g.has_beta ? "(x[j] - mean) * rstd * a1[j] + a2[j]"
+                                                           : "(x[j] - mean) * rstd * a1[j]");
 }
 
 static double flops(const ib__plan *plan, const ib__pkernel *k) {

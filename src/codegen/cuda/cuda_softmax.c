@@ -57,8 +57,7 @@ static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs 
 
 static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs) {
     smx_g g;
-    int64_t t = ib__knobs_get(knobs, "threads", 128);
-    return analyze(plan, k, &g) && t >= 32 && t <= 1024 && t % 32 == 0;
+    return analyze(plan, k, &g) && ib__cuda_threads_valid(knobs, 128);
 }
 
 static ib_status launch(const ib__plan *plan, const ib__pkernel *k, ib__launch_dims *out) {
@@ -90,18 +89,8 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     ib__sb_line(sb, "s = ib_block_sum(s, red);");
     if (g.log) ib__sb_line(sb, "const float sh = m + logf(s);");
     else ib__sb_line(sb, "const float inv = 1.0f / s;");
-    ib__sb_line(sb, "for (int64_t j = threadIdx.x; j < %lld; j += %lld) {", L, T);
-    sb->indent = 8;
-    ib__sb_line(sb, g.log ? "float v = x[j] - sh;" : "float v = expf(x[j] - m) * inv;");
-    ib__sb_line(sb, "const int64_t e = r * %lldll + j;", L);
-    ib__sb_line(sb, "(void)e;");
-    IB_TRY(ib__cuda_epilogue(sb, k, k->n_in + k->n_out, "v", "j", "e"));
-    ib__sb_line(sb, "y[j] = v;");
-    sb->indent = 4;
-    ib__sb_line(sb, "}");
-    sb->indent = 0;
-    ib__sb_line(sb, "}");
-    return ib__sb_status(sb);
+    IB_TRY(ib__sb_status(sb));
+    return ib__cuda_emit_row_store(sb, k, L, T, g.log ? "x[j] - sh" : "expf(x[j] - m) * inv");
 }
 
 static double flops(const ib__plan *plan, const ib__pkernel *k) {

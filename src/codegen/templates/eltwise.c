@@ -44,13 +44,14 @@ static bool const_input(const ib__node *n, int32_t i, float dflt, float *out) {
     return true;
 }
 
-static bool anchor_step(const ib__node *n, ib__epilogue_step *e, bool *extra) {
+bool ib__eltwise_anchor_step(const ib__node *n, bool (*extra_op)(ib__op_id op),
+                             ib__epilogue_step *e, bool *extra) {
     memset(e, 0, sizeof *e);
     e->op = n->op;
     e->operand_buf = -1;
     *extra = false;
     if (n->n_outputs < 1 || n->n_inputs < 1 || !n->inputs[0]) return false;
-    if (extra_unary(n->op)) {
+    if (extra_op(n->op)) {
         *extra = true;
         e->kind = IB_EPI_UNARY;
         return n->n_inputs == 1;
@@ -102,7 +103,7 @@ static bool analyze(const ib__plan *plan, const ib__pkernel *k, elt_desc *g) {
     memset(g, 0, sizeof *g);
     if (!k->nodes || k->n_nodes < 1 || k->n_out != 1) return false;
     const ib__node *a = k->nodes[0];
-    if (!anchor_step(a, &g->anchor, &g->anchor_extra)) return false;
+    if (!ib__eltwise_anchor_step(a, extra_unary, &g->anchor, &g->anchor_extra)) return false;
     int32_t n_anchor_in = g->anchor.kind == IB_EPI_BINARY ? 2 : 1;
     if (k->n_in < n_anchor_in) return false;
     if (k->out[0] < 0 || k->out[0] >= plan->n_bufs) return false;
