@@ -13,9 +13,9 @@
 ib_status ib__fuzz_measure_job(const uint8_t *data, size_t size) {
     static char so[64];
     if (!so[0]) snprintf(so, sizeof so, "/tmp/ib_fuzz_measure_job.%ld.so", (long)getpid());
-    FILE *in = fmemopen((void *)data, size ? size : 1, "rb");
+    /* fmemopen refuses a size of 0: an empty input is an empty file */
+    FILE *in = size ? fmemopen((void *)data, size, "rb") : fopen("/dev/null", "rb");
     if (!in) return IB_ERR_OUT_OF_MEMORY;
-    if (size == 0) fgetc(in); /* fmemopen wants one byte: make it read as empty */
     ib__measure_job job;
     void *storage = NULL;
     ib_status st = ib__measure_job_receive(in, so, &job, &storage);

@@ -54,9 +54,11 @@ assert sum(r["ok"] for r in recs) >= 4, [(r["ok"], r["note"]) for r in recs]
 assert all(r["ms"] > 0 for r in recs if r["ok"])
 PYEOF
 check "6 aarch64 records, measured and checked on the target" $?
-"$CLI" tune "$T/m.onnx" --trials 6 --db "$T/db.jsonl" --list-tasks --target aarch64 >"$T/log" 2>&1 &&
-    grep -q "conv2d_nchwc" "$T/log"
-check "--list-tasks sees the target's records" $?
+"$CLI" tune "$T/m.onnx" --db "$T/db.jsonl" --list-tasks --target aarch64 >"$T/log" 2>&1 &&
+    awk '$1 == "0" && $6 == "6" { found = 1 } END { exit !found }' "$T/log" &&
+    "$CLI" tune "$T/m.onnx" --db "$T/db.jsonl" --list-tasks --target x86-64-v3 >"$T/log2" 2>&1 &&
+    awk '$1 == "0" && $6 == "0" { found = 1 } END { exit !found }' "$T/log2"
+check "--list-tasks counts the 6 records for aarch64, none for another target" $?
 
 # broken candidates: each fails alone, the agent is restarted after a crash or a hang
 mkdir -p "$T/tmp"
