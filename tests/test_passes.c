@@ -83,7 +83,9 @@ static void check_plan(const ib__plan *p, const ib__graph *g) {
             const ib__pbuf *rb = &p->bufs[r];
             if (rb->kind == IB_BUF_TEMP) CHECK(rb->first_use <= k && k <= rb->last_use);
             bool is_out = a >= kk->n_in && a < kk->n_in + kk->n_out;
-            if (!is_out && rb->kind == IB_BUF_TEMP && !written[r]) {
+            /* a kernel's workspace lives in that kernel alone */
+            if (rb->scratch) CHECK(rb->kind == IB_BUF_TEMP && rb->first_use == k && rb->last_use == k);
+            if (!is_out && rb->kind == IB_BUF_TEMP && !rb->scratch && !written[r]) {
                 fprintf(stderr, "  kernel %d (%s) reads buffer %d before it is written\n", k,
                         kk->fn_name, args[a]);
                 CHECK(written[r]);

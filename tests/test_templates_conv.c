@@ -3,6 +3,7 @@
  * BatchNormalization and epilogues, generated, compiled and run for every target level
  * this machine runs, and compared with the reference ops (kernel_harness.c). */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernel_harness.h"
@@ -240,6 +241,57 @@ TEST(conv2d_depthwise_random) {
     }
 }
 
+/* conv2d_winograd_nchwc: 3x3 stride-1 shapes with odd sizes (partial output tiles),
+ * pads 0-2, channel tails, batches, fused BN and every epilogue, under default knobs and
+ * the tuner's others; INFERBOOSTER_WINOGRAD=always lets it take small shapes. */
+static conv_desc random_winograd(void) {
+    conv_desc d = random_conv(false);
+    d.kh = d.kw = 3;
+    d.sh = d.sw = d.dh = d.dw = 1;
+    d.n = rnd(1, 3);
+    d.c = rnd(1, 40);
+    d.m = rnd(1, 40);
+    d.h = rnd(1, 13);
+    d.w = rnd(1, 15);
+    while (3 > d.h + d.pt + d.pb) d.h++;
+    while (3 > d.w + d.pl + d.pr) d.w++;
+    return d;
+}
+
+TEST(conv2d_winograd_random) {
+    setenv("INFERBOOSTER_WINOGRAD", "always", 1);
+    for (size_t ti = 0; ti < g_n_targets; ti++) {
+        ib_kh_batch *b = NULL;
+        ib_status st = ib_kh_batch_create_ex(g_targets[ti], g_pool, true, &b);
+        CHECK_EQ_INT(st, IB_OK);
+        if (st) continue;
+        int added = 0;
+        /* ResNet-like: 3x3 pad 1 with a residual Add + Relu, even and odd sizes */
+        conv_desc r1 = {1, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, 2};
+        conv_desc r2 = {2, 35, 7, 9, 33, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, true, 1};
+        add_conv(b, &ib__template_conv2d_winograd_nchwc, &r1, &added);
+        add_conv(b, &ib__template_conv2d_winograd_nchwc, &r2, &added);
+        for (int i = 0; i < 14; i++) {
+            conv_desc d = random_winograd();
+            add_conv(b, &ib__template_conv2d_winograd_nchwc, &d, &added);
+        }
+        /* schedules other than the defaults (tails of the tile and channel groups) */
+        const char *kn[3] = {"tile_block", "oc_block", "tiles_per_item"};
+        const int64_t kv[3][3] = {{3, 2, 6}, {5, 1, 5}, {1, 3, 4}};
+        for (int i = 0; i < 3; i++) {
+            conv_desc d = random_winograd();
+            d.m = rnd(33, 56);
+            d.h = rnd(5, 13);
+            d.w = rnd(5, 13);
+            add_conv_knobs(b, &ib__template_conv2d_winograd_nchwc, &d, &added, 3, kn, kv[i]);
+        }
+        CHECK_EQ_INT(added, 19);
+        CHECK_EQ_INT(ib_kh_run(b, 1e-4), 0);
+        ib_kh_batch_destroy(b);
+    }
+    unsetenv("INFERBOOSTER_WINOGRAD");
+}
+
 /* A windowed or global pool on an NCHWc input, optionally followed by Relu. */
 static void add_pool(ib_kh_batch *b, ib__op_id op, int64_t n, int64_t c, int64_t h, int64_t w,
                      int64_t k0, int64_t k1, int64_t s, int64_t d, int64_t pad, int64_t ceil_mode,
@@ -397,6 +449,7 @@ int main(int argc, char **argv) {
     if (ib__pool_create(2, &g_pool) != IB_OK) return 1;
     RUN(conv2d_nchwc_random);
     RUN(conv2d_depthwise_random);
+    RUN(conv2d_winograd_random);
     RUN(pool2d_random);
     RUN(layout_transform);
     RUN(refusals);

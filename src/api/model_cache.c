@@ -358,8 +358,11 @@ ib_status ib__model_cache_key(ib__model_cache *mc, int64_t batch, char key[IB_CA
     pthread_mutex_unlock(&mc->mu);
     IB_TRY(st);
     char options[96];
-    /* Everything ib__compile_options can change; only the batch varies today. */
-    snprintf(options, sizeof options, "batch=%lld precision=fp32", (long long)batch);
+    /* Everything ib__compile_options can change (only the batch varies today), and the
+     * environment switches that change the code. */
+    int wino = ib__winograd_mode();
+    snprintf(options, sizeof options, "batch=%lld precision=fp32%s", (long long)batch,
+             wino == 1 ? "" : wino == 0 ? " winograd=0" : " winograd=always");
     ib__cache_key_input in = {.model_digest = base, .options = options};
     return ib__cache_key(&in, key);
 }

@@ -40,6 +40,7 @@ typedef struct ib__pbuf {
     const ib__value *value; /* the graph value held, NULL for derived buffers */
     int32_t first_use, last_use; /* kernel indices; for memory planning */
     int32_t alias_of; /* TEMP that shares another buffer's memory (reshape): its id, else -1 */
+    bool scratch;     /* TEMP workspace of one kernel (an input it writes before reading) */
 } ib__pbuf;
 
 /* ---- Knobs -------------------------------------------------------------------------- */
@@ -167,6 +168,7 @@ ib_status ib__plan_add_weight(ib__plan *plan, const ib__pbuf *desc, const void *
 
 /* The registry of templates, in preference order (src/codegen/templates/). */
 #define IB_KERNEL_TEMPLATE_LIST(X) \
+    X(conv2d_winograd_nchwc)       \
     X(conv2d_nchwc)                \
     X(conv2d_depthwise_nchwc)      \
     X(conv2d_pointwise)            \
@@ -185,6 +187,11 @@ ib_status ib__plan_add_weight(ib__plan *plan, const ib__pbuf *desc, const void *
 #define IB__TEMPLATE_DECL(name) extern const ib__kernel_template ib__template_##name;
 IB_KERNEL_TEMPLATE_LIST(IB__TEMPLATE_DECL)
 #undef IB__TEMPLATE_DECL
+
+/* INFERBOOSTER_WINOGRAD: 0 (=0 or off) conv2d_winograd_nchwc takes no convolution, 1
+ * (unset) those it expects to win, 2 (=always) every one it can do. It changes the
+ * compiled code, so the compiled-model cache keys on it. */
+int ib__winograd_mode(void);
 
 /* The CUDA templates (src/codegen/cuda/), used instead of the list above on CUDA targets. */
 #define IB_CUDA_TEMPLATE_LIST(X) \

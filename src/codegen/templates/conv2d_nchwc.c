@@ -263,13 +263,15 @@ ib__layout ib__conv_nchwc_preferred_layout(const ib__plan *plan, const ib__node 
     return IB_LAYOUT_NCHWC;
 }
 
-/* Accumulator registers available: the vector file less the oc_block weight vectors and,
- * without AVX-512 embedded broadcasts, one broadcast register. */
+/* Accumulator registers available: the vector file less the oc_block weight vectors and
+ * one broadcast register - needed even with AVX-512's embedded broadcasts once the input
+ * value feeds more than one weight vector (GCC then broadcasts into a register; a 7x4
+ * tile spilled an accumulator, and its loop ran at the latency of the stack round trip). */
 static int32_t acc_budget(const ib__target *t, int32_t B, int64_t oc_block) {
     int32_t regs = t->vector_regs > 0 ? t->vector_regs : 16;
     /* narrower blocks than the vector still use whole registers */
     (void)B;
-    return regs - (int32_t)oc_block - (regs >= 32 ? 0 : 1);
+    return regs - (int32_t)oc_block - (regs < 32 || oc_block > 1 ? 1 : 0);
 }
 
 void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
