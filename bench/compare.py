@@ -34,6 +34,11 @@ KNOWN_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "bert"]
 # The accuracy check's bound on |IB - ORT|, relative to the largest |ORT output| (both float32,
 # different summation orders; the test suite's bound against PyTorch is 1e-3 absolute).
 ACCURACY_REL = 1e-4
+# A single convolution is timed at steady state, both runtimes alike: on this VM a new
+# process runs its first ~0.3 s with a fraction of the memory bandwidth it later gets (a
+# 9.4 MB-weight conv: 2.1 ms for 30 runs after 3 warm-ups, 0.58 ms after 500), and 10
+# runs of a sub-millisecond kernel would time only that.
+CONV_RUNS, CONV_WARMUP = 200, 500
 
 
 def log(msg):
@@ -76,13 +81,14 @@ def raise_priority():
         pass
 
 
-def run(cmd, timeout, cwd=None):
+def run(cmd, timeout, cwd=None, env=None):
     """Runs cmd with its output in temporary files; waits with wait4 so the child's own peak
     RSS comes back (the same measure for ONNX Runtime's and InferBooster's processes)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         global CURRENT
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd, start_new_session=True,
+                                env=dict(os.environ, **env) if env else None,
                                 preexec_fn=raise_priority if PRIORITY else None)
         CURRENT = proc
         timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
@@ -189,8 +195,9 @@ class Ib:
     """InferBooster's CLI: `bench` (and a compiled artifact from `compile`) when the CLI has
     them, else `run --repeat`, whose median is parsed from its last line."""
 
-    def __init__(self, cli, threads, runs, warmup, timeout, artifact_dir, force_run, reference=False):
+    def __init__(self, cli, threads, runs, warmup, timeout, artifact_dir, force_run, reference=False, env=None):
         self.cli, self.threads, self.runs, self.warmup, self.timeout = cli, threads, runs, warmup, timeout
+        self.env = env  # extra environment of every compile and timed process
         r = run([cli, "--help"], timeout=30)
         commands = set(re.findall(r"^  ([a-z]+)\s", r.out + r.err, re.M))
         self.has_bench = "bench" in commands and not force_run
@@ -217,7 +224,8 @@ class Ib:
         out = os.path.join(self.artifact_dir, key)
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(self.artifact_dir, exist_ok=True)
-        r = run([self.cli, "compile", model, "--batch", str(batch), "-o", out, "--json"], timeout=self.timeout)
+        r = run([self.cli, "compile", model, "--batch", str(batch), "-o", out, "--json"], timeout=self.timeout,
+                env=self.env)
         if r.rc == 0 and os.path.exists(out):
             self.artifacts[key] = out
             self.compile_s[key] = round(r.seconds, 2)
@@ -227,23 +235,25 @@ class Ib:
                 model, r.rc, tail(r.out + r.err)))
             self.artifacts[key] = None
 
-    def time(self, key, model, batch, inputs_dir):
+    def time(self, key, model, batch, inputs_dir, runs=None, warmup=None):
+        runs = self.runs if runs is None else runs
+        warmup = self.warmup if warmup is None else warmup
         if self.has_bench:
             target = self.artifacts.get(key) or model
             cmd = [self.cli, "bench", target, "--threads", str(self.threads), "--batch", str(batch),
-                   "--runs", str(self.runs), "--warmup", str(self.warmup), "--json"]
+                   "--runs", str(runs), "--warmup", str(warmup), "--json"]
             if self.reference:
                 cmd.append("--reference")
             elif target == model:
                 cmd.append("--compile")  # the single-conv models are small enough to be left to the reference
-            r = run(cmd, timeout=self.timeout)
+            r = run(cmd, timeout=self.timeout, env=self.env)
             j = last_json(r.out)
             if r.rc != 0 or j is None or "median_ms" not in j:
                 return None, "rc %d: %s\n%s" % (r.rc, " ".join(cmd), tail(r.out + r.err))
             return {"median_ms": float(j["median_ms"]), "p90_ms": j.get("p90_ms"), "executor": j.get("executor"),
                     "peak_rss_mb": r.maxrss_mb, "self_peak_rss_mb": j.get("peak_rss_mb"), "raw": j}, None
         cmd = [self.cli, "run", model, "--threads", str(self.threads),
-               "--repeat", str(self.runs + self.warmup)] + input_args(inputs_dir)
+               "--repeat", str(runs + warmup)] + input_args(inputs_dir)
         r = run(cmd, timeout=self.timeout)
         m = re.findall(r"^median: ([0-9.]+) ms", r.out, re.M)
         if r.rc != 0 or not m:
@@ -271,8 +281,9 @@ class Ort:
             cmd += ["--inputs", inputs_dir]
         return cmd
 
-    def time(self, model, batch, inputs_dir):
-        cmd = self._cmd(model, batch, inputs_dir, self.runs, self.warmup)
+    def time(self, model, batch, inputs_dir, runs=None, warmup=None):
+        cmd = self._cmd(model, batch, inputs_dir, self.runs if runs is None else runs,
+                        self.warmup if warmup is None else warmup)
         r = run(cmd, timeout=self.timeout)
         j = last_json(r.out)
         if r.rc != 0 or j is None:
@@ -450,23 +461,28 @@ def main():
         if not o.no_roofline:
             convs = ensure_convs(os.path.join(o.model_dir, "conv"))
             peak_nt = (peak or {}).get("peak_%dt" % o.threads) or (peak or {}).get("peak_1t")
+            # InferBooster's default (Winograd where it wins: GFLOP/s are then "effective", the
+            # direct convolution's count over the time) and its direct kernel, whose share of
+            # the peak is the kernel-efficiency figure.
+            ib_direct = Ib(o.cli, o.threads, o.runs, o.warmup, o.timeout, os.path.join(o.model_dir, "artifacts"),
+                           o.ib_run, o.ib_reference, env={"INFERBOOSTER_WINOGRAD": "0"})
             for c in convs:
                 ib.prepare("conv_" + c["name"], c["path"], 1)
-                ort_ms, ib_ms = [], []
+                ib_direct.prepare("conv_direct_" + c["name"], c["path"], 1)
+                ort_ms, ib_ms, direct_ms = [], [], []
                 for _ in range(o.repeats):
-                    res, err = ort.time(c["path"], 1, None)
-                    if err:
-                        failures.append("ORT %s: %s" % (c["name"], err))
-                    else:
-                        ort_ms.append(res["median_ms"])
-                    res, err = ib.time("conv_" + c["name"], c["path"], 1, None)
-                    if err:
-                        failures.append("IB %s: %s" % (c["name"], err))
-                    else:
-                        ib_ms.append(res["median_ms"])
+                    for who, key, out in ((ort, None, ort_ms), (ib, "conv_", ib_ms), (ib_direct, "conv_direct_", direct_ms)):
+                        if key is None:
+                            res, err = who.time(c["path"], 1, None, CONV_RUNS, CONV_WARMUP)
+                        else:
+                            res, err = who.time(key + c["name"], c["path"], 1, None, CONV_RUNS, CONV_WARMUP)
+                        if err:
+                            failures.append("%s %s: %s" % (key or "ORT", c["name"], err))
+                        else:
+                            out.append(res["median_ms"])
                 row = {"name": c["name"], "shape": c["shape"], "flops": c["flops"], "acceptance": c["acceptance"],
                        "peak_gflops": peak_nt}
-                for name, ms in (("ort", ort_ms), ("ib", ib_ms)):
+                for name, ms in (("ort", ort_ms), ("ib", ib_ms), ("ib_direct", direct_ms)):
                     mm = med(ms)
                     g = c["flops"] / (mm * 1e6) if mm else None
                     row[name] = {"median_ms": mm, "gflops": g,
@@ -538,13 +554,18 @@ def print_table(rep, f):
         p()
         p("single 3x3 convolutions (ResNet-50 shapes), batch 1; %% of the %d-thread FMA peak (%s GFLOP/s):" % (
             rep["threads"], fmt(rep["conv_roofline"][0]["peak_gflops"], ".1f")))
-        p("  %-22s %-18s %7s %9s %9s %7s %9s %9s %7s" % ("conv", "shape", "GFLOP", "ORT ms", "ORT GF/s", "ORT %",
-                                                         "IB ms", "IB GF/s", "IB %"))
+        p("  IB: the default compile (Winograd F(2x2,3x3) where it wins; its GF/s and %% count the direct")
+        p("  convolution's FLOPs, \"effective\"); IB direct: INFERBOOSTER_WINOGRAD=0, the direct kernel's efficiency.")
+        p("  %d runs after %d warm-ups per process, median of the processes' medians." % (CONV_RUNS, CONV_WARMUP))
+        p("  %-20s %-18s %6s %8s %6s %8s %8s %6s %8s %8s %6s" % (
+            "conv", "shape", "GFLOP", "ORT ms", "ORT %", "IB ms", "IB GF/s", "IB %", "direct", "GF/s", "dir %"))
         for c in rep["conv_roofline"]:
-            p("  %-22s %-18s %7.3f %9s %9s %7s %9s %9s %7s%s" % (
-                c["name"], c["shape"], c["flops"] / 1e9, fmt(c["ort"]["median_ms"], ".3f"), fmt(c["ort"]["gflops"], ".1f"),
+            d = c.get("ib_direct") or {}
+            p("  %-20s %-18s %6.3f %8s %6s %8s %8s %6s %8s %8s %6s%s" % (
+                c["name"], c["shape"], c["flops"] / 1e9, fmt(c["ort"]["median_ms"], ".3f"),
                 fmt(c["ort"]["pct_peak"], ".0f"), fmt(c["ib"]["median_ms"], ".3f"), fmt(c["ib"]["gflops"], ".1f"),
-                fmt(c["ib"]["pct_peak"], ".0f"), "  <- target >= 60%" if c["acceptance"] else ""))
+                fmt(c["ib"]["pct_peak"], ".0f"), fmt(d.get("median_ms"), ".3f"), fmt(d.get("gflops"), ".1f"),
+                fmt(d.get("pct_peak"), ".0f"), "  <- target >= 60%" if c["acceptance"] else ""))
     la, lb = rep["host"]["loadavg_start"], rep["host"]["loadavg_end"]
     p()
     if PRIORITY:

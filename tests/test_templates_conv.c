@@ -276,8 +276,8 @@ TEST(conv2d_winograd_random) {
             add_conv(b, &ib__template_conv2d_winograd_nchwc, &d, &added);
         }
         /* schedules other than the defaults (tails of the tile and channel groups) */
-        const char *kn[3] = {"tile_block", "oc_block", "tiles_per_item"};
-        const int64_t kv[3][3] = {{3, 2, 6}, {5, 1, 5}, {1, 3, 4}};
+        const char *kn[3] = {"tile_block", "oc_block", "tile_blocks"};
+        const int64_t kv[3][3] = {{3, 2, 2}, {5, 1, 1}, {1, 3, 4}};
         for (int i = 0; i < 3; i++) {
             conv_desc d = random_winograd();
             d.m = rnd(33, 56);
@@ -429,6 +429,39 @@ TEST(refusals) {
     CHECK(s.last && !ib_kh_supported(b, &s));
     s.tmpl = &ib__template_conv2d_pointwise;
     CHECK(s.last && ib_kh_supported(b, &s));
+    /* Winograd: 3x3 stride 1 on a blocked input only; by default only where it wins */
+    s.tmpl = &ib__template_conv2d_winograd_nchwc;
+    conv_desc wino = {1, 32, 12, 12, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, false, false, 0, false};
+    s.last = build_conv(b, &wino, &nn);
+    CHECK(s.last && ib_kh_supported(b, &s));
+    setenv("INFERBOOSTER_WINOGRAD", "0", 1);
+    CHECK(s.last && !ib_kh_supported(b, &s));
+    unsetenv("INFERBOOSTER_WINOGRAD");
+    conv_desc few = wino; /* 16 channels, or 9 tiles: the transforms would be the work */
+    few.c = 16;
+    s.last = build_conv(b, &few, &nn);
+    CHECK(s.last && !ib_kh_supported(b, &s));
+    few = wino;
+    few.h = few.w = 6;
+    s.last = build_conv(b, &few, &nn);
+    CHECK(s.last && !ib_kh_supported(b, &s));
+    setenv("INFERBOOSTER_WINOGRAD", "always", 1);
+    CHECK(s.last && ib_kh_supported(b, &s));
+    const conv_desc never[4] = {
+        {1, 32, 12, 12, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, false, false, 0, false}, /* stride */
+        {1, 32, 12, 12, 32, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1, false, false, 0, false}, /* dilation */
+        {1, 32, 12, 12, 32, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 1, false, false, 0, false}, /* 5x5 */
+        {1, 32, 12, 12, 32, 3, 3, 1, 1, 1, 1, 3, 3, 3, 3, 1, false, false, 0, false}, /* pad 3 */
+    };
+    for (int i = 0; i < 4; i++) {
+        s.last = build_conv(b, &never[i], &nn);
+        CHECK(s.last && !ib_kh_supported(b, &s));
+    }
+    s.last = build_conv(b, &wino, &nn);
+    s.in_layout = IB_LAYOUT_PLAIN; /* a stem conv's plain input */
+    CHECK(s.last && !ib_kh_supported(b, &s));
+    s.in_layout = IB_LAYOUT_NCHWC;
+    unsetenv("INFERBOOSTER_WINOGRAD");
     /* a windowed pool cannot write plain output */
     int64_t pd[4] = {1, 8, 6, 6}, ks[2] = {2, 2};
     ib__value *x = ib_kh_input(b, 4, pd);

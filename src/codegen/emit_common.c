@@ -152,8 +152,7 @@ bool ib__epilogue_supports_op(ib__op_id op, ib__epi_kind kind) {
     }
 }
 
-/* A float as a C literal: "%.9gf" alone would turn 0 into the invalid "0f". */
-static const char *flit(char *buf, size_t n, float v) {
+const char *ib__float_literal(char *buf, size_t n, float v) {
     char t[40];
     snprintf(t, sizeof t, "%.9g", (double)v);
     snprintf(buf, n, "(%s%sf)", t, strpbrk(t, ".eEn") ? "" : ".0");
@@ -174,12 +173,12 @@ ib_status ib__emit_epilogue(ib__sb *sb, const ib__pkernel *k, int32_t first_arg,
                 break;
             case IB_OP_LEAKY_RELU:
                 ib__sb_line(sb, "%s = ib_max%d(%s, ib_splat%d(0.0f)) + ib_min%d(%s, ib_splat%d(0.0f)) * %s;",
-                            var, W, var, W, W, var, W, flit(fa, sizeof fa, e->alpha));
+                            var, W, var, W, W, var, W, ib__float_literal(fa, sizeof fa, e->alpha));
                 break;
             case IB_OP_CLIP:
                 ib__sb_line(sb, "%s = ib_min%d(ib_max%d(%s, ib_splat%d(%s)), ib_splat%d(%s));",
-                            var, W, W, var, W, flit(fa, sizeof fa, e->alpha), W,
-                            flit(fb, sizeof fb, e->beta));
+                            var, W, W, var, W, ib__float_literal(fa, sizeof fa, e->alpha), W,
+                            ib__float_literal(fb, sizeof fb, e->beta));
                 break;
             case IB_OP_SIGMOID:
                 ib__sb_line(sb, "%s = ib_sigmoid%d(%s);", var, W, var);
@@ -188,8 +187,8 @@ ib_status ib__emit_epilogue(ib__sb *sb, const ib__pkernel *k, int32_t first_arg,
                 ib__sb_line(sb,
                             "%s = ib_min%d(ib_max%d(%s * %s + %s, ib_splat%d(0.0f)), "
                             "ib_splat%d(1.0f));",
-                            var, W, W, var, flit(fa, sizeof fa, e->alpha),
-                            flit(fb, sizeof fb, e->beta), W, W);
+                            var, W, W, var, ib__float_literal(fa, sizeof fa, e->alpha),
+                            ib__float_literal(fb, sizeof fb, e->beta), W, W);
                 break;
             case IB_OP_HARD_SWISH:
                 ib__sb_line(sb,

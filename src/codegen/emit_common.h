@@ -23,6 +23,9 @@ ib_status ib__emit_epilogue(ib__sb *sb, const ib__pkernel *k, int32_t first_arg,
                             int32_t lanes, const char *ch_expr, bool ch_per_lane,
                             const char *elem_expr);
 
+/* v as a C float literal in buf, e.g. "(4.0f)" ("%.9gf" alone would write the invalid
+ * "4f"); returns buf. */
+const char *ib__float_literal(char *buf, size_t n, float v);
 /* preferred_layout of the templates that read and write plain row-major buffers only. */
 ib__layout ib__prefer_plain_layout(const ib__plan *plan, const ib__node *anchor,
                                    const ib__target *target, int32_t *block);

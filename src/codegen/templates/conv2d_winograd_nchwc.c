@@ -12,7 +12,8 @@
  * The kernel runs in two parallel loops:
  *   1. input transform: V[xi][tile][ic] = (B^T d B)[xi] of every tile, channels in
  *      vector lanes, into a scratch buffer of the session arena;
- *   2. per item (a group of oc_block output-channel vectors and tiles_per_item tiles):
+ *   2. per item (a group of oc_block output-channel vectors and tile_blocks x tile_block
+ *      tiles):
  *      for each of the (m+2)^2 positions, register-blocked GEMMs of tile_block tiles x
  *      oc_block vectors over all input channels (one broadcast of V and oc_block vector
  *      loads of U per step, as in conv2d_nchwc), into a stack tile; then the output
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "codegen/emit_common.h"
 #include "codegen/templates/conv2d_nchwc.h"
@@ -42,9 +44,11 @@ static const double k_at[WM][WA] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
  * convolution the kernel can do, worth it or not (tests of small shapes). */
 int ib__winograd_mode(void) {
     const char *e = getenv("INFERBOOSTER_WINOGRAD");
-    if (!e) return 1;
-    if (strcmp(e, "0") == 0 || strcmp(e, "off") == 0) return 0;
-    return strcmp(e, "always") == 0 ? 2 : 1;
+    if (!e || !e[0]) return 1;
+    static const char *const off[] = {"0", "off", "no", "false"};
+    for (size_t i = 0; i < sizeof off / sizeof *off; i++)
+        if (strcasecmp(e, off[i]) == 0) return 0;
+    return strcasecmp(e, "always") == 0 ? 2 : 1;
 }
 
 static const ib__pbuf *buf_of(const ib__plan *plan, int32_t id) {
@@ -78,7 +82,10 @@ static bool wgeom_get(const ib__plan *plan, const ib__pkernel *k, wgeom *w) {
  * leave the transforms, not the GEMMs, as the work. ResNet-50's last stage at batch 1
  * (16 tiles of 512x512 channels, weights from DRAM) still gained: 0.73 -> 0.70 ms. */
 static bool worth_it(const wgeom *w) {
-    return w->ICB * w->g.B >= 32 && w->OCB * w->g.B >= 32 && w->T >= 16;
+    /* The workspace holds 4x the input: not beyond 64 MiB (ResNet-50's stage 1 at batch
+     * 64 would take 205 MB more arena). */
+    int64_t v_bytes = (int64_t)WA2 * w->T * w->ICP * (int64_t)sizeof(float);
+    return w->ICB * w->g.B >= 32 && w->OCB * w->g.B >= 32 && w->T >= 16 && v_bytes <= (64 << 20);
 }
 
 static bool supports(const ib__plan *plan, const ib__pkernel *k) {
@@ -99,7 +106,9 @@ static int64_t item_tile_bytes(const wgeom *w, int64_t st, int64_t no) {
     return (int64_t)WA2 * st * no * w->g.B * (int64_t)sizeof(float);
 }
 
-enum { MAX_ITEM_BYTES = 256 * 1024 }; /* the stack tile: well inside any thread's stack */
+/* The stack tile: a loop may run on the caller's thread, whose stack may be small (musl's
+ * 128 KiB); gemm's scratch has the same bound. */
+enum { MAX_ITEM_BYTES = 96 * 1024 };
 
 static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
     wgeom w;
@@ -133,27 +142,27 @@ static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs 
      * stack tile within a quarter of L2 (it is written once and read once per item) */
     int64_t cores = t->num_cores > 0 ? t->num_cores : 1;
     int64_t l2 = t->l2_bytes > 0 ? t->l2_bytes : 1 << 20;
-    int64_t ocg = (w.OCB + bno - 1) / bno, st = bnt;
-    for (int64_t s = 2 * bnt; s <= w.T + bnt - 1; s += bnt) {
-        int64_t items = ocg * ((w.T + s - 1) / s);
+    int64_t ocg = (w.OCB + bno - 1) / bno, nb = 1;
+    for (int64_t b = 2; (b - 1) * bnt < w.T; b++) {
+        int64_t s = b * bnt, items = ocg * ((w.T + s - 1) / s);
         if (items < 4 * cores || item_tile_bytes(&w, s, bno) > l2 / 4 ||
             item_tile_bytes(&w, s, bno) > MAX_ITEM_BYTES)
             break;
-        st = s;
+        nb = b;
     }
     ib__knobs_set(knobs, "tile_block", bnt);
     ib__knobs_set(knobs, "oc_block", bno);
-    ib__knobs_set(knobs, "tiles_per_item", st);
+    ib__knobs_set(knobs, "tile_blocks", nb);
 }
 
 static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs) {
     wgeom w;
     if (!wgeom_get(plan, k, &w)) return false;
     int64_t nt = ib__knobs_get(knobs, "tile_block", 0), no = ib__knobs_get(knobs, "oc_block", 0);
-    int64_t st = ib__knobs_get(knobs, "tiles_per_item", 0);
+    int64_t nb = ib__knobs_get(knobs, "tile_blocks", 0);
     if (nt < 1 || nt > 32 || no < 1 || no > 8 || no > w.OCB || nt * no > 40) return false;
-    if (st < nt || st % nt != 0 || st > w.T + nt - 1) return false;
-    return item_tile_bytes(&w, st, no) <= MAX_ITEM_BYTES;
+    if (nb < 1 || (nb - 1) * nt >= w.T) return false;
+    return item_tile_bytes(&w, nb * nt, no) <= MAX_ITEM_BYTES;
 }
 
 /* ---- weights ------------------------------------------------------------------------ */
@@ -253,10 +262,12 @@ static void emit_coef_sum(ib__sb *sb, int32_t B, const char *dst, const double *
         if (c == 0) continue;
         const char *sign = c < 0 ? "-" : first ? "" : "+";
         double a = c < 0 ? -c : c;
+        char lit[48];
         if (a == 1)
             len += snprintf(line + len, sizeof line - (size_t)len, "%s %s ", sign, terms[r]);
         else
-            len += snprintf(line + len, sizeof line - (size_t)len, "%s %.9gf * %s ", sign, a, terms[r]);
+            len += snprintf(line + len, sizeof line - (size_t)len, "%s %s * %s ", sign,
+                            ib__float_literal(lit, sizeof lit, (float)a), terms[r]);
         first = false;
     }
     if (first) snprintf(line + len, sizeof line - (size_t)len, "ib_splat%d(0.0f)", B);
@@ -467,7 +478,7 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     c.fn = k->fn_name;
     c.nt = ib__knobs_get(&k->knobs, "tile_block", 1);
     c.no = ib__knobs_get(&k->knobs, "oc_block", 1);
-    c.st = ib__knobs_get(&k->knobs, "tiles_per_item", c.nt);
+    c.st = ib__knobs_get(&k->knobs, "tile_blocks", 1) * c.nt;
     const int32_t B = c.B;
     const char *fn = c.fn;
     const int64_t NI = (w->T + c.st - 1) / c.st, OCG = (w->OCB + c.no - 1) / c.no;
@@ -475,7 +486,7 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     /* the last item's tiles: whole register tiles then one shorter one */
     const int64_t last_tiles = w->T - (NI - 1) * c.st, tile_tail = last_tiles % c.nt;
     ib__sb_line(sb, "/* %s: Winograd F(%dx%d,3x3) conv %lldx%lldx%lldx%lld -> %lld channels, pads %lld,%lld; "
-                    "NCHW%dc; %lld tiles; tile_block %lld oc_block %lld tiles_per_item %lld */",
+                    "NCHW%dc; %lld tiles; tile_block %lld oc_block %lld, %lld tiles per item */",
                 fn, WM, WM, (long long)g->N, (long long)g->IC, (long long)g->IH, (long long)g->IW,
                 (long long)g->OC, (long long)g->PT, (long long)g->PL, B, (long long)w->T,
                 (long long)c.nt, (long long)c.no, (long long)c.st);
