@@ -386,12 +386,60 @@ static void test_cost_model(void) {
     }
 }
 
+/* In-model records ("scope":"model") survive a round trip, stay out of the search's view
+ * (best, counts) and are what a compile picks when a workload has one that succeeded. */
+static void test_in_model_pick(void) {
+    char p[256];
+    path_in(p, sizeof p, "model_scope.jsonl");
+    ib__tune_db *db = NULL;
+    CHECK(ib__tune_db_open(p, &db) == IB_OK);
+    if (!db) return;
+    const char *key = "t=conv2d_pointwise|x", *t = "x86-64-v4/2c";
+    ib__tune_record r;
+    make_record(&r, key, 7, 0.20, true); /* the kernel-alone winner */
+    CHECK(ib__tune_db_append(db, &r) == IB_OK);
+    make_record(&r, key, 4, 0.30, true); /* the defaults, alone */
+    CHECK(ib__tune_db_append(db, &r) == IB_OK);
+    CHECK(ib__tune_db_pick(db, t, key) && ib__tune_db_pick(db, t, key)->knob_value[0] == 7);
+    make_record(&r, key, 7, 0.36, false); /* the winner lost in the model: failed */
+    r.in_model = true;
+    CHECK(ib__tune_db_append(db, &r) == IB_OK);
+    make_record(&r, key, 4, 0.29, true); /* the defaults in the model */
+    r.in_model = true;
+    CHECK(ib__tune_db_append(db, &r) == IB_OK);
+    ib__tune_db_close(db);
+    db = NULL;
+    CHECK(ib__tune_db_open(p, &db) == IB_OK);
+    if (!db) return;
+    CHECK(ib__tune_db_size(db) == 4);
+    const ib__tune_record *pick = ib__tune_db_pick(db, t, key), *best = ib__tune_db_best(db, t, key);
+    CHECK(pick && pick->in_model && pick->knob_value[0] == 4 && pick->ms == 0.29);
+    CHECK(best && !best->in_model && best->knob_value[0] == 7 && best->ms == 0.20);
+    int32_t n_all = 0, n_ok = 0;
+    ib__tune_db_count(db, t, key, &n_all, &n_ok);
+    CHECK(n_all == 2 && n_ok == 2);
+    ib__tune_db_close(db);
+    /* an unknown scope is a record of a format we do not know: skipped */
+    FILE *f = fopen(p, "a");
+    CHECK(f != NULL);
+    if (f) {
+        fprintf(f, "{\"v\":1,\"target\":\"%s\",\"template\":\"x\",\"key\":\"%s\",\"knobs\":{},"
+                   "\"ok\":true,\"ms\":0.01,\"gflops\":1,\"time\":0,\"note\":\"\",\"scope\":\"moon\"}\n", t, key);
+        fclose(f);
+    }
+    db = NULL;
+    CHECK(ib__tune_db_open(p, &db) == IB_OK);
+    CHECK(db && ib__tune_db_size(db) == 4);
+    ib__tune_db_close(db);
+}
+
 int main(void) {
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");
         return 1;
     }
     RUN(round_trip);
+    RUN(in_model_pick);
     RUN(torn_lines);
     RUN(parse_rejects);
     RUN(default_path);

@@ -68,17 +68,17 @@ check "tasks de-duplicated (3 identical convs -> count 3), weighted, keyed" $?
 grep -q "2 tasks" "$T/tasks.txt"; check "--list-tasks prints a table" $?
 
 # ---- tuning writes records; compile uses the best ------------------------------------------
-"$CLI" tune "$T/tiny.onnx" --trials 6 --db "$T/db.jsonl" > "$T/tune1.txt" 2>&1
+"$CLI" tune "$T/tiny.onnx" --trials 6 --no-model-check --db "$T/db.jsonl" > "$T/tune1.txt" 2>&1
 check "tune --trials 6 exits 0" $?
 grep -q "^\[task 1/2\]" "$T/tune1.txt" && grep -q "default ms" "$T/tune1.txt"
 check "progress lines and the final table" $?
 n1=$(wc -l < "$T/db.jsonl")
 [ "$n1" -eq 12 ]; check "6 records per task appended ($n1)" $?
 
-"$CLI" tune "$T/tiny.onnx" --trials 6 --db "$T/db.jsonl" > "$T/tune2.txt" 2>&1
+"$CLI" tune "$T/tiny.onnx" --trials 6 --no-model-check --db "$T/db.jsonl" > "$T/tune2.txt" 2>&1
 n2=$(wc -l < "$T/db.jsonl")
 [ "$n2" -eq "$n1" ]; check "a second run with the same trials measures nothing new" $?
-"$CLI" tune "$T/tiny.onnx" --trials 8 --db "$T/db.jsonl" > "$T/tune3.txt" 2>&1
+"$CLI" tune "$T/tiny.onnx" --trials 8 --no-model-check --db "$T/db.jsonl" > "$T/tune3.txt" 2>&1
 n3=$(wc -l < "$T/db.jsonl")
 [ "$n3" -eq 16 ]; check "--trials 8 continues from the database (+2 per task: $n3)" $?
 
@@ -144,6 +144,38 @@ for x, y in zip(a, b):
 EOF
 check "tuned and untuned artifacts give the same output" $?
 
+# ---- the in-model check ----------------------------------------------------------------------
+# The planted 3x1 register tile "won" alone (1e-6 ms); inside the model it runs against the
+# defaults, both are recorded there, and the compile applies the in-model winner.
+cp "$T/planted.jsonl" "$T/mc.jsonl"
+"$CLI" tune "$T/tiny.onnx" --trials 8 --db "$T/mc.jsonl" > "$T/mc.txt" 2>&1
+check "tune with the in-model check exits 0" $?
+INFERBOOSTER_TUNING_DB=$T/mc.jsonl "$CLI" compile "$T/tiny.onnx" -o "$T/mc.ibc" > /dev/null 2>&1
+check "compile after the in-model check" $?
+$PY - "$T/mc.jsonl" "$T/mc.txt" "$T/planted.jsonl.want" "$T/mc.ibc/meta.json" <<'EOF'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+log = open(sys.argv[2]).read()
+want = json.load(open(sys.argv[3]))
+assert "in-model check" in log and "tuned workloads kept" in log, log
+model = [r for r in recs if r.get("scope") == "model"]
+conv = [r for r in model if r["template"] == "conv2d_nchwc"]
+# the planted knobs and the defaults, each timed in the model
+assert len(conv) == 2, conv
+assert {json.dumps(r["knobs"], sort_keys=True) for r in conv} == \
+    {json.dumps(want["planted"], sort_keys=True), json.dumps(want["defaults"], sort_keys=True)}, conv
+assert all(r["ms"] > 1e-4 for r in conv), conv       # model times, not the planted 1e-6
+d = [r for r in conv if r["knobs"] == want["defaults"]][0]
+p = [r for r in conv if r["knobs"] == want["planted"]][0]
+assert d["ok"], d
+assert p["ok"] == (p["ms"] < 0.97 * d["ms"]), (p, d)   # kept only when 3% faster
+winner = p if p["ok"] and p["ms"] < d["ms"] else d
+knobs = [k["knobs"] for k in json.load(open(sys.argv[4]))["kernels"] if k["template"] == "conv2d_nchwc"]
+assert knobs == [winner["knobs"]] * 3, (knobs, winner)
+EOF
+check "the check records the planted and default knobs as timed in the model; compile applies the faster" $?
+! grep -q "tuned workloads kept" "$T/tune1.txt"; check "--no-model-check skips it" $?
+
 # ---- export / import -------------------------------------------------------------------------
 "$CLI" tune --export "$T/exported.jsonl" --db "$T/db.jsonl" > /dev/null &&
 "$CLI" tune --import "$T/exported.jsonl" --db "$T/fresh.jsonl" > "$T/imp.txt"
@@ -159,7 +191,7 @@ check "the default database lives in the cache directory" $?
 # ---- cost model ------------------------------------------------------------------------------
 # 40 trials of the 3x3 task: two batches of 16 random + greedy points train the XGBoost
 # model, which then picks the third batch and is scored on it before it is measured
-"$CLI" tune "$T/tiny.onnx" --task 0 --trials 40 --db "$T/cm.jsonl" > "$T/cm.txt" 2>&1
+"$CLI" tune "$T/tiny.onnx" --task 0 --trials 40 --no-model-check --db "$T/cm.jsonl" > "$T/cm.txt" 2>&1
 check "tune --task 0 --trials 40 exits 0" $?
 [ "$(wc -l < "$T/cm.jsonl")" -eq 40 ]; check "--task 0 tunes only that task (40 records)" $?
 $PY - "$T/cm.txt" <<'EOF'
@@ -185,12 +217,12 @@ for v in list(m.graph.input) + list(m.graph.output):
 onnx.save(m, sys.argv[2])
 EOF
 cp "$T/cm.jsonl" "$T/cm2.jsonl"
-"$CLI" tune "$T/tiny10.onnx" --task 0 --trials 16 --db "$T/cm2.jsonl" > "$T/cm2.txt" 2>&1
+"$CLI" tune "$T/tiny10.onnx" --task 0 --trials 16 --no-model-check --db "$T/cm2.jsonl" > "$T/cm2.txt" 2>&1
 check "tune of the 10x10 model exits 0" $?
 grep -q "cost model conv2d_nchwc: pre-trained on [0-9]* records of 1 workloads" "$T/cm2.txt" &&
     grep "^\[task 1/1\]" "$T/cm2.txt" | head -n 1 | grep -q "rank corr"
 check "another shape of the template starts from the pre-trained model (transfer)" $?
-"$CLI" tune "$T/tiny.onnx" --task 0 --trials 40 --db "$T/cm.jsonl" --plot "$T/curves.svg" > /dev/null 2>&1
+"$CLI" tune "$T/tiny.onnx" --task 0 --trials 40 --no-model-check --db "$T/cm.jsonl" --plot "$T/curves.svg" > /dev/null 2>&1
 $PY - "$T/curves.svg" <<'EOF'
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
@@ -212,7 +244,7 @@ check "--no-cost-model runs random + greedy" $?
 mkdir -p "$T/tmp"
 for kind in crash hang wrong; do
     TMPDIR=$T/tmp INFERBOOSTER_TUNE_BREAK=$kind:1 timeout 300 "$CLI" tune "$T/tiny.onnx" --trials 4 \
-        --db "$T/broken_$kind.jsonl" > "$T/broken_$kind.txt" 2>&1
+        --no-model-check --db "$T/broken_$kind.jsonl" > "$T/broken_$kind.txt" 2>&1
     rc=$?
     $PY - "$T/broken_$kind.jsonl" "$kind" <<'EOF'
 import json, sys

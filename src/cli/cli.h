@@ -62,4 +62,15 @@ const char *ib__cli_human(double v, const char *unit, char *buf, size_t cap);
 /* 64-bit FNV-1a of a byte range. */
 uint64_t ib__fnv1a64(const void *data, size_t n);
 
+/* A session's inputs and output slots for timing runs: every input at its declared shape
+ * (symbolic dims: `batch` for dim 0, else 1), floats uniform in [-1, 1) from a fixed
+ * seed, integers 0 (bench, tune's in-model check). */
+typedef struct ib__cli_io {
+    size_t n_in, n_out;
+    ib_tensor *in, *out;
+    const char **in_names, **out_names;
+} ib__cli_io;
+ib_status ib__cli_random_inputs(const ib_session *s, int64_t batch, ib__cli_io *io);
+void ib__cli_io_free(ib__cli_io *io);
+
 #endif /* IB_CLI_H */

@@ -1,5 +1,5 @@
 /* Helpers shared by the subcommands: exit codes from statuses, error messages, option
- * matching, number parsing, shape and JSON formatting. */
+ * matching, number parsing, shape and JSON formatting, random inputs for timing runs. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/core.h"
 
 int ib__cli_exit_code(ib_status status) {
     switch (status) {
@@ -161,4 +162,49 @@ uint64_t ib__fnv1a64(const void *data, size_t n) {
         h *= 0x100000001b3ull;
     }
     return h;
+}
+
+void ib__cli_io_free(ib__cli_io *b) {
+    for (size_t i = 0; b->in && i < b->n_in; i++) ib_tensor_release(&b->in[i]);
+    for (size_t i = 0; b->out && i < b->n_out; i++) ib_tensor_release(&b->out[i]);
+    ib__free(b->in);
+    ib__free(b->out);
+    ib__free(b->in_names);
+    ib__free(b->out_names);
+}
+
+ib_status ib__cli_random_inputs(const ib_session *s, int64_t batch, ib__cli_io *b) {
+    b->n_in = ib_session_input_count(s);
+    b->n_out = ib_session_output_count(s);
+    b->in = ib__calloc(b->n_in + 1, sizeof *b->in);
+    b->out = ib__calloc(b->n_out + 1, sizeof *b->out);
+    b->in_names = ib__calloc(b->n_in + 1, sizeof *b->in_names);
+    b->out_names = ib__calloc(b->n_out + 1, sizeof *b->out_names);
+    if (!b->in || !b->out || !b->in_names || !b->out_names)
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
+    uint64_t state = 0x243f6a8885a308d3ull;
+    for (size_t i = 0; i < b->n_in; i++) {
+        ib_value_info info;
+        IB_TRY(ib_session_input_info(s, i, &info));
+        b->in_names[i] = info.name;
+        if (info.rank < 0)
+            return ib__error(IB_ERR_UNSUPPORTED, "input '%s' has unknown rank", info.name);
+        int64_t dims[IB_MAX_RANK];
+        for (int32_t d = 0; d < info.rank; d++)
+            dims[d] = info.shape[d] >= 0 ? info.shape[d] : (d == 0 ? batch : 1);
+        IB_TRY(ib__tensor_alloc(&b->in[i], info.dtype, info.rank, dims));
+        if (!ib__dtype_is_float(info.dtype)) continue;
+        int64_t n = ib_tensor_element_count(&b->in[i]);
+        for (int64_t k = 0; k < n; k++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            double u = (double)(state >> 11) * (1.0 / 9007199254740992.0);
+            ib__store_f64(b->in[i].data, info.dtype, k, 2.0 * u - 1.0);
+        }
+    }
+    for (size_t i = 0; i < b->n_out; i++) {
+        ib_value_info info;
+        IB_TRY(ib_session_output_info(s, i, &info));
+        b->out_names[i] = info.name;
+    }
+    return IB_OK;
 }

@@ -50,57 +50,6 @@ static double percentile(const double *v, int n, double p) {
     return v[lo] + (v[hi] - v[lo]) * (pos - lo);
 }
 
-typedef struct bench_io {
-    size_t n_in, n_out;
-    ib_tensor *in, *out;
-    const char **in_names, **out_names;
-} bench_io;
-
-static void io_free(bench_io *b) {
-    for (size_t i = 0; b->in && i < b->n_in; i++) ib_tensor_release(&b->in[i]);
-    for (size_t i = 0; b->out && i < b->n_out; i++) ib_tensor_release(&b->out[i]);
-    ib__free(b->in);
-    ib__free(b->out);
-    ib__free(b->in_names);
-    ib__free(b->out_names);
-}
-
-static ib_status make_inputs(const ib_session *s, int64_t batch, bench_io *b) {
-    b->n_in = ib_session_input_count(s);
-    b->n_out = ib_session_output_count(s);
-    b->in = ib__calloc(b->n_in + 1, sizeof *b->in);
-    b->out = ib__calloc(b->n_out + 1, sizeof *b->out);
-    b->in_names = ib__calloc(b->n_in + 1, sizeof *b->in_names);
-    b->out_names = ib__calloc(b->n_out + 1, sizeof *b->out_names);
-    if (!b->in || !b->out || !b->in_names || !b->out_names)
-        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
-    uint64_t state = 0x243f6a8885a308d3ull;
-    for (size_t i = 0; i < b->n_in; i++) {
-        ib_value_info info;
-        IB_TRY(ib_session_input_info(s, i, &info));
-        b->in_names[i] = info.name;
-        if (info.rank < 0)
-            return ib__error(IB_ERR_UNSUPPORTED, "input '%s' has unknown rank", info.name);
-        int64_t dims[IB_MAX_RANK];
-        for (int32_t d = 0; d < info.rank; d++)
-            dims[d] = info.shape[d] >= 0 ? info.shape[d] : (d == 0 ? batch : 1);
-        IB_TRY(ib__tensor_alloc(&b->in[i], info.dtype, info.rank, dims));
-        if (!ib__dtype_is_float(info.dtype)) continue;
-        int64_t n = ib_tensor_element_count(&b->in[i]);
-        for (int64_t k = 0; k < n; k++) {
-            state = state * 6364136223846793005ull + 1442695040888963407ull;
-            double u = (double)(state >> 11) * (1.0 / 9007199254740992.0);
-            ib__store_f64(b->in[i].data, info.dtype, k, 2.0 * u - 1.0);
-        }
-    }
-    for (size_t i = 0; i < b->n_out; i++) {
-        ib_value_info info;
-        IB_TRY(ib_session_output_info(s, i, &info));
-        b->out_names[i] = info.name;
-    }
-    return IB_OK;
-}
-
 typedef struct step_time {
     int32_t step;
     int64_t ns, best_ns;
@@ -213,7 +162,7 @@ int ib__cmd_bench(int argc, char **argv) {
     opts.no_cache = no_cache;
     opts.cache_dir = cache_dir;
     ib_session *sess = NULL;
-    bench_io io;
+    ib__cli_io io;
     memset(&io, 0, sizeof io);
     double *times = ib__calloc((size_t)runs, sizeof *times);
     int rc = IB_EXIT_OK;
@@ -231,7 +180,7 @@ int ib__cmd_bench(int argc, char **argv) {
         if (s) rc = ib__cli_fail(s, "cannot create a session for '%s'", path);
         t_session = now_ms() - t_setup;
     }
-    if (rc == IB_EXIT_OK && (s = make_inputs(sess, batch, &io)) != IB_OK)
+    if (rc == IB_EXIT_OK && (s = ib__cli_random_inputs(sess, batch, &io)) != IB_OK)
         rc = ib__cli_fail(s, "preparing inputs");
     /* The first run compiles a per-batch variant and allocates the outputs, which later
      * runs reuse as caller buffers. */
@@ -329,7 +278,7 @@ int ib__cmd_bench(int argc, char **argv) {
             }
         }
     }
-    io_free(&io);
+    ib__cli_io_free(&io);
     ib__free(times);
     ib_session_destroy(sess);
     return rc;

@@ -7,6 +7,7 @@
 
 #include "api/model_internal.h"
 #include "cli/cli.h"
+#include "cli/tune_check.h"
 #include "tune/tune.h"
 
 static void usage(FILE *f) {
@@ -28,6 +29,10 @@ static void usage(FILE *f) {
             "  --threads N      threads the kernels run on while measured (default: all)\n"
             "  --seed N         random seed of the search (default 1)\n"
             "  --no-cost-model  random + greedy search only (no XGBoost model)\n"
+            "  --no-model-check keep the kernel-alone winners without timing them inside\n"
+            "                   the model (the check: the model compiled tuned and with\n"
+            "                   defaults, run alternately, each step timed; the knobs\n"
+            "                   faster there are what compiles apply)\n"
             "  --task K[,K...]  tune only these tasks (indices as --list-tasks prints them)\n"
             "  --plot FILE.svg  draw the tuning curves (best latency vs trials, per task and\n"
             "                   end to end) from the database after tuning\n"
@@ -131,7 +136,7 @@ int ib__cmd_tune(int argc, char **argv) {
     const char *plot_path = NULL;
     long long trials = 64, batch = 1, threads = 0, seed = 1;
     double budget = 0;
-    bool list = false, json = false, cost_model = true;
+    bool list = false, json = false, cost_model = true, model_check = true;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         int m;
@@ -177,6 +182,8 @@ int ib__cmd_tune(int argc, char **argv) {
             list = true;
         } else if (strcmp(argv[i], "--no-cost-model") == 0) {
             cost_model = false;
+        } else if (strcmp(argv[i], "--no-model-check") == 0) {
+            model_check = false;
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
@@ -299,6 +306,12 @@ int ib__cmd_tune(int argc, char **argv) {
             if (b_tot > 0)
                 printf("tunable kernels, sum over the model: default %.3f ms, tuned %.3f ms "
                        "(%.2fx)\n", d_tot, b_tot, d_tot / b_tot);
+            /* on the host only: an agent's target cannot run the model here */
+            if (model_check && !agent && target.is_host) {
+                fflush(stdout);
+                s = ib__tune_model_check(model, ts, db, tkey, batch, (int32_t)threads, 6, stdout);
+                if (s) rc = ib__cli_fail(s, "tune: in-model check");
+            }
             printf("database: %s (%d records)\n", db_path, ib__tune_db_size(db));
             if (plot_path) {
                 s = ib__tune_plot_svg(ts, db, tkey, plot_path);

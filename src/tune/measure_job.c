@@ -6,10 +6,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <emmintrin.h> /* _mm_clflush */
+#endif
 
 /* ---- running ------------------------------------------------------------------------------ */
 
@@ -73,28 +77,75 @@ static bool outputs_match(const ib__measure_job *job, size_t n, const float *wan
 }
 
 /* Before each timed run, the caches as a kernel meets them inside a model: its weights
- * pushed out of L2 by the kernels between two of its runs, its activation inputs just
- * written by the kernel before it (read back in). Without this the repeated runs of one
- * kernel keep its weights in L2, and tuning picks schedules that only win hot (measured:
- * resnet50 1x1 convs 1.4-2x slower in the model). */
+ * in no cache at all - between two of its runs the rest of the model's weights stream
+ * through (ResNet-50: 100 MB against a 32 MB L3 slice), so they come from DRAM -, L2
+ * holding other data, its activation inputs just written by the kernel before it (read
+ * back in). Without this the repeated runs of one kernel keep its weights in L2 or L3,
+ * and tuning picks schedules that only win hot (measured: resnet50 1x1 convs 1.4-2x
+ * slower in the model with weights only pushed out of L2; a tuned ResNet-50 ran 1.06x
+ * slower than the untuned one with weights left in L3). */
 typedef struct cache_state {
     unsigned char *flush;
     size_t flush_bytes;
-    int32_t n_act;
+    int32_t n_act, n_w;
     const unsigned char *act[IB_MEASURE_MAX_ARGS];
     size_t act_bytes[IB_MEASURE_MAX_ARGS];
+    const unsigned char *w[IB_MEASURE_MAX_ARGS];
+    size_t w_bytes[IB_MEASURE_MAX_ARGS];
     unsigned sink;
 } cache_state;
 
-static void model_like_caches(cache_state *c) {
-    if (c->flush) {
-        c->sink++;
-        memset(c->flush, (int)(c->sink & 0xff), c->flush_bytes);
-    }
+/* Writes back and drops n bytes at p from every cache level. */
+static void evict(const unsigned char *p, size_t n) {
+#if defined(__x86_64__) || defined(__i386__)
+    for (size_t i = 0; i < n; i += 64) _mm_clflush(p + i);
+    _mm_mfence();
+#elif defined(__aarch64__)
+    for (size_t i = 0; i < n; i += 64) __asm__ volatile("dc civac, %0" ::"r"(p + i) : "memory");
+    __asm__ volatile("dsb ish" ::: "memory");
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
+/* Part `part` of `parts` of the cache work, run on every thread of the pool: each core
+ * fills its own L2 with other data, and reads in its share of the activations - the
+ * kernel before split its output across the threads, so each core's L2 holds a part,
+ * not the whole (read in by one thread, every schedule found the input next to one
+ * core, and a 1x1 conv's schedule that won so ran 1.3x slower in the model). */
+typedef struct cache_part {
+    cache_state *c;
+    int64_t parts;
+    _Atomic unsigned sink;
+} cache_part;
+
+static void cache_work(void *ctx, int64_t begin, int64_t end) {
+    cache_part *cp = ctx;
+    cache_state *c = cp->c;
     unsigned acc = 0;
-    for (int32_t a = 0; a < c->n_act; a++)
-        for (size_t i = 0; i < c->act_bytes[a]; i += 64) acc += c->act[a][i];
-    c->sink += acc;
+    for (int64_t part = begin; part < end; part++) {
+        if (c->flush) {
+            size_t b = c->flush_bytes * (size_t)part / (size_t)cp->parts;
+            size_t e = c->flush_bytes * (size_t)(part + 1) / (size_t)cp->parts;
+            memset(c->flush + b, (int)((c->sink + (unsigned)part) & 0xff), e - b);
+        }
+        for (int32_t a = 0; a < c->n_act; a++) {
+            size_t b = c->act_bytes[a] * (size_t)part / (size_t)cp->parts / 64 * 64;
+            size_t e = c->act_bytes[a] * (size_t)(part + 1) / (size_t)cp->parts;
+            for (size_t i = b; i < e; i += 64) acc += c->act[a][i];
+        }
+    }
+    atomic_fetch_add(&cp->sink, acc);
+}
+
+static void model_like_caches(cache_state *c, ib__pool *pool) {
+    c->sink++;
+    for (int32_t a = 0; a < c->n_w; a++) evict(c->w[a], c->w_bytes[a]);
+    cache_part cp = {c, ib__pool_size(pool) > 0 ? ib__pool_size(pool) : 1, 0};
+    /* one part per thread: the pool hands them out one each */
+    ib__parallel_for(pool, cp.parts, cache_work, &cp);
+    c->sink += atomic_load(&cp.sink);
 }
 
 static void noop_range(void *ctx, int64_t begin, int64_t end) {
@@ -116,7 +167,7 @@ static double timed_median(entry_fn e, int32_t idx, const ib_kernel_abi *abi, vo
     double times[64];
     int32_t r = 0;
     for (double spent = 0; r < repeats && (r < 3 || spent < 0.5); r++) {
-        model_like_caches(cs);
+        model_like_caches(cs, pool);
         wake_workers(pool);
         double s = now_s();
         e(idx, abi, args);
@@ -179,7 +230,13 @@ void ib__measure_job_run(const ib__measure_job *job, const char *so, FILE *out) 
     for (int32_t a = 0; a < job->n_args; a++) {
         const ib__measure_arg *ma = &job->args[a];
         args[a] = NULL;
-        if (ma->kind == IB_MEASURE_ARG_WEIGHT) args[a] = (void *)ma->data;
+        if (ma->kind == IB_MEASURE_ARG_WEIGHT) {
+            args[a] = (void *)ma->data;
+            if (ma->data && ma->nbytes > 0 && cs.n_w < IB_MEASURE_MAX_ARGS) {
+                cs.w[cs.n_w] = (const unsigned char *)ma->data;
+                cs.w_bytes[cs.n_w++] = (size_t)ma->nbytes;
+            }
+        }
         if (ma->kind != IB_MEASURE_ARG_FRESH) continue;
         size_t nb = (size_t)ma->nbytes;
         unsigned char *p = ib__aligned_alloc(nb + 64);

@@ -73,7 +73,7 @@ static void refresh(const ib__tune_db *db, const char *target, const ib__tune_ta
     s->default_ms = 0;
     for (int32_t i = 0; i < ib__tune_db_size(db); i++) {
         const ib__tune_record *r = ib__tune_db_at(db, i);
-        if (!r->ok || strcmp(r->target, target) || strcmp(r->key, t->key)) continue;
+        if (!r->ok || r->in_model || strcmp(r->target, target) || strcmp(r->key, t->key)) continue;
         ib__knobs k;
         knobs_from_record(r, &t->defaults, &k);
         bool same = k.n == t->defaults.n;
@@ -140,7 +140,8 @@ static int32_t sa_pick(const ib__plan *plan, const ib__tune_db *db, const char *
         const ib__tune_record *pick = NULL;
         for (int32_t i = 0; i < ib__tune_db_size(db); i++) {
             const ib__tune_record *r = ib__tune_db_at(db, i);
-            if (!r->ok || r->ms <= taken || strcmp(r->target, target) || strcmp(r->key, t->key))
+            if (!r->ok || r->in_model || r->ms <= taken || strcmp(r->target, target) ||
+                strcmp(r->key, t->key))
                 continue;
             if (!pick || r->ms < pick->ms) pick = r;
         }
@@ -252,7 +253,8 @@ static void retrain(const ib__tune_db *db, const char *target, const ib__target 
     ib_status st = IB_OK;
     for (int32_t i = 0; i < n && st == IB_OK; i++) {
         const ib__tune_record *r = ib__tune_db_at(db, i);
-        if (!r->ok || strcmp(r->target, target) || strcmp(r->tmpl, m->tmpl->name)) continue;
+        if (!r->ok || r->in_model || strcmp(r->target, target) || strcmp(r->tmpl, m->tmpl->name))
+            continue;
         int32_t g = 0;
         while (g < groups && strcmp(keys[g], r->key) != 0) g++;
         if (g == groups) keys[groups++] = r->key;

@@ -37,6 +37,7 @@ typedef struct ib__tune_task {
 
 typedef struct ib__tune_taskset {
     ib__plan *plan;      /* built with default knobs; owned */
+    char **kernel_keys;  /* per plan kernel: its workload key, NULL when not tunable */
     int32_t n, cap;
     ib__tune_task *tasks; /* de-duplicated, by weight (count x flops) descending */
 } ib__tune_taskset;
@@ -56,6 +57,8 @@ typedef struct ib__tune_record {
     char knob_name[IB_MAX_KNOBS][24];
     int64_t knob_value[IB_MAX_KNOBS];
     bool ok;                         /* false: the candidate failed (note says why) */
+    bool in_model;                   /* ms is the kernel's time inside runs of the whole model
+                                        (the in-model check), not of the kernel alone */
     double ms;                       /* median latency of one run */
     double gflops;
     double when;                     /* seconds since the epoch */
@@ -76,8 +79,13 @@ int32_t ib__tune_db_size(const ib__tune_db *db);
 const ib__tune_record *ib__tune_db_at(const ib__tune_db *db, int32_t i);
 /* Appends r as one JSON line: one write() on an O_APPEND descriptor, then fsync. */
 ib_status ib__tune_db_append(ib__tune_db *db, const ib__tune_record *r);
-/* The fastest successful record of (target, key), or NULL. */
+/* The fastest successful kernel-alone record of (target, key), or NULL: what the search
+ * compares its measurements with. */
 const ib__tune_record *ib__tune_db_best(const ib__tune_db *db, const char *target,
+                                        const char *key);
+/* The record a compile applies: the fastest in-model record of (target, key) when it has
+ * any (times in the model beat times of the kernel alone), else ib__tune_db_best. */
+const ib__tune_record *ib__tune_db_pick(const ib__tune_db *db, const char *target,
                                         const char *key);
 /* Records of (target, key): all, and how many succeeded. */
 void ib__tune_db_count(const ib__tune_db *db, const char *target, const char *key,

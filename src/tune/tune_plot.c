@@ -128,13 +128,13 @@ ib_status ib__tune_plot_svg(const ib__tune_taskset *ts, const ib__tune_db *db, c
     /* a task not yet tuned counts in the end-to-end sum with its first measured latency */
     for (int32_t i = 0; i < ib__tune_db_size(db); i++) {
         const ib__tune_record *r = ib__tune_db_at(db, i);
-        if (!r->ok || r->ms <= 0 || strcmp(r->target, target)) continue;
+        if (!r->ok || r->in_model || r->ms <= 0 || strcmp(r->target, target)) continue;
         for (int32_t ti = 0; ti < n; ti++)
             if (first[ti] == 0 && strcmp(ts->tasks[ti].key, r->key) == 0) first[ti] = best[ti] = r->ms;
     }
     for (int32_t i = 0; i < ib__tune_db_size(db) && st == IB_OK; i++) {
         const ib__tune_record *r = ib__tune_db_at(db, i);
-        if (strcmp(r->target, target)) continue;
+        if (r->in_model || strcmp(r->target, target)) continue;
         int32_t ti = 0;
         while (ti < n && strcmp(ts->tasks[ti].key, r->key) != 0) ti++;
         if (ti == n) continue;

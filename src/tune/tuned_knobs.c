@@ -46,7 +46,7 @@ static void pick(void *ctx, const ib__plan *plan, const ib__pkernel *k, int32_t 
         return;
     }
     note_key(tk, index, key);
-    const ib__tune_record *best = tk->db ? ib__tune_db_best(tk->db, tk->target, key) : NULL;
+    const ib__tune_record *best = tk->db ? ib__tune_db_pick(tk->db, tk->target, key) : NULL;
     if (!best) return;
     /* The record's knobs over the defaults (a knob a later template version added keeps
      * its default), and only when the template still accepts them. */
@@ -181,7 +181,7 @@ ib_status ib__tune_compile_digest(const ib__target *target, char out[IB_TUNE_HEX
     for (int32_t i = 0; i < n; i++) {
         const ib__tune_record *r = ib__tune_db_at(db, i);
         if (!r->ok || strcmp(r->target, tk->target) != 0) continue;
-        if (ib__tune_db_best(db, tk->target, r->key) != r) continue;
+        if (ib__tune_db_pick(db, tk->target, r->key) != r) continue;
         best[m++] = r;
     }
     qsort(best, (size_t)m, sizeof *best, rec_cmp);

@@ -78,6 +78,7 @@ ib_status ib__tune_record_json(const ib__tune_record *r, ib__sb *sb) {
     json_num(sb, r->gflops);
     ib__sb_printf(sb, ",\"time\":%.0f,\"note\":", r->when);
     json_str(sb, r->note);
+    if (r->in_model) ib__sb_printf(sb, ",\"scope\":\"model\"");
     ib__sb_printf(sb, "}\n");
     return ib__sb_status(sb);
 }
@@ -219,6 +220,11 @@ bool ib__tune_record_parse(const char *line, size_t len, ib__tune_record *r) {
             if (!num(&s, &r->when)) goto bad;
         } else if (strcmp(name, "note") == 0) {
             if (!str(&s, r->note, sizeof r->note)) goto bad;
+        } else if (strcmp(name, "scope") == 0) {
+            char scope[16];
+            if (!str(&s, scope, sizeof scope)) goto bad;
+            if (strcmp(scope, "model") == 0) r->in_model = true;
+            else if (strcmp(scope, "kernel") != 0) goto bad;
         } else {
             goto bad; /* a field of a format we do not know */
         }
@@ -360,22 +366,33 @@ static bool same_workload(const ib__tune_record *r, const char *target, const ch
     return strcmp(r->target, target) == 0 && strcmp(r->key, key) == 0;
 }
 
-const ib__tune_record *ib__tune_db_best(const ib__tune_db *db, const char *target,
-                                        const char *key) {
+static const ib__tune_record *best_of(const ib__tune_db *db, const char *target,
+                                      const char *key, bool in_model) {
     const ib__tune_record *best = NULL;
     for (int32_t i = 0; db && i < db->n; i++) {
         const ib__tune_record *r = &db->recs[i];
-        if (!r->ok || !same_workload(r, target, key)) continue;
+        if (!r->ok || r->in_model != in_model || !same_workload(r, target, key)) continue;
         if (!best || r->ms < best->ms) best = r;
     }
     return best;
+}
+
+const ib__tune_record *ib__tune_db_best(const ib__tune_db *db, const char *target,
+                                        const char *key) {
+    return best_of(db, target, key, false);
+}
+
+const ib__tune_record *ib__tune_db_pick(const ib__tune_db *db, const char *target,
+                                        const char *key) {
+    const ib__tune_record *m = best_of(db, target, key, true);
+    return m ? m : best_of(db, target, key, false);
 }
 
 void ib__tune_db_count(const ib__tune_db *db, const char *target, const char *key,
                        int32_t *n_all, int32_t *n_ok) {
     int32_t a = 0, o = 0;
     for (int32_t i = 0; db && i < db->n; i++)
-        if (same_workload(&db->recs[i], target, key)) {
+        if (!db->recs[i].in_model && same_workload(&db->recs[i], target, key)) {
             a++;
             o += db->recs[i].ok;
         }

@@ -193,9 +193,15 @@ ib_status ib__tune_extract(const ib__graph *graph, const ib__target *target, int
         return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory extracting tasks");
     }
     ts->plan = plan;
+    ts->kernel_keys = ib__calloc((size_t)plan->n_kernels + 1, sizeof *ts->kernel_keys);
+    if (!ts->kernel_keys) st = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory extracting tasks");
     for (int32_t i = 0; i < plan->n_kernels && st == IB_OK; i++) {
         const char *key = ib__tune_knobs_key_of(tk, i);
         if (!key) continue;
+        if (!(ts->kernel_keys[i] = ib__strdup(key))) {
+            st = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory extracting tasks");
+            break;
+        }
         const ib__pkernel *k = &plan->kernels[i];
         int32_t t = 0;
         while (t < ts->n && strcmp(ts->tasks[t].key, key) != 0) t++;
@@ -236,6 +242,9 @@ ib_status ib__tune_extract(const ib__graph *graph, const ib__target *target, int
 
 void ib__tune_taskset_destroy(ib__tune_taskset *ts) {
     if (!ts) return;
+    for (int32_t i = 0; ts->kernel_keys && ts->plan && i < ts->plan->n_kernels; i++)
+        ib__free(ts->kernel_keys[i]);
+    ib__free(ts->kernel_keys);
     ib__plan_destroy(ts->plan);
     ib__free(ts->tasks);
     ib__free(ts);

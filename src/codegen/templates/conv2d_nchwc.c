@@ -396,11 +396,10 @@ ib_status ib__conv_nchwc_pack_weights(ib__plan *plan, ib__pkernel *k) {
     int64_t OCB = (g.OC + B - 1) / B, ICB = (g.IC + Bi - 1) / Bi, KK = g.KH * g.KW;
     int64_t total = OCB * ICB * KK * Bi * B;
     float *pw = ib__calloc((size_t)total, sizeof(float));
-    float *bias = ib__calloc((size_t)(OCB * B), sizeof(float));
     float *scale = ib__malloc((size_t)g.OC * sizeof(float));
     float *shift = ib__malloc((size_t)g.OC * sizeof(float));
     ib_status st = IB_OK;
-    if (!pw || !bias || !scale || !shift) {
+    if (!pw || !scale || !shift) {
         st = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory packing %s",
                        ib__node_label(k->nodes[0]));
         goto done;
@@ -413,9 +412,28 @@ ib_status ib__conv_nchwc_pack_weights(ib__plan *plan, ib__pkernel *k) {
                 int64_t dst = (((o / B) * ICB + i / Bi) * KK + kk) * Bi * B + (i % Bi) * B + o % B;
                 pw[dst] = w[(o * g.IC + i) * KK + kk] * scale[o];
             }
+    st = ib__conv_add_packed_weights(plan, k, g.OC, B, pw, (size_t)total * sizeof(float), scale,
+                                     shift);
+done:
+    ib__free(pw);
+    ib__free(scale);
+    ib__free(shift);
+    return st;
+}
+
+ib_status ib__conv_add_packed_weights(ib__plan *plan, ib__pkernel *k, int64_t oc, int32_t block,
+                                      const float *packed, size_t bytes, const float *scale,
+                                      const float *shift) {
+    const ib__pbuf *wb = buf_of(plan, k->in[1]);
+    int64_t ocp = (oc + block - 1) / block * block;
+    float *bias = ib__calloc((size_t)ocp, sizeof(float));
+    if (!wb || !bias) {
+        ib__free(bias);
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory packing %s", ib__node_label(k->nodes[0]));
+    }
     const float *b0 = NULL;
     if (k->n_in == 3 && k->in[2] >= 0) b0 = buf_of(plan, k->in[2])->value->constant->data;
-    for (int64_t o = 0; o < g.OC; o++) bias[o] = (b0 ? b0[o] : 0.0f) * scale[o] + shift[o];
+    for (int64_t o = 0; o < oc; o++) bias[o] = (b0 ? b0[o] : 0.0f) * scale[o] + shift[o];
     ib__pbuf d;
     memset(&d, 0, sizeof d);
     d.dtype = IB_DTYPE_FLOAT32;
@@ -424,26 +442,21 @@ ib_status ib__conv_nchwc_pack_weights(ib__plan *plan, ib__pkernel *k) {
     d.layout = IB_LAYOUT_PACKED;
     d.value = wb->value;
     int32_t wid, bid;
-    if ((st = ib__plan_add_weight(plan, &d, pw, (size_t)total * sizeof(float), &wid)) != IB_OK)
-        goto done;
-    memset(&d, 0, sizeof d);
-    d.dtype = IB_DTYPE_FLOAT32;
-    d.rank = 1;
-    d.dims[0] = OCB * B;
-    d.layout = IB_LAYOUT_PACKED;
-    if ((st = ib__plan_add_weight(plan, &d, bias, (size_t)(OCB * B) * sizeof(float), &bid)) !=
-        IB_OK)
-        goto done;
+    ib_status st = ib__plan_add_weight(plan, &d, packed, bytes, &wid);
+    if (st == IB_OK) {
+        memset(&d, 0, sizeof d);
+        d.dtype = IB_DTYPE_FLOAT32;
+        d.rank = 1;
+        d.dims[0] = ocp;
+        d.layout = IB_LAYOUT_PACKED;
+        st = ib__plan_add_weight(plan, &d, bias, (size_t)ocp * sizeof(float), &bid);
+    }
+    ib__free(bias);
+    IB_TRY(st);
     k->in[1] = wid;
     k->in[2] = bid;
     k->n_in = 3;
-    st = ib__conv_pad_channel_operands(plan, k, g.OC, B);
-done:
-    ib__free(pw);
-    ib__free(bias);
-    ib__free(scale);
-    ib__free(shift);
-    return st;
+    return ib__conv_pad_channel_operands(plan, k, oc, block);
 }
 
 /* ---- emission ----------------------------------------------------------------------- */

@@ -29,6 +29,14 @@ bool ib__conv_nchwc_supports_common(const ib__plan *plan, const ib__pkernel *k,
 ib_status ib__conv_pad_channel_operands(ib__plan *plan, ib__pkernel *k, int64_t oc,
                                         int32_t block);
 
+/* Adds k's packed weights (`bytes` of `packed`, described with the original weights'
+ * logical dims) and its bias with the BatchNormalization folded in ((bias or 0) * scale +
+ * shift, zero up to OC rounded to `block`) to the plan's weights, points inputs 1 and 2
+ * at them (n_in = 3) and pads the per-channel epilogue operands. */
+ib_status ib__conv_add_packed_weights(ib__plan *plan, ib__pkernel *k, int64_t oc, int32_t block,
+                                      const float *packed, size_t bytes, const float *scale,
+                                      const float *shift);
+
 /* Reads BatchNormalization nodes[1] (when present) into per-channel scale and shift
  * (y = x * scale + shift), each oc floats; identity when absent. */
 ib_status ib__conv_bn_fold(const ib__pkernel *k, int64_t oc, float *scale, float *shift);

@@ -180,11 +180,10 @@ static ib_status pack_weights(ib__plan *plan, ib__pkernel *k) {
     const int32_t B = g->B;
     int64_t total = (int64_t)WA2 * w.OCB * w.ICP * B;
     float *pu = ib__calloc((size_t)total, sizeof(float));
-    float *bias = ib__calloc((size_t)(w.OCB * B), sizeof(float));
     float *scale = ib__malloc((size_t)g->OC * sizeof(float));
     float *shift = ib__malloc((size_t)g->OC * sizeof(float));
     ib_status st = IB_OK;
-    if (!pu || !bias || !scale || !shift) {
+    if (!pu || !scale || !shift) {
         st = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory packing %s", ib__node_label(k->nodes[0]));
         goto done;
     }
@@ -204,27 +203,10 @@ static ib_status pack_weights(ib__plan *plan, ib__pkernel *k) {
                     pu[((xi * w.OCB + o / B) * w.ICP + i) * B + o % B] = (float)(u * scale[o]);
                 }
         }
-    const float *b0 = NULL;
-    if (k->n_in == 3 && k->in[2] >= 0) b0 = buf_of(plan, k->in[2])->value->constant->data;
-    for (int64_t o = 0; o < g->OC; o++) bias[o] = (b0 ? b0[o] : 0.0f) * scale[o] + shift[o];
+    if ((st = ib__conv_add_packed_weights(plan, k, g->OC, B, pu, (size_t)total * sizeof(float),
+                                          scale, shift)) != IB_OK)
+        goto done;
     ib__pbuf d;
-    memset(&d, 0, sizeof d);
-    d.dtype = IB_DTYPE_FLOAT32;
-    d.rank = 4;
-    memcpy(d.dims, wb->dims, sizeof d.dims);
-    d.layout = IB_LAYOUT_PACKED;
-    d.value = wb->value;
-    int32_t uid, bid, vid;
-    if ((st = ib__plan_add_weight(plan, &d, pu, (size_t)total * sizeof(float), &uid)) != IB_OK)
-        goto done;
-    memset(&d, 0, sizeof d);
-    d.dtype = IB_DTYPE_FLOAT32;
-    d.rank = 1;
-    d.dims[0] = w.OCB * B;
-    d.layout = IB_LAYOUT_PACKED;
-    if ((st = ib__plan_add_weight(plan, &d, bias, (size_t)(w.OCB * B) * sizeof(float), &bid)) !=
-        IB_OK)
-        goto done;
     memset(&d, 0, sizeof d);
     d.kind = IB_BUF_TEMP;
     d.dtype = IB_DTYPE_FLOAT32;
@@ -234,15 +216,12 @@ static ib_status pack_weights(ib__plan *plan, ib__pkernel *k) {
     d.first_use = d.last_use = -1;
     d.alias_of = -1;
     d.scratch = true;
+    int32_t vid;
     if ((st = ib__plan_add_buf(plan, &d, &vid)) != IB_OK) goto done;
-    k->in[1] = uid;
-    k->in[2] = bid;
     k->in[3] = vid;
     k->n_in = 4;
-    st = ib__conv_pad_channel_operands(plan, k, g->OC, B);
 done:
     ib__free(pu);
-    ib__free(bias);
     ib__free(scale);
     ib__free(shift);
     return st;
