@@ -193,13 +193,9 @@ int ib__cmd_bench(int argc, char **argv) {
         else if (r > warmup) times[r - warmup - 1] = dt;
     }
     if (rc == IB_EXIT_OK && profile) {
-        enum { MAX_STEPS = 1 << 16 };
         ib__rt_profile prof;
-        memset(&prof, 0, sizeof prof);
-        prof.n_steps = MAX_STEPS;
-        prof.ns = ib__calloc(MAX_STEPS, sizeof *prof.ns);
-        prof.best_ns = ib__calloc(MAX_STEPS, sizeof *prof.best_ns);
-        if (!prof.ns || !prof.best_ns) rc = IB_EXIT_FAILURE;
+        if ((s = ib__rt_profile_init(&prof, IB_RT_PROFILE_MAX_STEPS)) != IB_OK)
+            rc = ib__cli_fail(s, "profiling");
         ib__rt_profile_attach(&prof);
         for (long long r = 0; rc == IB_EXIT_OK && r < runs; r++)
             if ((s = ib_session_run(sess, io.n_in, io.in_names, io.in, io.n_out, io.out_names,
@@ -207,8 +203,7 @@ int ib__cmd_bench(int argc, char **argv) {
                 rc = ib__cli_fail(s, "running '%s'", path);
         ib__rt_profile_attach(NULL);
         if (rc == IB_EXIT_OK) print_profile(&prof, stderr);
-        ib__free(prof.ns);
-        ib__free(prof.best_ns);
+        ib__rt_profile_free(&prof);
     }
     /* Report the batch the inputs carry (an artifact's, or the model's fixed one). */
     if (rc == IB_EXIT_OK && io.n_in > 0 && io.in[0].rank >= 1) batch = io.in[0].shape[0];

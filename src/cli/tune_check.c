@@ -95,16 +95,11 @@ ib_status ib__tune_model_check(const ib_model *model, const ib__tune_taskset *ts
     ib__cli_io io;
     memset(&io, 0, sizeof io);
     if (st == IB_OK) st = ib__cli_random_inputs(sess[0], batch, &io);
-    enum { MAX_STEPS = 1 << 16, RUNS = 20 };
+    enum { RUNS = 20 };
     const double MARGIN = 0.03;
     ib__rt_profile prof[2];
     memset(prof, 0, sizeof prof);
-    for (int v = 0; v < 2 && st == IB_OK; v++) {
-        prof[v].n_steps = MAX_STEPS;
-        prof[v].ns = ib__calloc(MAX_STEPS, sizeof *prof[v].ns);
-        prof[v].best_ns = ib__calloc(MAX_STEPS, sizeof *prof[v].best_ns);
-        if (!prof[v].ns || !prof[v].best_ns) st = ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
-    }
+    for (int v = 0; v < 2 && st == IB_OK; v++) st = ib__rt_profile_init(&prof[v], IB_RT_PROFILE_MAX_STEPS);
     /* alternating rounds in ABBA order, each with a few untimed runs first: both variants
      * see the same moments of a machine whose speed drifts, neither always goes first */
     for (int32_t r = 0; r < rounds && st == IB_OK; r++)
@@ -177,10 +172,7 @@ ib_status ib__tune_model_check(const ib_model *model, const ib__tune_taskset *ts
         ib__free(ms[1]);
     }
 out:
-    for (int v = 0; v < 2; v++) {
-        ib__free(prof[v].ns);
-        ib__free(prof[v].best_ns);
-    }
+    for (int v = 0; v < 2; v++) ib__rt_profile_free(&prof[v]);
     ib__cli_io_free(&io);
     if (sess[0]) ib_session_destroy(sess[0]);
     if (sess[1]) ib_session_destroy(sess[1]);

@@ -361,6 +361,22 @@ static void arena_give(ib__rt_model *rt, void *a) {
 
 static _Thread_local ib__rt_profile *tl_profile;
 
+ib_status ib__rt_profile_init(ib__rt_profile *p, int32_t n_steps) {
+    memset(p, 0, sizeof *p);
+    p->n_steps = n_steps;
+    p->ns = ib__calloc((size_t)n_steps + 1, sizeof *p->ns);
+    p->best_ns = ib__calloc((size_t)n_steps + 1, sizeof *p->best_ns);
+    if (p->ns && p->best_ns) return IB_OK;
+    ib__rt_profile_free(p);
+    return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory for a profile");
+}
+
+void ib__rt_profile_free(ib__rt_profile *p) {
+    ib__free(p->ns);
+    ib__free(p->best_ns);
+    p->ns = p->best_ns = NULL;
+}
+
 void ib__rt_profile_attach(ib__rt_profile *profile) { tl_profile = profile; }
 
 int32_t ib__rt_step_count(const ib__rt_model *rt) {

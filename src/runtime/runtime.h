@@ -100,6 +100,11 @@ typedef struct ib__rt_profile {
     int64_t t_start;  /* of the step running now */
 } ib__rt_profile;
 
+/* Room for models of up to n_steps steps, zeroed; ib__rt_profile_free releases it. A
+ * model with more steps than the room is not profiled. */
+enum { IB_RT_PROFILE_MAX_STEPS = 1 << 16 };
+ib_status ib__rt_profile_init(ib__rt_profile *profile, int32_t n_steps);
+void ib__rt_profile_free(ib__rt_profile *profile);
 void ib__rt_profile_attach(ib__rt_profile *profile); /* NULL detaches */
 int32_t ib__rt_step_count(const ib__rt_model *rt);
 /* The step's label ("template: node") and FLOPs, from the module's table ("?" when the

@@ -112,8 +112,9 @@ static void evict(const unsigned char *p, size_t n) {
 /* Part `part` of `parts` of the cache work, run on every thread of the pool: each core
  * fills its own L2 with other data, and reads in its share of the activations - the
  * kernel before split its output across the threads, so each core's L2 holds a part,
- * not the whole (read in by one thread, every schedule found the input next to one
- * core, and a 1x1 conv's schedule that won so ran 1.3x slower in the model). */
+ * not the whole. With this and the weights evicted, ResNet-50's 1x1 1024->256 conv
+ * measures 0.30 ms alone under its default knobs, against 0.29 ms in the model (0.53 ms
+ * alone before). */
 typedef struct cache_part {
     cache_state *c;
     int64_t parts;
