@@ -242,6 +242,18 @@ check "--no-cost-model runs random + greedy" $?
 
 # ---- broken candidates -------------------------------------------------------------------
 mkdir -p "$T/tmp"
+# a batch directory left by a tuner that was killed (a pid no process has): swept
+dead=$($PY -c 'import os
+p = 4000000
+while True:
+    try:
+        os.kill(p, 0); p += 1
+    except ProcessLookupError:
+        print(p); break
+    except PermissionError:
+        p += 1')
+mkdir -p "$T/tmp/ib_tune-$dead-AbC123/include/inferbooster" &&
+    touch "$T/tmp/ib_tune-$dead-AbC123/tune.so" "$T/tmp/ib_tune-$dead-AbC123/include/inferbooster/kernel_abi.h"
 for kind in crash hang wrong; do
     TMPDIR=$T/tmp INFERBOOSTER_TUNE_BREAK=$kind:1 timeout 300 "$CLI" tune "$T/tiny.onnx" --trials 4 \
         --no-model-check --db "$T/broken_$kind.jsonl" > "$T/broken_$kind.txt" 2>&1
@@ -257,7 +269,7 @@ assert sum(r["ok"] for r in recs) == 6                 # the others were measure
 EOF
     check "a candidate that does '$kind' fails alone, tuning goes on (rc $rc)" $(( rc != 0 || $? != 0 ))
 done
-[ -z "$(ls -A "$T/tmp")" ]; check "tuning leaves no scratch directory behind" $?
+[ -z "$(ls -A "$T/tmp")" ]; check "tuning leaves no scratch directory behind, and sweeps a dead tuner's" $?
 
 # ---- bad input --------------------------------------------------------------------------------
 "$CLI" tune "$T/missing.onnx" --list-tasks --db "$T/x.jsonl" > /dev/null 2>&1

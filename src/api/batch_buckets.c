@@ -43,10 +43,7 @@ ib_status ib__buckets_configure(const ib__graph *g, ib__buckets *out) {
 
 bool ib__buckets_for_model(const ib_model *m, ib__buckets *out) {
     memset(out, 0, sizeof *out);
-    bool dynamic = false;
-    for (int32_t i = 0; i < m->n_inputs; i++)
-        dynamic |= m->inputs[i]->rank >= 1 && m->inputs[i]->dims[0] < 0;
-    if (!dynamic) return false;
+    if (!ib__model_has_symbolic_batch(m)) return false;
     if (ib__buckets_configure(m->graph, out) != IB_OK) {
         snprintf(out->reason, sizeof out->reason, "%s", ib_last_error());
         ib__error_clear();

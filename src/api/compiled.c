@@ -521,7 +521,8 @@ ib_status ib__compiled_run(ib__compiled *c, ib__pool *pool, size_t n_inputs,
             return IB_OK;
         }
     }
-    if (fed_initializer(c, n_inputs, input_names)) {
+    /* the dynamic path checked it above, before splitting into buckets */
+    if (c->fixed && fed_initializer(c, n_inputs, input_names)) {
         *use_reference = true;
         return IB_OK;
     }

@@ -135,12 +135,16 @@ static bool axis_attr(const ib__node *n, const char *name, int64_t dflt, int32_t
     return true;
 }
 
-/* A constant operand broadcast against a batched result of rank `rank`: it must not
- * reach dim 0 with a size other than 1. */
+/* A constant operand (an initializer, or computed from initializers only) broadcast
+ * against a batched result of rank `rank`: it must not reach dim 0 with a size other
+ * than 1, nor add leading axes. Its shape is the value's: a computed constant has no
+ * tensor attached yet. */
 static bool const_broadcasts(const ib__value *v, int32_t rank) {
-    if (!v || !v->constant) return true;
-    const ib_tensor *t = v->constant;
-    return t->rank < rank || (t->rank == rank && t->shape[0] == 1);
+    if (!v) return true;
+    int32_t r = v->constant ? v->constant->rank : v->rank;
+    if (r < 0) return false;
+    int64_t d0 = r == 0 ? 1 : v->constant ? v->constant->shape[0] : v->dims[0];
+    return r < rank || (r == rank && d0 == 1);
 }
 
 static bool rule_broadcast(walk *w, const ib__node *n) {
@@ -162,9 +166,6 @@ static bool rule_broadcast(walk *w, const ib__node *n) {
     if (!any) return true; /* all constant: the caller marks outputs constant */
     for (int32_t i = 0; i < n->n_inputs; i++) {
         const ib__value *v = n->inputs[i];
-        if (state_of(w, v) == ST_CONST && v && v->constant && v->constant->rank > rank)
-            return refuse(w, n, "constant '%s' has a higher rank than the batched inputs",
-                          v->name);
         if (state_of(w, v) == ST_CONST && !const_broadcasts(v, rank))
             return refuse(w, n, "constant '%s' spans dim 0", v->name);
     }
@@ -201,9 +202,10 @@ static bool rule_matmul(walk *w, const ib__node *n) {
     if (sa == ST_UNPROVEN || sb == ST_UNPROVEN) return refuse(w, n, "input not proven per sample");
     if (sa == ST_BATCH && sb == ST_CONST) {
         if (a->rank < 2) return refuse(w, n, "batched A of rank < 2");
-        if (a->rank == 2) return true; /* the batch is A's rows */
+        /* the batch is A's rows (rank 2) or A's leading axis; B must not add axes in
+         * front of it ([N,K] @ [3,K,M] is [3,N,M]) nor span it */
         return const_broadcasts(b, a->rank) ? true
-                                            : refuse(w, n, "B's leading dim spans the batch");
+                                            : refuse(w, n, "B's leading dims move the batch");
     }
     if (sa == ST_BATCH && sb == ST_BATCH) { /* batched matmul: both index the batch */
         if (a->rank >= 3 && a->rank == b->rank) return true;

@@ -51,8 +51,7 @@ int main(int argc, char **argv) {
         ib__measure_job_run(&job, so, stdout);
     }
     fflush(stdout);
-    unlink(so);
-    rmdir(dir);
+    remove_scratch(dir);
     ib__aligned_free(storage);
     return rc;
 }

@@ -285,7 +285,6 @@ struct ib__tune_cost_model {
     int32_t n, cap;
     point *pts;
     BoosterHandle booster; /* NULL until trained */
-    int32_t trained_on;    /* points of the last training */
 };
 
 static ib_status xgb_fail(const char *what) {
@@ -416,7 +415,6 @@ ib_status ib__tune_cm_train(ib__tune_cost_model *m) {
         }
     if (m->booster) XGBoosterFree(m->booster);
     m->booster = h;
-    m->trained_on = rows;
     h = NULL;
 out:
     if (h) XGBoosterFree(h);

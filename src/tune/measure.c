@@ -268,6 +268,18 @@ static bool parse_line(const char *line, result_line *m) {
 
 /* ---- the parent ---------------------------------------------------------------------------- */
 
+/* Removes a batch's scratch directory: the two units, the module, the compiler's log and
+ * the kernel ABI header copy. */
+static void remove_batch_dir(const char *dir) {
+    static const char *const files[] = {"tune_0.c", "tune_1.c", "tune.so", "tune.so.log"};
+    char path[4300];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    ib__toolchain_abi_include_remove(dir);
+    rmdir(dir);
+}
 /* Runs candidates [first, n) in one child until it finishes, dies or times out; returns
  * the index to restart from (n when done), or -1 when the reference failed. */
 static int32_t run_child(const ib__plan *plan, const ib__pkernel *k, const char *so,
@@ -413,8 +425,12 @@ ib_status ib__tune_measure(const ib__plan *plan, int32_t kernel, int32_t n,
         ib__sb_printf(&unit[u], "  }\n  return -2;\n}\n");
     }
     const char *tmpdir = getenv("TMPDIR");
+    if (!(tmpdir && tmpdir[0] == '/')) tmpdir = "/tmp";
+    /* a tuner killed mid-batch (Ctrl-C is how tuning ends) leaves its directory: the
+     * pid in the name lets the next one sweep it */
+    ib__sweep_dead_scratch(tmpdir, "ib_tune", remove_batch_dir);
     char dir[4096], src[2][4200], so[4200];
-    snprintf(dir, sizeof dir, "%s/ib_tune.XXXXXX", tmpdir && tmpdir[0] == '/' ? tmpdir : "/tmp");
+    snprintf(dir, sizeof dir, "%s/ib_tune-%ld-XXXXXX", tmpdir, (long)getpid());
     if (!mkdtemp(dir)) st = ib__error(IB_ERR_IO, "tune: cannot create a scratch directory: %s",
                                       strerror(errno));
     for (int u = 0; u < 2 && st == IB_OK; u++) {
@@ -449,16 +465,7 @@ ib_status ib__tune_measure(const ib__plan *plan, int32_t kernel, int32_t n,
         if (next < 0) st = ib__error(IB_ERR_INTERNAL, "tune: %s", why);
         else first = next;
     }
-    if (!getenv("IB_TUNE_KEEP")) {
-        unlink(src[0]);
-        unlink(src[1]);
-        unlink(so);
-        char log[4300];
-        snprintf(log, sizeof log, "%s.log", so);
-        unlink(log);
-        ib__toolchain_abi_include_remove(dir);
-        rmdir(dir);
-    }
+    if (!getenv("IB_TUNE_KEEP")) remove_batch_dir(dir);
     ib__sb_free(&unit[0]);
     ib__sb_free(&unit[1]);
     ib__free(skip);
