@@ -115,8 +115,7 @@ static ib_status ensure_scratch(ib__compiled *c) {
 }
 
 static ib_status make_scratch(ib__compiled *c) {
-    const char *tmp = getenv("TMPDIR");
-    if (!tmp || !tmp[0]) tmp = "/tmp";
+    const char *tmp = ib__tmp_dir();
     ib__sweep_dead_scratch(tmp, "inferbooster", ib__remove_compiler_dir); /* killed mid-compile */
     size_t len = strlen(tmp) + 64;
     char *path = ib__malloc(len);

@@ -107,6 +107,8 @@ void ib__parallel_for(ib__pool *pool, int64_t n, ib__range_fn fn, void *ctx);
 int ib__usable_cpus(void);
 
 /* ---- Scratch directories ----------------------------------------------------------- */
+/* Where scratch files go: $TMPDIR when it is an absolute path, else /tmp. */
+const char *ib__tmp_dir(void);
 /* Calls remove(path) for each directory in parent named <prefix>-<pid>-XXXXXX whose
  * process is gone (died before cleaning up after itself). */
 void ib__sweep_dead_scratch(const char *parent, const char *prefix, void (*remove)(const char *path));

@@ -5,9 +5,15 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/core.h"
+
+const char *ib__tmp_dir(void) {
+    const char *t = getenv("TMPDIR");
+    return t && t[0] == '/' ? t : "/tmp";
+}
 
 void ib__sweep_dead_scratch(const char *parent, const char *prefix, void (*remove)(const char *path)) {
     DIR *d = opendir(parent);

@@ -29,8 +29,7 @@ int main(int argc, char **argv) {
                    "on standard input and writes the results to standard output.\n");
         return f == stdout ? 0 : 2;
     }
-    const char *tmp = getenv("TMPDIR");
-    if (!tmp || tmp[0] != '/') tmp = "/tmp";
+    const char *tmp = ib__tmp_dir();
     ib__sweep_dead_scratch(tmp, "ib_agent", remove_scratch);
     char dir[4096], so[4200];
     snprintf(dir, sizeof dir, "%s/ib_agent-%ld-XXXXXX", tmp, (long)getpid());

@@ -24,7 +24,6 @@
 #include "tune/measure_job.h"
 #include "tune/tune.h"
 
-#define REF_INDEX IB_MEASURE_REF
 _Static_assert(3 * IB_MAX_KERNEL_ARGS <= IB_MEASURE_MAX_ARGS, "a kernel's arguments fit a job");
 
 static double now_s(void) {
@@ -59,11 +58,11 @@ static ib_status emit_candidate(const ib__plan *plan, const ib__pkernel *base, i
                                 const ib__knobs *knobs, ib__sb *unit) {
     ib__pkernel k = *base;
     if (knobs) k.knobs = *knobs;
-    if (idx == REF_INDEX) snprintf(k.fn_name, sizeof k.fn_name, "tune_ref");
+    if (idx == IB_MEASURE_REF) snprintf(k.fn_name, sizeof k.fn_name, "tune_ref");
     else snprintf(k.fn_name, sizeof k.fn_name, "tune_c%d", (int)idx);
     if (knobs && !k.tmpl->knobs_valid(plan, &k, &k.knobs))
         return ib__error(IB_ERR_INVALID_ARGUMENT, "knobs refused");
-    int brk = idx == REF_INDEX ? 0 : break_kind(idx);
+    int brk = idx == IB_MEASURE_REF ? 0 : break_kind(idx);
     ib__sb one;
     ib__sb_init(&one);
     ib__sb_printf(&one, "\n/* candidate %d:", (int)idx);
@@ -400,7 +399,7 @@ ib_status ib__tune_measure(const ib__plan *plan, int32_t kernel, int32_t n,
         ib__sb_init(&unit[u]);
         ib__emit_prelude(&unit[u], &plan->target);
     }
-    ib_status st = emit_candidate(plan, k, REF_INDEX, NULL, &unit[0]);
+    ib_status st = emit_candidate(plan, k, IB_MEASURE_REF, NULL, &unit[0]);
     if (st) {
         ib__free(skip);
         ib__sb_free(&unit[0]);
@@ -419,13 +418,12 @@ ib_status ib__tune_measure(const ib__plan *plan, int32_t kernel, int32_t n,
                                 "int idx, const ib_kernel_abi *abi, void *const *args);\n", u);
         ib__sb_printf(&unit[u], "int tune_entry_%d(int idx, const ib_kernel_abi *abi, "
                                 "void *const *args) {\n  switch (idx) {\n", u);
-        if (u == 0) ib__sb_printf(&unit[u], "  case %d: return tune_ref(abi, args);\n", REF_INDEX);
+        if (u == 0) ib__sb_printf(&unit[u], "  case %d: return tune_ref(abi, args);\n", IB_MEASURE_REF);
         for (int32_t i = u; i < n; i += 2)
             if (!skip[i]) ib__sb_printf(&unit[u], "  case %d: return tune_c%d(abi, args);\n", (int)i, (int)i);
         ib__sb_printf(&unit[u], "  }\n  return -2;\n}\n");
     }
-    const char *tmpdir = getenv("TMPDIR");
-    if (!(tmpdir && tmpdir[0] == '/')) tmpdir = "/tmp";
+    const char *tmpdir = ib__tmp_dir();
     /* a tuner killed mid-batch (Ctrl-C is how tuning ends) leaves its directory: the
      * pid in the name lets the next one sweep it */
     ib__sweep_dead_scratch(tmpdir, "ib_tune", remove_batch_dir);
