@@ -3,15 +3,16 @@
 # with the XGBoost cost model and with --no-cost-model, the same trial count, alternating
 # over seeds so that load on a shared machine hits both alike (the measured children run
 # at nice -20 as root: the tuner's own priority). Prints, per mode, the median over seeds
-# of the best latency reached after each batch, and the cost model's mean held-out rank
-# correlation. With --transfer FROM.jsonl the cost-model runs start from a copy of that
+# of the best latency reached after each batch, and the cost model's rank correlation on
+# held-out measurements: the mean over its batches (scored before measuring) and the 5-fold
+# cross-validated one over the task's records (the tune table's "cv corr"). With --transfer FROM.jsonl the cost-model runs start from a copy of that
 # database (records of other workloads: transfer) instead of an empty one.
 #
 # usage: bench/tune_cost_model.sh CLI MODEL [--task K] [--trials N] [--seeds S]
 #                                 [--transfer DB.jsonl]
 set -u
 if [ $# -lt 2 ]; then
-    sed -n '2,12p' "$0" >&2
+    sed -n '2,13p' "$0" >&2
     exit 2
 fi
 CLI=$1 MODEL=$2
@@ -46,7 +47,7 @@ done
 import json, re, statistics, sys, glob, os
 work, seeds = sys.argv[1], int(sys.argv[2])
 for mode in ("cm", "nocm"):
-    curves, rhos = [], []
+    curves, rhos, cvs = [], [], []
     for s in range(1, seeds + 1):
         before = int(open(f"{work}/{mode}-{s}.before").read())
         recs = [json.loads(l) for l in open(f"{work}/{mode}-{s}.jsonl")][before:]
@@ -57,9 +58,14 @@ for mode in ("cm", "nocm"):
             if (i + 1) % 16 == 0 or i + 1 == len(recs):
                 curve.append(best)
         curves.append(curve)
-        m = re.findall(r"mean of \d+: (-?[0-9.]+)", open(f"{work}/{mode}-{s}.log").read())
+        log = open(f"{work}/{mode}-{s}.log").read()
+        m = re.findall(r"mean of \d+: (-?[0-9.]+)", log)
         if m:
             rhos.append(float(m[-1]))
+        # the summary table's last column: 5-fold cross-validated over the task's records
+        row = [l for l in log.splitlines() if re.match(r"\d+ +\S+ ", l) and " -> " in l]
+        if row and row[-1].split()[-1] != "-":
+            cvs.append(float(row[-1].split()[-1]))
     n = min(len(c) for c in curves)
     med = [statistics.median(c[i] for c in curves) for i in range(n)]
     print("%-5s best ms after each batch of 16 (median of %d seeds): %s" %
@@ -67,4 +73,7 @@ for mode in ("cm", "nocm"):
     if rhos:
         print("%-5s held-out rank correlation, mean over batches (per seed): %s" %
               (mode, " ".join("%.2f" % r for r in rhos)))
+    if cvs:
+        print("%-5s rank correlation, 5-fold cross-validated over the task's records (per seed): "
+              "%s (median %.2f)" % (mode, " ".join("%.2f" % r for r in cvs), statistics.median(cvs)))
 EOF

@@ -8,19 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "api/compiled.h"
 #include "codegen/codegen.h"
 #include "tune/tune.h"
 #include "ir/shape_inference.h"
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static ib_status write_all_fsync(const char *path, const void *data, size_t n) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -199,7 +192,7 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
     if (!model || !out_dir || !out_dir[0])
         return ib__error(IB_ERR_INVALID_ARGUMENT, "model and output directory required");
     if (batch < 0) return ib__error(IB_ERR_INVALID_ARGUMENT, "batch must be >= 0, got %d", batch);
-    double t0 = now_ms();
+    double t0 = ib__now_s() * 1e3;
     ib__target target;
     /* "host" with a GPU detected tries the GPU first; the plan decides below */
     IB_TRY(ib__target_resolve_for_model(target_name, -1.0, &target));
@@ -262,7 +255,7 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
         report->weights_bytes = plan->weights_bytes;
         report->has_model_copy = fallback > 0;
         report->tuned_kernels = tuned_kernels;
-        report->compile_ms = now_ms() - t0;
+        report->compile_ms = ib__now_s() * 1e3 - t0;
     }
     ib__plan_destroy(plan);
     return st;
@@ -290,7 +283,7 @@ ib_status ib__artifact_export(const char *entry_dir, const char *model_path, con
                               ib__compile_report *report) {
     if (!entry_dir || !out_dir || !out_dir[0])
         return ib__error(IB_ERR_INVALID_ARGUMENT, "artifact and output directory required");
-    double t0 = now_ms();
+    double t0 = ib__now_s() * 1e3;
     bool exists = false;
     IB_TRY(check_replaceable(out_dir, &exists));
     char meta[1 << 14], from[4300], to[4300], tmp[4200];
@@ -332,7 +325,7 @@ ib_status ib__artifact_export(const char *entry_dir, const char *model_path, con
         report->arena_bytes = (size_t)meta_int(meta, "arena_bytes");
         report->weights_bytes = (size_t)meta_int(meta, "weights_bytes");
         report->has_model_copy = fallback > 0;
-        report->compile_ms = now_ms() - t0;
+        report->compile_ms = ib__now_s() * 1e3 - t0;
     }
     return st;
 }

@@ -3,7 +3,6 @@
  * meta.json, model.onnx when some nodes run the reference op), through the
  * compiled-model cache: a model compiled before is copied out of its entry. */
 #include <string.h>
-#include <time.h>
 #include <sys/stat.h>
 
 #include "api/compiled.h"
@@ -66,16 +65,10 @@ typedef struct cli_build {
     ib_status status; /* of the compile itself */
 } cli_build;
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* A cache miss: plan and compile into the entry's directory. */
 static ib_status build_into_cache(void *ctx, const char *dir) {
     cli_build *b = ctx;
-    double t0 = now_ms();
+    double t0 = ib__now_s() * 1e3;
     ib__compile_options opt;
     ib__compile_options_init(&opt);
     opt.batch = b->batch;
@@ -101,7 +94,7 @@ static ib_status build_into_cache(void *ctx, const char *dir) {
         r->weights_bytes = plan->weights_bytes;
         r->has_model_copy = r->fallback > 0;
         r->tuned_kernels = tuned_kernels;
-        r->compile_ms = now_ms() - t0;
+        r->compile_ms = ib__now_s() * 1e3 - t0;
     }
     ib__plan_destroy(plan);
     b->status = st;

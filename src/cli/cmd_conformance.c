@@ -87,12 +87,6 @@ typedef struct conf_options {
     const char *expect_passing;
 } conf_options;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static char *join_path(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);
     while (la > 1 && a[la - 1] == '/') la--;
@@ -560,7 +554,7 @@ static bool start_case(test_case *c, const conf_options *o) {
     fcntl(fds[0], F_SETFL, O_NONBLOCK);
     c->pid = pid;
     c->fd = fds[0];
-    c->deadline = now_s() + o->timeout_s;
+    c->deadline = ib__now_s() + o->timeout_s;
     c->buf_len = 0;
     c->eof = false;
     return true;
@@ -652,7 +646,7 @@ static void run_all(case_list *l, const conf_options *o) {
         }
         if (running > 0) {
             /* Wake at least every 50 ms to reap children that exited after EOF. */
-            double wait = (soonest - now_s()) * 1000.0;
+            double wait = (soonest - ib__now_s()) * 1000.0;
             int timeout = wait < 0 ? 0 : wait > 50 ? 50 : (int)wait;
             if (np > 0) poll(pfds, (nfds_t)np, timeout);
             else nanosleep(&(struct timespec){0, (long)timeout * 1000000L}, NULL);
@@ -666,7 +660,7 @@ static void run_all(case_list *l, const conf_options *o) {
             if (w == c->pid) {
                 conclude(c, wstatus);
                 done = true;
-            } else if (now_s() > c->deadline) {
+            } else if (ib__now_s() > c->deadline) {
                 kill(c->pid, SIGKILL);
                 while (waitpid(c->pid, &wstatus, 0) < 0 && errno == EINTR) {
                 }

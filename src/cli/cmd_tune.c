@@ -286,8 +286,8 @@ int ib__cmd_tune(int argc, char **argv) {
             rc = ib__cli_fail(s, "tune '%s'", model_path);
         } else {
             double d_tot = 0, b_tot = 0;
-            printf("\n%-4s %-44s %5s %10s %10s %7s %8s %9s\n", "task", "workload", "count",
-                   "default ms", "tuned ms", "trials", "GFLOP/s", "rank corr");
+            printf("\n%-4s %-44s %5s %10s %10s %7s %8s %9s %8s\n", "task", "workload", "count",
+                   "default ms", "tuned ms", "trials", "GFLOP/s", "rank corr", "cv corr");
             for (int32_t i = 0; i < ts->n; i++) {
                 const ib__tune_task *t = &ts->tasks[i];
                 int32_t n_all = 0, n_ok = 0;
@@ -296,8 +296,11 @@ int ib__cmd_tune(int argc, char **argv) {
                 printf("%-4d %-44.44s %5d %10.4f %10.4f %7d %8.1f", i, t->label, t->count, dflt,
                        best, n_all, best > 0 ? t->flops / (best * 1e-3) * 1e-9 : 0.0);
                 /* the mean over the batches the model scored before they were measured */
-                if (sum[i].rank_batches > 0) printf(" %9.2f\n", sum[i].rank_corr);
-                else printf(" %9s\n", "-");
+                if (sum[i].rank_batches > 0) printf(" %9.2f", sum[i].rank_corr);
+                else printf(" %9s", "-");
+                /* the model's ranking of the task's records, each left out of its training */
+                if (isfinite(sum[i].rank_corr_cv)) printf(" %8.2f\n", sum[i].rank_corr_cv);
+                else printf(" %8s\n", "-");
                 if (dflt > 0 && best > 0) {
                     d_tot += dflt * t->count;
                     b_tot += best * t->count;

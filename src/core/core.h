@@ -106,6 +106,10 @@ void ib__parallel_for(ib__pool *pool, int64_t n, ib__range_fn fn, void *ctx);
 /* The number of CPUs this process may use: affinity mask and cgroup CPU quota. */
 int ib__usable_cpus(void);
 
+/* ---- Clock ----------------------------------------------------------------------------- */
+/* Seconds on CLOCK_MONOTONIC: for intervals only. */
+double ib__now_s(void);
+
 /* ---- Scratch directories ----------------------------------------------------------- */
 /* Where scratch files go: $TMPDIR when it is an absolute path, else /tmp. */
 const char *ib__tmp_dir(void);

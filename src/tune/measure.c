@@ -15,7 +15,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "codegen/emit_common.h"
@@ -25,12 +24,6 @@
 #include "tune/tune.h"
 
 _Static_assert(3 * IB_MAX_KERNEL_ARGS <= IB_MEASURE_MAX_ARGS, "a kernel's arguments fit a job");
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void fail(ib__tune_result *r, const char *note) {
     r->ok = false;
@@ -299,13 +292,13 @@ static int32_t run_child(const ib__plan *plan, const ib__pkernel *k, const char 
     bool remote = o->agent && o->agent[0];
     double limit = o->timeout_s > 0 ? o->timeout_s : 10.0;
     /* loading, threads and the reference run (an emulator takes its time) */
-    double deadline = now_s() + (remote ? 300.0 : 60.0);
+    double deadline = ib__now_s() + (remote ? 300.0 : 60.0);
     int32_t current = IB_MEASURE_REF, next = n;
     bool ref_seen = first > 0, done = false, timed_out = false;
     char buf[512];
     size_t have = 0;
     while (!done) {
-        double left = deadline - now_s();
+        double left = deadline - ib__now_s();
         if (left <= 0) {
             timed_out = true;
             break;
@@ -338,20 +331,20 @@ static int32_t run_child(const ib__plan *plan, const ib__pkernel *k, const char 
                 /* a candidate may take many times the default's time, not forever */
                 double per = m.ms * 1e-3 * 100.0 * (double)(o->repeats + 2) + 1.0;
                 if (per < limit) limit = per;
-                deadline = now_s() + limit;
+                deadline = ib__now_s() + limit;
                 continue;
             }
             if (m.idx < first || m.idx >= n) continue;
             if (m.kind == 0) {
                 current = m.idx;
-                deadline = now_s() + limit;
+                deadline = ib__now_s() + limit;
                 continue;
             }
             res[m.idx].ok = m.ok;
             res[m.idx].ms = m.ms;
             snprintf(res[m.idx].note, sizeof res[m.idx].note, "%.63s", m.note);
             current = IB_MEASURE_REF;
-            deadline = now_s() + limit;
+            deadline = ib__now_s() + limit;
         }
         have = strlen(line);
         memmove(buf, line, have + 1);

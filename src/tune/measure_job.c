@@ -9,7 +9,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <emmintrin.h> /* _mm_clflush */
@@ -18,12 +17,6 @@
 /* ---- running ------------------------------------------------------------------------------ */
 
 typedef int (*entry_fn)(int32_t, const ib_kernel_abi *, void *const *);
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void pool_parallel_for(void *pool, int64_t n, ib_kernel_range_fn fn, void *ctx) {
     ib__parallel_for(pool, n, fn, ctx);
@@ -170,9 +163,9 @@ static double timed_median(entry_fn e, int32_t idx, const ib_kernel_abi *abi, vo
     for (double spent = 0; r < repeats && (r < 3 || spent < 0.5); r++) {
         model_like_caches(cs, pool);
         wake_workers(pool);
-        double s = now_s();
+        double s = ib__now_s();
         e(idx, abi, args);
-        times[r] = (now_s() - s) * 1e3;
+        times[r] = (ib__now_s() - s) * 1e3;
         spent += times[r] * 1e-3;
     }
     qsort(times, (size_t)r, sizeof times[0], dcmp);

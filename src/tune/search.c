@@ -1,5 +1,6 @@
 /* The search driver: per task, batches of candidates measured and appended to the
- * database. A batch is the defaults first, then, while the template's cost model has too
+ * database. A batch is the defaults first, then the best schedules of the database's
+ * most alike other workloads (transfer by example, once each), then, while the template's cost model has too
  * few points, greedy neighbours of the best so far mixed with random points; once it is
  * trained, the best predictions of a simulated annealing over the model's scores plus an
  * epsilon share of random points (exploration, and the unbiased part of the held-out
@@ -11,15 +12,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "tune/tune.h"
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static uint64_t next_rand(uint64_t *s) {
     *s ^= *s << 13;
@@ -212,6 +206,71 @@ fail:
     return n;
 }
 
+/* How alike two workload keys of one template are: the key's fields that match, the input
+ * and output shapes counting most. The fused ops weigh least: a ResNet-18 block's second
+ * 3x3 conv differs from ResNet-50's only in its fused Add, and runs fastest with the same
+ * schedule. */
+static int32_t key_likeness(const char *a, const char *b) {
+    static const struct { const char *field; int32_t weight; } fields[] = {
+        {"|in=", 4}, {"|out=", 4}, {"|a=", 2}, {"|ops=", 1}, {"|epi=", 1}};
+    int32_t score = 0;
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
+        const char *x = strstr(a, fields[f].field), *y = strstr(b, fields[f].field);
+        if (!x || !y) {
+            if (!x && !y) score += fields[f].weight; /* both lack it: alike there */
+            continue;
+        }
+        size_t lx = strcspn(x + 1, "|"), ly = strcspn(y + 1, "|");
+        if (lx == ly && memcmp(x, y, lx + 1) == 0) score += fields[f].weight;
+    }
+    return score;
+}
+
+/* Transfer by example: the best knobs of the database's other workloads of t's template
+ * on this target, the most alike first, up to TRANSFER_SEEDS new valid ones into batch.
+ * Measured once each (later batches find them in the database), they put a schedule
+ * found for another model in a task's first batch. Returns the new n. */
+#define TRANSFER_SEEDS 4
+#define TRANSFER_KEYS 256
+static int32_t transfer_seeds(const ib__plan *plan, const ib__tune_db *db, const char *target,
+                              const ib__tune_task *t, int32_t want, ib__knobs *batch, int32_t n) {
+    const ib__tune_record *best[TRANSFER_KEYS];
+    int32_t score[TRANSFER_KEYS], nk = 0;
+    for (int32_t i = 0; i < ib__tune_db_size(db); i++) {
+        const ib__tune_record *r = ib__tune_db_at(db, i);
+        if (!r->ok || r->in_model || strcmp(r->target, target) ||
+            strcmp(r->tmpl, t->tmpl->name) || strcmp(r->key, t->key) == 0)
+            continue;
+        int32_t k = 0;
+        while (k < nk && strcmp(best[k]->key, r->key) != 0) k++;
+        if (k == nk) {
+            if (nk == TRANSFER_KEYS) continue;
+            best[nk] = r;
+            score[nk++] = key_likeness(t->key, r->key);
+        } else if (r->ms < best[k]->ms) {
+            best[k] = r;
+        }
+    }
+    int32_t added = 0;
+    while (added < TRANSFER_SEEDS && n < want && nk > 0) {
+        int32_t b = 0; /* most alike; among equals the most GFLOP/s */
+        for (int32_t k = 1; k < nk; k++)
+            if (score[k] > score[b] || (score[k] == score[b] && best[k]->gflops > best[b]->gflops))
+                b = k;
+        ib__knobs c;
+        knobs_from_record(best[b], &t->defaults, &c);
+        best[b] = best[nk - 1];
+        score[b] = score[nk - 1];
+        nk--;
+        if (in_batch(batch, n, &c) || ib__tune_db_has(db, target, t->key, &c) ||
+            !ib__tune_space_valid(plan, t, &c))
+            continue;
+        batch[n++] = c;
+        added++;
+    }
+    return n;
+}
+
 /* Up to `want` new valid candidates for task t into batch; tm: the template's model when
  * it is trained (NULL: random + greedy only). */
 static int32_t propose(const ib__plan *plan, const ib__tune_db *db, const char *target,
@@ -219,6 +278,7 @@ static int32_t propose(const ib__plan *plan, const ib__tune_db *db, const char *
                        double epsilon, int32_t want, uint64_t *rng, ib__knobs *batch, FILE *log) {
     int32_t n = 0;
     if (!ib__tune_db_has(db, target, t->key, &t->defaults)) batch[n++] = t->defaults;
+    n = transfer_seeds(plan, db, target, t, want, batch, n);
     if (tm) {
         int32_t explore = (int32_t)ceil(epsilon * want);
         if (explore < 1) explore = 1;
@@ -241,30 +301,42 @@ static int32_t propose(const ib__plan *plan, const ib__tune_db *db, const char *
     return n;
 }
 
-/* Refits template model m on every successful record of its template for this target in
- * db, one rank group per workload key. */
-static void retrain(const ib__tune_db *db, const char *target, const ib__target *tg,
-                    tmpl_model *m, FILE *log, bool announce) {
-    if (m->dead) return;
-    ib__tune_cm_clear(m->cm);
+/* Adds to cm every successful kernel-alone record of template tmpl for this target in db,
+ * one rank group per workload key, except the records i with held[i] (held may be NULL). */
+static ib_status add_records(const ib__tune_db *db, const char *target, const ib__target *tg,
+                             const char *tmpl, const ib__knobs *order, const bool *held,
+                             ib__tune_cost_model *cm, int32_t *n_groups) {
     int32_t n = ib__tune_db_size(db), groups = 0;
     const char **keys = ib__malloc((size_t)(n ? n : 1) * sizeof *keys);
-    if (!keys) return;
+    if (!keys) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
     ib_status st = IB_OK;
     for (int32_t i = 0; i < n && st == IB_OK; i++) {
         const ib__tune_record *r = ib__tune_db_at(db, i);
-        if (!r->ok || r->in_model || strcmp(r->target, target) || strcmp(r->tmpl, m->tmpl->name))
+        if ((held && held[i]) || !r->ok || r->in_model || strcmp(r->target, target) ||
+            strcmp(r->tmpl, tmpl))
             continue;
         int32_t g = 0;
         while (g < groups && strcmp(keys[g], r->key) != 0) g++;
         if (g == groups) keys[groups++] = r->key;
         ib__knobs k;
-        knobs_from_record(r, m->order, &k);
+        knobs_from_record(r, order, &k);
         float f[IB_TUNE_NFEAT];
         ib__tune_features(r->key, tg, &k, f);
-        st = ib__tune_cm_add(m->cm, g, f, r->ok, r->ms);
+        st = ib__tune_cm_add(cm, g, f, r->ok, r->ms);
     }
     ib__free(keys);
+    if (n_groups) *n_groups = groups;
+    return st;
+}
+
+/* Refits template model m on every successful record of its template for this target in
+ * db (other workloads too: transfer). */
+static void retrain(const ib__tune_db *db, const char *target, const ib__target *tg,
+                    tmpl_model *m, FILE *log, bool announce) {
+    if (m->dead) return;
+    ib__tune_cm_clear(m->cm);
+    int32_t groups = 0;
+    ib_status st = add_records(db, target, tg, m->tmpl->name, m->order, NULL, m->cm, &groups);
     int32_t pts = ib__tune_cm_size(m->cm);
     if (st == IB_OK && pts >= CM_MIN_POINTS) st = ib__tune_cm_train(m->cm);
     if (st == IB_ERR_INVALID_ARGUMENT) {
@@ -283,6 +355,75 @@ static void retrain(const ib__tune_db *db, const char *target, const ib__target 
     if (announce && log && pts >= CM_MIN_POINTS)
         fprintf(log, "cost model %s: pre-trained on %d records of %d workloads in the database\n",
                 m->tmpl->name, pts, groups);
+}
+
+/* The cost model's rank correlation on measurements it has not seen, by CV_FOLDS-fold
+ * cross-validation over task t's records: each fold's records are left out, the model is
+ * trained on the rest (the template's other workloads included, as in the search) and
+ * ranks them; the mean of the folds' Spearman correlations. Unlike the batches' own
+ * correlation, whose points the search picked from a narrow band of top predictions, the
+ * folds sample the whole range the search measured. NaN when t has fewer than CV_MIN
+ * successful records or XGBoost fails. */
+#define CV_FOLDS 5
+#define CV_MIN 20
+static double cross_validated_rho(const ib__tune_db *db, const char *target, const ib__target *tg,
+                                  const ib__tune_task *t, uint64_t seed) {
+    int32_t n = ib__tune_db_size(db), n_own = 0;
+    bool *held = ib__calloc((size_t)(n ? n : 1), sizeof *held);
+    int32_t *own = ib__malloc((size_t)(n ? n : 1) * sizeof *own);
+    float *f = ib__malloc((size_t)(n ? n : 1) * IB_TUNE_NFEAT * sizeof *f);
+    float *score = ib__malloc((size_t)(n ? n : 1) * sizeof *score);
+    double *xy = ib__malloc((size_t)(n ? n : 1) * 2 * sizeof *xy);
+    ib__tune_cost_model *cm = NULL;
+    double sum = 0;
+    int32_t folds = 0;
+    if (!held || !own || !f || !score || !xy || ib__tune_cm_create(seed, &cm)) goto out;
+    for (int32_t i = 0; i < n; i++) {
+        const ib__tune_record *r = ib__tune_db_at(db, i);
+        if (r->ok && r->ms > 0 && !r->in_model && !strcmp(r->target, target) &&
+            !strcmp(r->key, t->key))
+            own[n_own++] = i;
+    }
+    if (n_own < CV_MIN) goto out;
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int32_t i = n_own - 1; i > 0; i--) { /* folds drawn at random, not by time */
+        int32_t j = (int32_t)(next_rand(&rng) % (uint64_t)(i + 1));
+        int32_t tmp = own[i];
+        own[i] = own[j];
+        own[j] = tmp;
+    }
+    for (int32_t fold = 0; fold < CV_FOLDS; fold++) {
+        int32_t m = 0;
+        memset(held, 0, (size_t)n * sizeof *held);
+        for (int32_t j = fold; j < n_own; j += CV_FOLDS) {
+            const ib__tune_record *r = ib__tune_db_at(db, own[j]);
+            held[own[j]] = true;
+            ib__knobs k;
+            knobs_from_record(r, &t->defaults, &k);
+            ib__tune_features(r->key, tg, &k, f + (size_t)m * IB_TUNE_NFEAT);
+            xy[n + m] = -r->ms; /* faster ranks higher, as a score does */
+            m++;
+        }
+        ib__tune_cm_clear(cm);
+        if (add_records(db, target, tg, t->tmpl->name, &t->defaults, held, cm, NULL) ||
+            ib__tune_cm_train(cm) || ib__tune_cm_predict(cm, m, f, score))
+            break;
+        for (int32_t i = 0; i < m; i++) xy[i] = score[i];
+        double rho = ib__tune_spearman(xy, xy + n, m);
+        if (isfinite(rho)) {
+            sum += rho;
+            folds++;
+        }
+    }
+out:
+    ib__error_clear();
+    ib__tune_cm_destroy(cm);
+    ib__free(held);
+    ib__free(own);
+    ib__free(f);
+    ib__free(score);
+    ib__free(xy);
+    return folds == CV_FOLDS ? sum / folds : NAN;
 }
 
 /* The live line: the task being measured, its trials, best GFLOP/s, and the time left
@@ -357,7 +498,7 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
         }
         st[i].model = m;
     }
-    double t0 = now_s();
+    double t0 = ib__now_s();
     double epsilon = o->epsilon > 0 ? o->epsilon : 0.25;
     if (o->log)
         fprintf(o->log, "tuning %d tasks on %s, %d trials each%s, %s, database %s\n", ts->n, target,
@@ -365,7 +506,7 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
                 o->cost_model ? "XGBoost cost model" : "random + greedy search", ib__tune_db_path(db));
     for (int32_t m = 0; m < n_models; m++) retrain(db, target, &ts->plan->target, &models[m], o->log, true);
     for (;;) {
-        double elapsed = now_s() - t0;
+        double elapsed = ib__now_s() - t0;
         if (o->budget_s > 0 && elapsed >= o->budget_s) {
             if (o->log) fprintf(o->log, "budget spent (%.0f s)\n", elapsed);
             break;
@@ -411,7 +552,7 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
             if (!st[i].exhausted && !st[i].broken && st[i].measured < o->trials)
                 todo += o->trials - st[i].measured;
         }
-        live_line(o->live, pick, ts->n, t, s, n, o->trials, now_s() - t0, o->budget_s, done, todo);
+        live_line(o->live, pick, ts->n, t, s, n, o->trials, ib__now_s() - t0, o->budget_s, done, todo);
         double ref_ms = 0;
         ib_status ms = ib__tune_measure(ts->plan, t->kernel, n, batch, &o->measure, res, &ref_ms);
         if (ms) {
@@ -460,7 +601,7 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
         refresh(db, target, t, s);
         if (s->ref_ms > 0) s->default_ms = s->ref_ms;
         live_clear(o->live);
-        progress(o->log, pick, ts->n, t, s, o->trials, now_s() - t0, o->budget_s);
+        progress(o->log, pick, ts->n, t, s, o->trials, ib__now_s() - t0, o->budget_s);
         if (failed && o->log) {
             for (int32_t i = 0; i < n; i++)
                 if (!res[i].ok) {
@@ -476,6 +617,10 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
         summary[i].rank_batches = st[i].rho_n;
         summary[i].rank_corr = st[i].rho_n ? st[i].rho_sum / st[i].rho_n : NAN;
         summary[i].rank_corr_last = st[i].rho_n ? st[i].rho_last : NAN;
+        summary[i].rank_corr_cv = o->cost_model && !models[st[i].model].dead
+                                      ? cross_validated_rho(db, target, &ts->plan->target,
+                                                            &ts->tasks[i], o->seed)
+                                      : NAN;
     }
 out:
     for (int32_t m = 0; models && m < n_models; m++) ib__tune_cm_destroy(models[m].cm);

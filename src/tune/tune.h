@@ -234,6 +234,8 @@ typedef struct ib__tune_summary {
     int32_t rank_batches;  /* batches the cost model scored before they were measured */
     double rank_corr;      /* their mean Spearman correlation, predicted vs measured (NaN: none) */
     double rank_corr_last; /* the last one's */
+    double rank_corr_cv;   /* 5-fold cross-validated Spearman correlation over the task's
+                              records (NaN: under 20 records, or no cost model) */
 } ib__tune_summary;
 
 /* Tunes every task of ts, appending each measurement to db; resumes from what db holds.
