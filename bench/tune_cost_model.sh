@@ -3,16 +3,18 @@
 # with the XGBoost cost model and with --no-cost-model, the same trial count, alternating
 # over seeds so that load on a shared machine hits both alike (the measured children run
 # at nice -20 as root: the tuner's own priority). Prints, per mode, the median over seeds
-# of the best latency reached after each batch, and the cost model's rank correlation on
-# held-out measurements: the mean over its batches (scored before measuring) and the 5-fold
-# cross-validated one over the task's records (the tune table's "cv corr"). With --transfer FROM.jsonl the cost-model runs start from a copy of that
-# database (records of other workloads: transfer) instead of an empty one.
+# of the best latency reached after each batch (relative to the defaults timed next to
+# it), and the cost model's rank correlation on held-out measurements: the mean over its
+# batches (scored before measuring) and the 5-fold cross-validated one over the task's
+# records (the tune table's "cv corr"). With --transfer FROM.jsonl the cost-model runs
+# start from a copy of that database (records of other workloads: transfer) instead of
+# an empty one.
 #
 # usage: bench/tune_cost_model.sh CLI MODEL [--task K] [--trials N] [--seeds S]
 #                                 [--transfer DB.jsonl]
 set -u
 if [ $# -lt 2 ]; then
-    sed -n '2,13p' "$0" >&2
+    sed -n '2,14p' "$0" >&2
     exit 2
 fi
 CLI=$1 MODEL=$2
@@ -53,8 +55,10 @@ for mode in ("cm", "nocm"):
         recs = [json.loads(l) for l in open(f"{work}/{mode}-{s}.jsonl")][before:]
         best, curve = None, []
         for i, r in enumerate(recs):
-            if r["ok"] and (best is None or r["ms"] < best):
-                best = r["ms"]
+            # relative to the defaults timed in the same batch: the VM's speed drifts
+            q = r["ms"] / r["ref_ms"] if r["ok"] and r.get("ref_ms") else None
+            if q is not None and (best is None or q < best):
+                best = q
             if (i + 1) % 16 == 0 or i + 1 == len(recs):
                 curve.append(best)
         curves.append(curve)
@@ -68,7 +72,7 @@ for mode in ("cm", "nocm"):
             cvs.append(float(row[-1].split()[-1]))
     n = min(len(c) for c in curves)
     med = [statistics.median(c[i] for c in curves) for i in range(n)]
-    print("%-5s best ms after each batch of 16 (median of %d seeds): %s" %
+    print("%-5s best time / the defaults' after each batch of 16 (median of %d seeds): %s" %
           (mode, seeds, " ".join("%.4f" % v for v in med)))
     if rhos:
         print("%-5s held-out rank correlation, mean over batches (per seed): %s" %

@@ -3,8 +3,9 @@
 # of the database that tuning FROM (default resnet50) left, the same trials per task, and
 # prints how many of the from-scratch run's trials the second run needs to reach the
 # from-scratch run's final latency. The latency after each trial is the tuner's estimate of
-# the model: the sum over TO's tasks of occurrences x the best time measured so far (a task
-# not yet measured counts at its default's time, taken from the from-scratch run). The
+# the model: the sum over TO's tasks of occurrences x the best time measured so far, each
+# taken relative to the defaults timed in the same batch (the VM's speed drifts) times
+# the defaults' median time (a task not yet measured counts at its defaults). The
 # from-scratch trials include the defaults' measurements, as the runs do. Both runs skip
 # the in-model check (it times whole models, not trials). Takes minutes: not in `make test`.
 #
@@ -84,7 +85,7 @@ def records(path, skip=0):
         if i < skip:
             continue
         r = json.loads(line)
-        if r.get("target") == target and not r.get("in_model") and r["key"] in count:
+        if r.get("target") == target and r.get("scope") != "model" and r["key"] in count:
             out.append(r)
     return out
 
@@ -92,28 +93,37 @@ scratch = records(f"{work}/scratch.jsonl")
 before = int(open(f"{work}/transfer.before").read())
 prior = records(f"{work}/from.jsonl")
 transfer = records(f"{work}/transfer.jsonl", before)
-# a task not measured yet: its default's time (the first record of each task is its
-# defaults' measurement)
-default = {}
-for r in scratch:
-    if r["ok"] and r["key"] not in default:
-        default[r["key"]] = r["ms"]
-missing = [label[k] for k in count if k not in default]
+# Times relative to the defaults timed next to each (ref_ms, in the same batch): this VM's
+# speed drifts by up to 40% over minutes, and absolute times from different runs compare
+# the moments more than the knobs. A task's best is its least ratio; the estimate weighs
+# each task's ratio by its defaults' time (the median reference over both runs). A task not
+# measured yet counts at its defaults (ratio 1).
+def rel(r):
+    return r["ms"] / r["ref_ms"] if r.get("ref_ms") else None
+
+refs = {}
+for r in scratch + transfer + prior:
+    if r["ok"] and r.get("ref_ms"):
+        refs.setdefault(r["key"], []).append(r["ref_ms"])
+missing = [label[k] for k in count if k not in refs]
 if missing:
-    sys.exit(f"the from-scratch run measured no default of: {', '.join(missing)}")
+    sys.exit(f"no record with a reference time (ref_ms) for: {', '.join(missing)}")
+default = {k: sorted(v)[len(v) // 2] for k, v in refs.items()}
 
 def curve(start, recs):
     best = {}
+    def see(r):
+        q = rel(r)
+        if r["ok"] and q is not None and (r["key"] not in best or q < best[r["key"]]):
+            best[r["key"]] = q
     for r in start:
-        if r["ok"] and (r["key"] not in best or r["ms"] < best[r["key"]]):
-            best[r["key"]] = r["ms"]
-    est = lambda: sum(c * best.get(k, default[k]) for k, c in count.items())
+        see(r)
+    est = lambda: sum(c * default[k] * best.get(k, 1.0) for k, c in count.items())
     points = [est()]
     for r in recs:
-        if r["ok"] and (r["key"] not in best or r["ms"] < best[r["key"]]):
-            best[r["key"]] = r["ms"]
+        see(r)
         points.append(est())
-    return points, best
+    return points, {k: default[k] * q for k, q in best.items()}
 
 sc, sc_best = curve([], scratch)
 tr, tr_best = curve(prior, transfer)
@@ -132,7 +142,8 @@ quarter = len(scratch) // 4
 at = tr[min(quarter, len(tr) - 1)]
 print(f"estimate after {quarter} trials (25%): transfer {at:.3f} ms = {at / final:.3f}x the final; "
       f"from scratch {sc[min(quarter, len(sc) - 1)]:.3f} ms")
-print("per task: best ms from scratch / with transfer (occurrences)")
+print("per task: best ms (its ratio to the defaults x their median time) from scratch / with "
+      "transfer (occurrences)")
 for k, c in sorted(count.items(), key=lambda kv: -kv[1] * default[kv[0]]):
     print(f"  {label[k][:58]:58s} {sc_best.get(k, 0):8.4f} {tr_best.get(k, 0):8.4f}  x{c}")
 EOF

@@ -433,6 +433,40 @@ static void test_in_model_pick(void) {
     ib__tune_db_close(db);
 }
 
+/* Records that carry their batch's reference rank by the ratio to it: a slower moment of
+ * the machine does not make its batch's candidates lose to a faster moment's. */
+static void test_relative_best(void) {
+    char p[256];
+    path_in(p, sizeof p, "relative.jsonl");
+    ib__tune_db *db = NULL;
+    CHECK(ib__tune_db_open(p, &db) == IB_OK);
+    if (!db) return;
+    const char *key = "t=conv2d_winograd_nchwc|x", *t = "x86-64-v4/2c";
+    ib__tune_record r;
+    make_record(&r, key, 4, 0.50, true); /* a slow moment: defaults 0.55 next to it */
+    r.ref_ms = 0.55;
+    CHECK(ib__tune_db_append(db, &r) == IB_OK);
+    make_record(&r, key, 7, 0.33, true); /* a fast moment: defaults 0.32 next to it */
+    r.ref_ms = 0.32;
+    CHECK(ib__tune_db_append(db, &r) == IB_OK);
+    ib__tune_db_close(db);
+    db = NULL;
+    CHECK(ib__tune_db_open(p, &db) == IB_OK);
+    if (!db) return;
+    const ib__tune_record *a = ib__tune_db_at(db, 0), *b = ib__tune_db_at(db, 1);
+    CHECK(a && a->ref_ms == 0.55 && b && b->ref_ms == 0.32); /* round trip */
+    const ib__tune_record *best = ib__tune_db_best(db, t, key);
+    CHECK(best && best->knob_value[0] == 4); /* 0.91 of its reference against 1.03 */
+    CHECK(a && b && ib__tune_record_faster(a, b) && !ib__tune_record_faster(b, a));
+    ib__tune_record c = *b;
+    c.ref_ms = 0; /* without a reference on one side: by time */
+    CHECK(a && ib__tune_record_faster(&c, a));
+    ib__tune_db_close(db);
+    const char *bad = "{\"v\":1,\"target\":\"x\",\"template\":\"y\",\"key\":\"k\",\"knobs\":{},"
+                      "\"ok\":true,\"ms\":0.1,\"ref_ms\":0,\"gflops\":1,\"time\":0,\"note\":\"\"}";
+    CHECK(!ib__tune_record_parse(bad, strlen(bad), &r)); /* a reference must be a time */
+}
+
 int main(void) {
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");
@@ -440,6 +474,7 @@ int main(void) {
     }
     RUN(round_trip);
     RUN(in_model_pick);
+    RUN(relative_best);
     RUN(torn_lines);
     RUN(parse_rejects);
     RUN(default_path);

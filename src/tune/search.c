@@ -56,6 +56,10 @@ static void knobs_from_record(const ib__tune_record *r, const ib__knobs *default
             if (strcmp(out->name[j], r->knob_name[i]) == 0) out->value[j] = r->knob_value[i];
 }
 
+/* What the cost model ranks and the cross-validation compares: a record's time relative
+ * to its batch's reference where it has one (see ib__tune_record_faster). */
+static double rank_time(const ib__tune_record *r) { return r->ref_ms > 0 ? r->ms / r->ref_ms : r->ms; }
+
 /* The database's view of a task: records, best, the defaults' time. */
 static void refresh(const ib__tune_db *db, const char *target, const ib__tune_task *t,
                     task_state *s) {
@@ -129,20 +133,22 @@ static int32_t sa_pick(const ib__plan *plan, const ib__tune_db *db, const char *
     float cs[SA_CHAINS], ns[SA_CHAINS], ps[SA_POOL], f[SA_CHAINS][IB_TUNE_NFEAT];
     int32_t np = 0, nc = 0;
     /* starts: the fastest measured configurations of this task, then random points */
-    double taken = 0;
-    for (int32_t c = 0; c < SA_CHAINS / 2; c++) {
-        const ib__tune_record *pick = NULL;
-        for (int32_t i = 0; i < ib__tune_db_size(db); i++) {
-            const ib__tune_record *r = ib__tune_db_at(db, i);
-            if (!r->ok || r->in_model || r->ms <= taken || strcmp(r->target, target) ||
-                strcmp(r->key, t->key))
-                continue;
-            if (!pick || r->ms < pick->ms) pick = r;
+    const ib__tune_record *top[SA_CHAINS / 2];
+    int32_t n_top = 0;
+    for (int32_t i = 0; i < ib__tune_db_size(db); i++) {
+        const ib__tune_record *r = ib__tune_db_at(db, i);
+        if (!r->ok || r->in_model || strcmp(r->target, target) || strcmp(r->key, t->key)) continue;
+        if (n_top == SA_CHAINS / 2 && !ib__tune_record_faster(r, top[n_top - 1])) continue;
+        int32_t at = n_top < SA_CHAINS / 2 ? n_top++ : n_top - 1;
+        top[at] = r; /* insertion into the few, fastest first */
+        while (at > 0 && ib__tune_record_faster(top[at], top[at - 1])) {
+            const ib__tune_record *tmp = top[at];
+            top[at] = top[at - 1];
+            top[at - 1] = tmp;
+            at--;
         }
-        if (!pick) break;
-        taken = pick->ms;
-        knobs_from_record(pick, tm->order, &cur[nc++]);
     }
+    for (int32_t c = 0; c < n_top; c++) knobs_from_record(top[c], tm->order, &cur[nc++]);
     for (int32_t tries = 0; nc < SA_CHAINS && tries < SA_CHAINS * 50; tries++) {
         random_point(&s->space, &t->defaults, rng, &cur[nc]);
         if (ib__tune_space_valid(plan, t, &cur[nc])) nc++;
@@ -247,7 +253,7 @@ static int32_t transfer_seeds(const ib__plan *plan, const ib__tune_db *db, const
             if (nk == TRANSFER_KEYS) continue;
             best[nk] = r;
             score[nk++] = key_likeness(t->key, r->key);
-        } else if (r->ms < best[k]->ms) {
+        } else if (ib__tune_record_faster(r, best[k])) {
             best[k] = r;
         }
     }
@@ -308,23 +314,33 @@ static ib_status add_records(const ib__tune_db *db, const char *target, const ib
                              ib__tune_cost_model *cm, int32_t *n_groups) {
     int32_t n = ib__tune_db_size(db), groups = 0;
     const char **keys = ib__malloc((size_t)(n ? n : 1) * sizeof *keys);
-    if (!keys) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
+    bool *rel = ib__malloc((size_t)(n ? n : 1) * sizeof *rel);
+    if (!keys || !rel) {
+        ib__free(keys);
+        ib__free(rel);
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
+    }
     ib_status st = IB_OK;
     for (int32_t i = 0; i < n && st == IB_OK; i++) {
         const ib__tune_record *r = ib__tune_db_at(db, i);
         if ((held && held[i]) || !r->ok || r->in_model || strcmp(r->target, target) ||
             strcmp(r->tmpl, tmpl))
             continue;
+        /* relative and absolute times never share a rank group */
         int32_t g = 0;
-        while (g < groups && strcmp(keys[g], r->key) != 0) g++;
-        if (g == groups) keys[groups++] = r->key;
+        while (g < groups && (strcmp(keys[g], r->key) != 0 || rel[g] != (r->ref_ms > 0))) g++;
+        if (g == groups) {
+            keys[groups] = r->key;
+            rel[groups++] = r->ref_ms > 0;
+        }
         ib__knobs k;
         knobs_from_record(r, order, &k);
         float f[IB_TUNE_NFEAT];
         ib__tune_features(r->key, tg, &k, f);
-        st = ib__tune_cm_add(cm, g, f, r->ok, r->ms);
+        st = ib__tune_cm_add(cm, g, f, r->ok, rank_time(r));
     }
     ib__free(keys);
+    ib__free(rel);
     if (n_groups) *n_groups = groups;
     return st;
 }
@@ -401,7 +417,7 @@ static double cross_validated_rho(const ib__tune_db *db, const char *target, con
             ib__knobs k;
             knobs_from_record(r, &t->defaults, &k);
             ib__tune_features(r->key, tg, &k, f + (size_t)m * IB_TUNE_NFEAT);
-            xy[n + m] = -r->ms; /* faster ranks higher, as a score does */
+            xy[n + m] = -rank_time(r); /* faster ranks higher, as a score does */
             m++;
         }
         ib__tune_cm_clear(cm);
@@ -574,6 +590,7 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
             ib__tune_record_set_knobs(&r, &batch[i]);
             r.ok = res[i].ok && res[i].ms > 0;
             r.ms = r.ok ? res[i].ms : 0;
+            r.ref_ms = ref_ms;
             r.gflops = r.ok ? t->flops / (r.ms * 1e-3) * 1e-9 : 0;
             snprintf(r.note, sizeof r.note, "%s", res[i].note);
             failed += !r.ok;

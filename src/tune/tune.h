@@ -60,6 +60,8 @@ typedef struct ib__tune_record {
     bool in_model;                   /* ms is the kernel's time inside runs of the whole model
                                         (the in-model check), not of the kernel alone */
     double ms;                       /* median latency of one run */
+    double ref_ms;                   /* the default knobs' median in the same process just
+                                        before (the batch's reference; 0: not known) */
     double gflops;
     double when;                     /* seconds since the epoch */
     char note[64];
@@ -102,6 +104,12 @@ ib_status ib__tune_record_json(const ib__tune_record *r, ib__sb *out);
 /* Parses one JSON line into r (r->key ib__malloc'ed); false for anything else. */
 bool ib__tune_record_parse(const char *line, size_t len, ib__tune_record *r);
 void ib__tune_record_set_knobs(ib__tune_record *r, const ib__knobs *k);
+/* Whether a ran faster than b, two successful records of one workload: relative to their
+ * batches' references when both have one, else by their times. This VM's speed drifts by
+ * up to 40% over minutes (the same knobs read 0.32 and 0.53 ms an hour apart), so
+ * absolute times from different batches rank the moments they ran in more than the knobs;
+ * the ratio to the defaults timed next to each cancels the drift. */
+bool ib__tune_record_faster(const ib__tune_record *a, const ib__tune_record *b);
 
 /* ---- Tuned knobs for the compiler ---------------------------------------------------- */
 /* A knob source that applies each workload's best record (when its template's

@@ -74,6 +74,10 @@ ib_status ib__tune_record_json(const ib__tune_record *r, ib__sb *sb) {
     }
     ib__sb_printf(sb, "},\"ok\":%s,\"ms\":", r->ok ? "true" : "false");
     json_num(sb, r->ms);
+    if (r->ref_ms > 0) {
+        ib__sb_printf(sb, ",\"ref_ms\":");
+        json_num(sb, r->ref_ms);
+    }
     ib__sb_printf(sb, ",\"gflops\":");
     json_num(sb, r->gflops);
     ib__sb_printf(sb, ",\"time\":%.0f,\"note\":", r->when);
@@ -81,6 +85,11 @@ ib_status ib__tune_record_json(const ib__tune_record *r, ib__sb *sb) {
     if (r->in_model) ib__sb_printf(sb, ",\"scope\":\"model\"");
     ib__sb_printf(sb, "}\n");
     return ib__sb_status(sb);
+}
+
+bool ib__tune_record_faster(const ib__tune_record *a, const ib__tune_record *b) {
+    if (a->ref_ms > 0 && b->ref_ms > 0) return a->ms / a->ref_ms < b->ms / b->ref_ms;
+    return a->ms < b->ms;
 }
 
 void ib__tune_record_set_knobs(ib__tune_record *r, const ib__knobs *k) {
@@ -214,6 +223,8 @@ bool ib__tune_record_parse(const char *line, size_t len, ib__tune_record *r) {
             have_ok = true;
         } else if (strcmp(name, "ms") == 0) {
             if (!num(&s, &r->ms)) goto bad;
+        } else if (strcmp(name, "ref_ms") == 0) {
+            if (!num(&s, &r->ref_ms) || !(r->ref_ms > 0)) goto bad;
         } else if (strcmp(name, "gflops") == 0) {
             if (!num(&s, &r->gflops)) goto bad;
         } else if (strcmp(name, "time") == 0) {
@@ -372,7 +383,7 @@ static const ib__tune_record *best_of(const ib__tune_db *db, const char *target,
     for (int32_t i = 0; db && i < db->n; i++) {
         const ib__tune_record *r = &db->recs[i];
         if (!r->ok || r->in_model != in_model || !same_workload(r, target, key)) continue;
-        if (!best || r->ms < best->ms) best = r;
+        if (!best || ib__tune_record_faster(r, best)) best = r;
     }
     return best;
 }
