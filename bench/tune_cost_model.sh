@@ -39,7 +39,7 @@ for s in $(seq 1 "$SEEDS"); do
         elif [ -n "$TRANSFER" ]; then cp "$TRANSFER" "$db"; fi
         before=0
         [ -f "$db" ] && before=$(wc -l < "$db")
-        "$CLI" tune "$MODEL" --task "$TASK" --trials "$TRIALS" --seed "$s" --db "$db" $flag \
+        "$CLI" tune "$MODEL" --task "$TASK" --trials "$TRIALS" --seed "$s" --db "$db" --no-model-check $flag \
             > "$WORK/$mode-$s.log" 2>&1 || { cat "$WORK/$mode-$s.log" >&2; exit 1; }
         echo "$before" > "$WORK/$mode-$s.before"
         tail -n 3 "$WORK/$mode-$s.log" | head -n 1 | sed "s/^/$mode seed $s: /"
