@@ -185,7 +185,7 @@ static void test_compile_digest(void) {
     ib__tune_target_key(&t, tkey);
     path_in(p, sizeof p, "digest.jsonl");
     setenv("INFERBOOSTER_TUNING_DB", p, 1);
-    CHECK(ib__tune_compile_digest(&t, d0) == IB_OK && d0[0] == '\0'); /* no file yet */
+    CHECK(ib__tune_compile_digest(&t, NULL, d0) == IB_OK && d0[0] == '\0'); /* no file yet */
     ib__tune_db *db = NULL;
     CHECK(ib__tune_db_open(p, &db) == IB_OK);
     if (!db) return;
@@ -193,17 +193,20 @@ static void test_compile_digest(void) {
     make_record(&r, "kd", 4, 0.5, true);
     snprintf(r.target, sizeof r.target, "%s", tkey);
     CHECK(ib__tune_db_append(db, &r) == IB_OK);
-    CHECK(ib__tune_compile_digest(&t, d1) == IB_OK && strlen(d1) == 64);
+    CHECK(ib__tune_compile_digest(&t, NULL, d1) == IB_OK && strlen(d1) == 64);
     make_record(&r, "kd", 5, 0.9, true); /* slower: the best is unchanged */
     snprintf(r.target, sizeof r.target, "%s", tkey);
     CHECK(ib__tune_db_append(db, &r) == IB_OK);
-    CHECK(ib__tune_compile_digest(&t, d2) == IB_OK && strcmp(d1, d2) == 0);
+    CHECK(ib__tune_compile_digest(&t, NULL, d2) == IB_OK && strcmp(d1, d2) == 0);
     make_record(&r, "kd", 6, 0.1, true); /* faster: a new best */
     snprintf(r.target, sizeof r.target, "%s", tkey);
     CHECK(ib__tune_db_append(db, &r) == IB_OK);
-    CHECK(ib__tune_compile_digest(&t, d2) == IB_OK && strcmp(d1, d2) != 0);
+    CHECK(ib__tune_compile_digest(&t, NULL, d2) == IB_OK && strcmp(d1, d2) != 0);
+    CHECK(ib__tune_compile_digest(&t, "off", doff) == IB_OK && doff[0] == '\0'); /* over the env */
     setenv("INFERBOOSTER_TUNING_DB", "off", 1);
-    CHECK(ib__tune_compile_digest(&t, doff) == IB_OK && doff[0] == '\0');
+    CHECK(ib__tune_compile_digest(&t, NULL, doff) == IB_OK && doff[0] == '\0');
+    char dpath[IB_TUNE_HEX + 1];
+    CHECK(ib__tune_compile_digest(&t, p, dpath) == IB_OK && strcmp(dpath, d2) == 0); /* a path */
     unsetenv("INFERBOOSTER_TUNING_DB");
     ib__tune_db_close(db);
 }

@@ -157,6 +157,9 @@ typedef struct ib_session_options {
                               model compiled before loads from the cache in milliseconds */
     const char *cache_dir; /* NULL: INFERBOOSTER_CACHE_DIR, else $XDG_CACHE_HOME/inferbooster,
                               else ~/.cache/inferbooster */
+    const char *tuning_db; /* the tuning database whose best knobs compiles use (written by
+                              `inferbooster tune`): a path, or "off" for none; NULL:
+                              INFERBOOSTER_TUNING_DB, else <cache dir>/tuning.jsonl */
 } ib_session_options;
 
 void ib_session_options_init(ib_session_options *options);

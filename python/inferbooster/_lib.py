@@ -52,6 +52,7 @@ class SessionOptions(ctypes.Structure):
         ("use_reference", ctypes.c_int32),
         ("no_cache", ctypes.c_int32),
         ("cache_dir", ctypes.c_char_p),
+        ("tuning_db", ctypes.c_char_p),
     ]
 
 

@@ -203,7 +203,7 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
     ib__compile_options_init(&opt);
     opt.batch = batch;
     ib__tune_knobs *tuned = NULL; /* the tuning database's best knobs, when there is one */
-    IB_TRY(ib__tune_compile_knobs(&target, &tuned));
+    IB_TRY(ib__tune_compile_knobs(&target, NULL, &tuned));
     if (tuned) opt.knob_source = ib__tune_knobs_source(tuned);
     ib__plan *plan = NULL;
     ib_status st = ib__build_plan(model->graph, &target, &opt, &plan);
@@ -217,7 +217,7 @@ ib_status ib__artifact_compile(const ib_model *model, const char *model_path,
         tuned = NULL;
         opt.knob_source = NULL;
         st = ib__target_resolve(target_name, &target);
-        if (st == IB_OK) st = ib__tune_compile_knobs(&target, &tuned);
+        if (st == IB_OK) st = ib__tune_compile_knobs(&target, NULL, &tuned);
         if (tuned) opt.knob_source = ib__tune_knobs_source(tuned);
         if (st == IB_OK) st = ib__build_plan(model->graph, &target, &opt, &plan);
     }

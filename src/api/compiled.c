@@ -41,6 +41,7 @@ struct ib__compiled {
     ib__rt_model *fixed; /* static model or artifact */
     ib__cache_entry *fixed_entry;
     ib__model_cache *cache; /* NULL: compile without the cache */
+    char *tuning_db;        /* NULL: the environment's or the default tuning database */
     bool dynamic;
     bool compile_all;
     ib__buckets buckets; /* variants of a separable symbolic batch: bucket sizes only */
@@ -149,7 +150,7 @@ static ib_status plan_for_batch(const ib__compiled *c, int64_t batch, ib__plan *
     ib__compile_options_init(&opt);
     opt.batch = (int32_t)batch;
     ib__tune_knobs *tuned = NULL;
-    IB_TRY(ib__tune_compile_knobs(&c->target, &tuned));
+    IB_TRY(ib__tune_compile_knobs(&c->target, c->tuning_db, &tuned));
     if (tuned) opt.knob_source = ib__tune_knobs_source(tuned);
     ib_status st = ib__build_plan(c->graph, &c->target, &opt, plan);
     ib__tune_knobs_destroy(tuned);
@@ -316,6 +317,10 @@ ib_status ib__compiled_create(const ib_model *model, const ib__target *target,
     c->target = *target;
     c->dynamic = ib__model_has_symbolic_batch(model);
     c->compile_all = compile_all;
+    if (cache && cache->tuning_db && !(c->tuning_db = ib__strdup(cache->tuning_db))) {
+        ib__compiled_destroy(c);
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory creating a session");
+    }
     ib_status bst = c->dynamic ? ib__buckets_configure(model->graph, &c->buckets) : IB_OK;
     if (bst) {
         ib__compiled_destroy(c);
@@ -323,7 +328,8 @@ ib_status ib__compiled_create(const ib_model *model, const ib__target *target,
     }
     if (cache && cache->use_cache) {
         /* A cache that cannot be opened (no home, read-only disk) only costs speed. */
-        if (ib__model_cache_open(model, target, cache->dir, &c->cache) != IB_OK) ib__error_clear();
+        if (ib__model_cache_open(model, target, cache->dir, cache->tuning_db, &c->cache) != IB_OK)
+            ib__error_clear();
     }
     if (!c->dynamic) {
         ib_status st = build_variant(c, 0, &c->fixed, &c->fixed_entry);
@@ -350,11 +356,15 @@ ib_status ib__compiled_from_cached_file(const char *model_path, const ib__target
     ib__rt_model *rt = NULL;
     ib__compiled *c = NULL;
     /* Every failure below means "no usable entry": the caller parses and compiles. */
-    if (ib__model_cache_open_file(model_path, target, cache->dir, &mc) == IB_OK &&
+    if (ib__model_cache_open_file(model_path, target, cache->dir, cache->tuning_db, &mc) == IB_OK &&
         ib__model_cache_key(mc, 0, key) == IB_OK &&
         ib__cache_find(ib__model_cache_handle(mc), key, &e) == IB_OK && e &&
         ib__rt_open_artifact(ib__cache_entry_path(e), &rt) == IB_OK)
         c = ib__calloc(1, sizeof *c);
+    if (c && cache->tuning_db && !(c->tuning_db = ib__strdup(cache->tuning_db))) {
+        ib__free(c);
+        c = NULL;
+    }
     if (!c) {
         ib__rt_destroy(rt);
         ib__cache_release(e);
@@ -408,6 +418,7 @@ void ib__compiled_destroy(ib__compiled *c) {
     ib__model_cache_close(c->cache);
     if (c->scratch) ib__remove_compiler_dir(c->scratch);
     ib__free(c->scratch);
+    ib__free(c->tuning_db);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->built);
     ib__free(c);

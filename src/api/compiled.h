@@ -20,6 +20,7 @@ typedef struct ib__compiled ib__compiled;
 typedef struct ib__compiled_cache_options {
     bool use_cache;  /* false: compile without the compiled-model cache */
     const char *dir; /* NULL: INFERBOOSTER_CACHE_DIR, else the XDG default */
+    const char *tuning_db; /* NULL: INFERBOOSTER_TUNING_DB, else the default; "off": none */
 } ib__compiled_cache_options;
 
 ib_status ib__compiled_create(const ib_model *model, const ib__target *target,

@@ -19,6 +19,7 @@ struct ib__model_cache {
     ib__cache *cache;
     const ib_model *model; /* NULL: opened for a file not parsed (source_path) */
     char *source_path;
+    char *tuning_db;       /* NULL: the environment's or the default tuning database */
     char label[IB_CACHE_LABEL_MAX];
     char target_name[IB_CACHE_LABEL_MAX];
     char *target_desc; /* every field of the target that shapes generated code */
@@ -72,12 +73,16 @@ static void compute_identity(ib__cache *memo) {
 }
 
 /* The part of opening shared by loaded models and unparsed files. */
-static ib_status open_common(const ib__target *target, const char *dir, const char *source_path,
-                             ib__model_cache **out) {
+static ib_status open_common(const ib__target *target, const char *dir, const char *tuning_db,
+                             const char *source_path, ib__model_cache **out) {
     ib__model_cache *mc = ib__calloc(1, sizeof *mc);
     if (!mc) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory opening the cache");
     pthread_mutex_init(&mc->mu, NULL);
     mc->target = *target;
+    if (tuning_db && !(mc->tuning_db = ib__strdup(tuning_db))) {
+        ib__model_cache_close(mc);
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory opening the cache");
+    }
     /* Loading a damaged model.so could crash the process: hash it (and the metadata) on
      * every hit; weights.bin is checked by the runtime against the module's hash. */
     ib__cache_limits limits = {0, 0, false, (uint64_t)64 << 20};
@@ -100,21 +105,22 @@ static ib_status open_common(const ib__target *target, const char *dir, const ch
 }
 
 ib_status ib__model_cache_open(const ib_model *model, const ib__target *target, const char *dir,
-                               ib__model_cache **out) {
+                               const char *tuning_db, ib__model_cache **out) {
     if (!model || !target || !out)
         return ib__error(IB_ERR_INVALID_ARGUMENT, "model cache: NULL argument");
-    IB_TRY(open_common(target, dir, ib__model_onnx(model)->source_path, out));
+    IB_TRY(open_common(target, dir, tuning_db, ib__model_onnx(model)->source_path, out));
     (*out)->model = model;
     return IB_OK;
 }
 
 ib_status ib__model_cache_open_file(const char *model_path, const ib__target *target,
-                                    const char *dir, ib__model_cache **out) {
+                                    const char *dir, const char *tuning_db,
+                                    ib__model_cache **out) {
     if (!model_path || !target || !out)
         return ib__error(IB_ERR_INVALID_ARGUMENT, "model cache: NULL argument");
     char *copy = ib__cache_path("%s", model_path);
     if (!copy) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory opening the cache");
-    ib_status st = open_common(target, dir, model_path, out);
+    ib_status st = open_common(target, dir, tuning_db, model_path, out);
     if (st) {
         ib__free(copy);
         return st;
@@ -128,6 +134,7 @@ void ib__model_cache_close(ib__model_cache *mc) {
     ib__cache_close(mc->cache);
     ib__free(mc->target_desc);
     ib__free(mc->source_path);
+    ib__free(mc->tuning_db);
     pthread_mutex_destroy(&mc->mu);
     ib__free(mc);
 }
@@ -331,7 +338,7 @@ static ib_status compute_base(ib__model_cache *mc) {
         data = (const char **)recorded;
     }
     char tuning[IB_TUNE_HEX + 1] = "";
-    if (st == IB_OK) st = ib__tune_compile_digest(&mc->target, tuning);
+    if (st == IB_OK) st = ib__tune_compile_digest(&mc->target, mc->tuning_db, tuning);
     ib__cache_key_input in = {
         .model_digest = model_hex,
         .data_paths = data,

@@ -15,14 +15,17 @@ typedef struct ib__model_cache ib__model_cache;
 bool ib__model_cache_disabled_by_env(void);
 
 /* Opens the cache at dir (NULL: INFERBOOSTER_CACHE_DIR, else the XDG default) for
- * compiling `model` for `target`. The key's model digest is computed on first use. */
+ * compiling `model` for `target` with tuning database tuning_db (as
+ * ib__tune_compile_knobs takes it; the keys carry its digest). The key's model digest is
+ * computed on first use. */
 ib_status ib__model_cache_open(const ib_model *model, const ib__target *target, const char *dir,
-                               ib__model_cache **out);
+                               const char *tuning_db, ib__model_cache **out);
 /* Opens the cache for the model file at model_path without parsing it: its keys come
  * from the file's bytes and the external data an earlier compile of the same bytes
  * recorded (ib__model_cache_key fails when no compile did). */
 ib_status ib__model_cache_open_file(const char *model_path, const ib__target *target,
-                                    const char *dir, ib__model_cache **out);
+                                    const char *dir, const char *tuning_db,
+                                    ib__model_cache **out);
 void ib__model_cache_close(ib__model_cache *mc);
 
 ib__cache *ib__model_cache_handle(const ib__model_cache *mc);

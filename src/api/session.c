@@ -92,6 +92,7 @@ static ib__compiled_cache_options cache_options(const ib_session_options *option
     ib__compiled_cache_options cache = {
         .use_cache = options->no_cache == 0 && !ib__model_cache_disabled_by_env(),
         .dir = options->cache_dir,
+        .tuning_db = options->tuning_db,
     };
     return cache;
 }

@@ -73,7 +73,7 @@ static ib_status build_into_cache(void *ctx, const char *dir) {
     ib__compile_options_init(&opt);
     opt.batch = b->batch;
     ib__tune_knobs *tuned = NULL; /* the tuning database's best knobs, when there is one */
-    ib_status st = ib__tune_compile_knobs(b->target, &tuned);
+    ib_status st = ib__tune_compile_knobs(b->target, NULL, &tuned);
     if (tuned) opt.knob_source = ib__tune_knobs_source(tuned);
     ib__plan *plan = NULL;
     if (st == IB_OK) st = ib__build_plan(b->model->graph, b->target, &opt, &plan);
@@ -110,7 +110,7 @@ static ib_status compile_cached(const ib_model *model, const char *model_path,
     IB_TRY(ib__target_resolve(target_name, &target));
     IB_TRY(ib__check_supported(model->graph));
     ib__model_cache *mc = NULL;
-    IB_TRY(ib__model_cache_open(model, &target, cache_dir, &mc));
+    IB_TRY(ib__model_cache_open(model, &target, cache_dir, NULL, &mc));
     ib_status st = ib__model_cache_key(mc, batch, key);
     cli_build b = {model, &target, batch, {{0}}, IB_OK};
     ib__cache_entry *e = NULL;

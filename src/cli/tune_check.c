@@ -27,27 +27,20 @@ static bool same_as_defaults(const ib__tune_record *r, const ib__knobs *d) {
     return true;
 }
 
-/* Creates a session on model with INFERBOOSTER_TUNING_DB set to db ("off": defaults);
- * the variable is restored after. Both compiles bypass the compiled-model cache: the
- * tuned one's records are a temporary file's (no later compile would hit the entry), and
- * the two must be made the same way - a fresh artifact against a cached one ran 3-10%
- * slower step by step with identical code. */
+/* Creates a session on model compiled with tuning database db ("off": the defaults). Both
+ * compiles bypass the compiled-model cache: the tuned one's records are a temporary
+ * file's (no later compile would hit the entry), and the two must be made the same way -
+ * a fresh artifact against a cached one ran 3-10% slower step by step with identical
+ * code. */
 static ib_status session_with(const ib_model *model, const char *db, int32_t threads,
                               ib_session **out) {
-    const char *old = getenv("INFERBOOSTER_TUNING_DB");
-    char *saved = old ? ib__strdup(old) : NULL;
-    if (old && !saved) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
-    setenv("INFERBOOSTER_TUNING_DB", db, 1);
     ib_session_options o;
     ib_session_options_init(&o);
     o.num_threads = threads;
     o.use_reference = -1;
     o.no_cache = 1;
-    ib_status st = ib_session_create(model, &o, out);
-    if (saved) setenv("INFERBOOSTER_TUNING_DB", saved, 1);
-    else unsetenv("INFERBOOSTER_TUNING_DB");
-    ib__free(saved);
-    return st;
+    o.tuning_db = db;
+    return ib_session_create(model, &o, out);
 }
 
 /* Writes the records cand[t] with use[t] (use NULL: every one with a key) to a new

@@ -127,16 +127,20 @@ int32_t ib__tune_knobs_applied(const ib__tune_knobs *tk);
 /* The workload key recorded for kernel index (NULL when not tunable). */
 const char *ib__tune_knobs_key_of(const ib__tune_knobs *tk, int32_t index);
 
+/* The tuning database a compile uses, `db`: a path, "off" (or "none") for none, or NULL
+ * for INFERBOOSTER_TUNING_DB, else <cache dir>/tuning.jsonl when it exists. */
+
 /* A digest that a compile's cache key can take before the plan is built: SHA-256 hex over
- * the best record of every workload of `target` in the database compile would use
- * (INFERBOOSTER_TUNING_DB or the default); "" when there is none. It changes whenever
+ * the best record of every workload of `target` in database `db` (as above); "" when
+ * there is none. It changes whenever
  * tuning changes what a compile for this target may pick (coarser than the per-plan
  * ib__tune_knobs_digest: tuning one model also re-keys others on the same target). */
-ib_status ib__tune_compile_digest(const ib__target *target, char out[IB_TUNE_HEX + 1]);
+ib_status ib__tune_compile_digest(const ib__target *target, const char *db,
+                                  char out[IB_TUNE_HEX + 1]);
 
-/* The knob source compile paths attach: the database at INFERBOOSTER_TUNING_DB ("off":
- * none) or the default path, when it exists. *out NULL (IB_OK) when there is none. */
-ib_status ib__tune_compile_knobs(const ib__target *target, ib__tune_knobs **out);
+/* The knob source compile paths attach: database `db` (as above). *out NULL (IB_OK) when
+ * there is none. */
+ib_status ib__tune_compile_knobs(const ib__target *target, const char *db, ib__tune_knobs **out);
 
 /* ---- Search space ------------------------------------------------------------------- */
 typedef struct ib__tune_space {

@@ -123,9 +123,10 @@ void ib__tune_knobs_digest(const ib__tune_knobs *tk, char out[IB_TUNE_HEX + 1]) 
     if (c) EVP_MD_CTX_free(c);
 }
 
-ib_status ib__tune_compile_knobs(const ib__target *target, ib__tune_knobs **out) {
+ib_status ib__tune_compile_knobs(const ib__target *target, const char *db_path,
+                                 ib__tune_knobs **out) {
     *out = NULL;
-    const char *env = getenv("INFERBOOSTER_TUNING_DB");
+    const char *env = db_path ? db_path : getenv("INFERBOOSTER_TUNING_DB");
     if (env && (strcmp(env, "off") == 0 || strcmp(env, "none") == 0)) return IB_OK;
     char *path = NULL;
     if (env && env[0]) {
@@ -165,10 +166,11 @@ static int rec_cmp(const void *a, const void *b) {
     return strcmp(x->key, y->key);
 }
 
-ib_status ib__tune_compile_digest(const ib__target *target, char out[IB_TUNE_HEX + 1]) {
+ib_status ib__tune_compile_digest(const ib__target *target, const char *db_path,
+                                  char out[IB_TUNE_HEX + 1]) {
     out[0] = '\0';
     ib__tune_knobs *tk = NULL;
-    IB_TRY(ib__tune_compile_knobs(target, &tk));
+    IB_TRY(ib__tune_compile_knobs(target, db_path, &tk));
     if (!tk) return IB_OK;
     const ib__tune_db *db = tk->db;
     int32_t n = ib__tune_db_size(db), m = 0;
