@@ -1,7 +1,10 @@
 /* libFuzzer target: arbitrary bytes as the measurement job a tuner sends to
  * inferbooster-agent on its standard input (tune/measure_job.h): the header lines, the
  * shared object's bytes (written to a scratch file, never loaded here) and the weights.
- * A job that parses is checked for the limits the parser promises. */
+ * A job that parses is checked for the limits the parser promises. The same bytes, line
+ * by line, are also what an agent could answer: each goes through the result parser the
+ * tuner reads it with. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +36,22 @@ ib_status ib__fuzz_measure_job(const uint8_t *data, size_t size) {
     }
     ib__aligned_free(storage);
     unlink(so);
+    /* result lines, cut as the tuner cuts them (a bounded buffer, lines NUL-terminated) */
+    char line[512];
+    size_t at = 0;
+    for (size_t i = 0; i <= size; i++) {
+        if (i < size && data[i] != '\n') {
+            if (at < sizeof line - 1) line[at++] = (char)data[i];
+            continue;
+        }
+        line[at] = '\0';
+        at = 0;
+        ib__measure_result m;
+        if (!ib__measure_result_parse(line, &m)) continue;
+        if ((m.kind != 0 && m.kind != 1) || memchr(m.note, '\0', sizeof m.note) == NULL) abort();
+        if (m.ok && !(isfinite(m.ms) && m.ms >= 0)) abort();
+        if (m.idx < 0 && m.idx != IB_MEASURE_REF) abort();
+    }
     return st;
 }
 

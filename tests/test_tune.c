@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "test.h"
+#include "tune/measure_job.h"
 #include "tune/tune.h"
 
 static char g_dir[] = "/tmp/ib_test_tune.XXXXXX";
@@ -470,6 +471,25 @@ static void test_relative_best(void) {
     CHECK(!ib__tune_record_parse(bad, strlen(bad), &r)); /* a reference must be a time */
 }
 
+/* The lines a measuring child or agent answers with, as the tuner reads them: results
+ * parse, an agent's chatter and impossible values do not. */
+static void test_result_lines(void) {
+    ib__measure_result m;
+    CHECK(ib__measure_result_parse("ref ok 0.512000", &m) && m.idx == IB_MEASURE_REF && m.ok &&
+          m.ms == 0.512);
+    CHECK(ib__measure_result_parse("start 3", &m) && m.idx == 3 && m.kind == 0);
+    CHECK(ib__measure_result_parse("res 3 ok 0.25", &m) && m.idx == 3 && m.kind == 1 && m.ok &&
+          m.ms == 0.25);
+    CHECK(ib__measure_result_parse("res 4 fail wrong output: 1, want 2", &m) && m.idx == 4 &&
+          !m.ok && strcmp(m.note, "wrong output: 1, want 2") == 0);
+    CHECK(ib__measure_result_parse("ref fail cannot load", &m) && m.idx == IB_MEASURE_REF &&
+          !m.ok && strcmp(m.note, "cannot load") == 0);
+    const char *refused[] = {"agent: warming up", "ref ok nan", "ref ok inf", "res 2 ok -1",
+                             "res -3 ok 1.0", "start -1", "res 2 ok inf", ""};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        CHECK(!ib__measure_result_parse(refused[i], &m));
+}
+
 int main(void) {
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");
@@ -478,6 +498,7 @@ int main(void) {
     RUN(round_trip);
     RUN(in_model_pick);
     RUN(relative_best);
+    RUN(result_lines);
     RUN(torn_lines);
     RUN(parse_rejects);
     RUN(default_path);

@@ -214,49 +214,6 @@ static pid_t start_measurer(const ib__measure_job *job, const char *so,
     return pid;
 }
 
-/* One result line of ib__measure_job_run's protocol. */
-typedef struct result_line {
-    int32_t idx;  /* candidate, or IB_MEASURE_REF */
-    int32_t kind; /* 0: starting idx, 1: result of idx */
-    bool ok;
-    double ms;
-    char note[IB_MEASURE_NOTE_MAX];
-} result_line;
-
-static bool parse_line(const char *line, result_line *m) {
-    memset(m, 0, sizeof *m);
-    int idx = 0, used = 0;
-    double ms = 0;
-    m->kind = 1;
-    if (sscanf(line, "ref ok %lf", &ms) == 1) {
-        m->idx = IB_MEASURE_REF;
-        m->ok = true;
-        m->ms = ms;
-        return true;
-    }
-    if (strncmp(line, "ref fail ", 9) == 0) {
-        m->idx = IB_MEASURE_REF;
-        snprintf(m->note, sizeof m->note, "%s", line + 9);
-        return true;
-    }
-    if (sscanf(line, "start %d", &idx) == 1) {
-        m->idx = idx;
-        m->kind = 0;
-        return true;
-    }
-    if (sscanf(line, "res %d ok %lf", &idx, &ms) == 2) {
-        m->idx = idx;
-        m->ok = true;
-        m->ms = ms;
-        return true;
-    }
-    if (sscanf(line, "res %d fail %n", &idx, &used) == 1 && used > 0) {
-        m->idx = idx;
-        snprintf(m->note, sizeof m->note, "%s", line + used);
-        return true;
-    }
-    return false; /* an agent's own chatter: ignored */
-}
 
 /* ---- the parent ---------------------------------------------------------------------------- */
 
@@ -315,8 +272,8 @@ static int32_t run_child(const ib__plan *plan, const ib__pkernel *k, const char 
         char *line = buf, *nl;
         while (!done && (nl = strchr(line, '\n')) != NULL) {
             *nl = '\0';
-            result_line m;
-            bool parsed = parse_line(line, &m);
+            ib__measure_result m;
+            bool parsed = ib__measure_result_parse(line, &m);
             line = nl + 1;
             if (!parsed) continue;
             if (m.idx == IB_MEASURE_REF) {

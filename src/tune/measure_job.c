@@ -43,6 +43,42 @@ static void report(FILE *out, const char *what, int32_t idx, bool ok, double ms,
     fflush(out);
 }
 
+bool ib__measure_result_parse(const char *line, ib__measure_result *m) {
+    memset(m, 0, sizeof *m);
+    int idx = 0, used = 0;
+    double ms = 0;
+    m->kind = 1;
+    /* times must be times: an agent's "nan" or "inf" is chatter, not a result */
+    if (sscanf(line, "ref ok %lf", &ms) == 1 && isfinite(ms) && ms >= 0) {
+        m->idx = IB_MEASURE_REF;
+        m->ok = true;
+        m->ms = ms;
+        return true;
+    }
+    if (strncmp(line, "ref fail ", 9) == 0) {
+        m->idx = IB_MEASURE_REF;
+        snprintf(m->note, sizeof m->note, "%s", line + 9);
+        return true;
+    }
+    if (sscanf(line, "start %d", &idx) == 1 && idx >= 0) {
+        m->idx = idx;
+        m->kind = 0;
+        return true;
+    }
+    if (sscanf(line, "res %d ok %lf", &idx, &ms) == 2 && idx >= 0 && isfinite(ms) && ms >= 0) {
+        m->idx = idx;
+        m->ok = true;
+        m->ms = ms;
+        return true;
+    }
+    if (sscanf(line, "res %d fail %n", &idx, &used) == 1 && used > 0 && idx >= 0) {
+        m->idx = idx;
+        snprintf(m->note, sizeof m->note, "%s", line + used);
+        return true;
+    }
+    return false; /* an agent's own chatter: ignored */
+}
+
 static int dcmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;

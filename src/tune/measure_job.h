@@ -60,6 +60,19 @@ typedef struct ib__measure_job {
  * caller restarts after it). */
 void ib__measure_job_run(const ib__measure_job *job, const char *so, FILE *out);
 
+/* One line of what ib__measure_job_run writes (read back by the tuner from a child or an
+ * agent, whose output it does not trust). */
+typedef struct ib__measure_result {
+    int32_t idx;  /* candidate, or IB_MEASURE_REF */
+    int32_t kind; /* 0: starting idx, 1: result of idx */
+    bool ok;
+    double ms;
+    char note[IB_MEASURE_NOTE_MAX];
+} ib__measure_result;
+/* Parses a NUL-terminated line without its newline; false for anything else (an
+ * agent's own chatter, ignored). */
+bool ib__measure_result_parse(const char *line, ib__measure_result *m);
+
 /* The wire format: a text header, then the shared object's bytes, then the weights of
  * the WEIGHT arguments in order. Writes everything to fd. */
 ib_status ib__measure_job_send(const ib__measure_job *job, const void *so_bytes, size_t so_len,
