@@ -174,8 +174,8 @@ assert d["ok"], d
 # kept only when 3% faster in its steps, and the model with the step-wise winners 2% faster
 # end to end than with the defaults
 import re
-e2e = re.search(r"the (\d+) faster in their steps ([0-9.]+), defaults ([0-9.]+): (kept|not)", log)
-assert re.search(r"end to end, median ms per run: every tuned workload [0-9.]+, defaults [0-9.]+", log), log
+e2e = re.search(r"the (\d+) faster in their steps ([0-9.e+-]+), defaults ([0-9.e+-]+): (kept|not)", log)
+assert re.search(r"end to end, median ms per run: every tuned workload [0-9.e+-]+, defaults [0-9.e+-]+", log), log
 if p["ms"] >= 0.97 * d["ms"]:
     assert not p["ok"], (p, d)
 else:

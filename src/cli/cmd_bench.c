@@ -37,11 +37,6 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Percentile p in [0, 1] of sorted values, linear between neighbours. */
 static double percentile(const double *v, int n, double p) {
     double pos = p * (n - 1);
@@ -208,7 +203,7 @@ int ib__cmd_bench(int argc, char **argv) {
     /* Report the batch the inputs carry (an artifact's, or the model's fixed one). */
     if (rc == IB_EXIT_OK && io.n_in > 0 && io.in[0].rank >= 1) batch = io.in[0].shape[0];
     if (rc == IB_EXIT_OK) {
-        qsort(times, (size_t)runs, sizeof *times, cmp_double);
+        qsort(times, (size_t)runs, sizeof *times, ib__cmp_double);
         double median = percentile(times, (int)runs, 0.5);
         double p90 = percentile(times, (int)runs, 0.9);
         double thr = median > 0 ? (double)batch * 1000.0 / median : 0.0;

@@ -346,11 +346,6 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* ---- Main ------------------------------------------------------------------------ */
 
 typedef struct run_state {
@@ -459,7 +454,7 @@ static int execute(run_options *o, run_state *st) {
     for (size_t i = 0; i < st->n_out; i++) print_output(st->output_names[i], &st->outputs[i]);
     printf("executor: %s\n", ib_session_executor(st->session));
     if (o->repeat > 0) {
-        qsort(st->times, (size_t)runs, sizeof *st->times, compare_doubles);
+        qsort(st->times, (size_t)runs, sizeof *st->times, ib__cmp_double);
         double median = runs % 2 ? st->times[runs / 2]
                                  : 0.5 * (st->times[runs / 2 - 1] + st->times[runs / 2]);
         printf("median: %.3f ms over %d run%s (min %.3f ms)\n", median, runs, runs == 1 ? "" : "s",

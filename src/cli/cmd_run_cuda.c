@@ -19,11 +19,6 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static uint64_t splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -186,7 +181,7 @@ int ib__cmd_run_cuda(int argc, char **argv) {
         }
     }
     if (rc == IB_EXIT_OK && o.repeat > 1) {
-        qsort(times, (size_t)o.repeat, sizeof *times, cmp_double);
+        qsort(times, (size_t)o.repeat, sizeof *times, ib__cmp_double);
         printf("median %.3f ms over %lld runs (%s)\n", times[o.repeat / 2], o.repeat,
                o.no_graph ? "stream launches" : "CUDA graph");
     }

@@ -106,9 +106,11 @@ void ib__parallel_for(ib__pool *pool, int64_t n, ib__range_fn fn, void *ctx);
 /* The number of CPUs this process may use: affinity mask and cgroup CPU quota. */
 int ib__usable_cpus(void);
 
-/* ---- Clock ----------------------------------------------------------------------------- */
+/* ---- Timing ---------------------------------------------------------------------------- */
 /* Seconds on CLOCK_MONOTONIC: for intervals only. */
 double ib__now_s(void);
+/* qsort order of doubles, ascending. */
+int ib__cmp_double(const void *a, const void *b);
 
 /* ---- Scratch directories ----------------------------------------------------------- */
 /* Where scratch files go: $TMPDIR when it is an absolute path, else /tmp. */

@@ -79,11 +79,6 @@ bool ib__measure_result_parse(const char *line, ib__measure_result *m) {
     return false; /* an agent's own chatter: ignored */
 }
 
-static int dcmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Logical elements that differ by more than 1e-4 relative (NCHWc padding lanes are not
  * compared: no reader sees them). */
 static bool outputs_match(const ib__measure_job *job, size_t n, const float *want,
@@ -204,7 +199,7 @@ static double timed_median(entry_fn e, int32_t idx, const ib_kernel_abi *abi, vo
         times[r] = (ib__now_s() - s) * 1e3;
         spent += times[r] * 1e-3;
     }
-    qsort(times, (size_t)r, sizeof times[0], dcmp);
+    qsort(times, (size_t)r, sizeof times[0], ib__cmp_double);
     return times[r / 2];
 }
 

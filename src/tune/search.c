@@ -1,7 +1,7 @@
 /* The search driver: per task, batches of candidates measured and appended to the
- * database. A batch is the defaults first, then the best schedules of the database's
- * most alike other workloads (transfer by example, once each), then, while the template's cost model has too
- * few points, greedy neighbours of the best so far mixed with random points; once it is
+ * database. A batch is the defaults first, in a task's first batch of a run the best
+ * schedules of the database's most alike other workloads (transfer by example), then,
+ * while the template's cost model has too few points, greedy neighbours of the best so far mixed with random points; once it is
  * trained, the best predictions of a simulated annealing over the model's scores plus an
  * epsilon share of random points (exploration, and the unbiased part of the held-out
  * rank correlation). One model per template, trained on every record of that template
@@ -55,10 +55,6 @@ static void knobs_from_record(const ib__tune_record *r, const ib__knobs *default
         for (int32_t j = 0; j < out->n; j++)
             if (strcmp(out->name[j], r->knob_name[i]) == 0) out->value[j] = r->knob_value[i];
 }
-
-/* What the cost model ranks and the cross-validation compares: a record's time relative
- * to its batch's reference where it has one (see ib__tune_record_faster). */
-static double rank_time(const ib__tune_record *r) { return r->ref_ms > 0 ? r->ms / r->ref_ms : r->ms; }
 
 /* The database's view of a task: records, best, the defaults' time. */
 static void refresh(const ib__tune_db *db, const char *target, const ib__tune_task *t,
@@ -233,9 +229,9 @@ static int32_t key_likeness(const char *a, const char *b) {
 }
 
 /* Transfer by example: the best knobs of the database's other workloads of t's template
- * on this target, the most alike first, up to TRANSFER_SEEDS new valid ones into batch.
- * Measured once each (later batches find them in the database), they put a schedule
- * found for another model in a task's first batch. Returns the new n. */
+ * on this target, the most alike first, up to TRANSFER_SEEDS new valid ones into batch:
+ * a schedule found for another model, measured in the task's first batch. Returns the
+ * new n. */
 #define TRANSFER_SEEDS 4
 #define TRANSFER_KEYS 256
 static int32_t transfer_seeds(const ib__plan *plan, const ib__tune_db *db, const char *target,
@@ -284,7 +280,9 @@ static int32_t propose(const ib__plan *plan, const ib__tune_db *db, const char *
                        double epsilon, int32_t want, uint64_t *rng, ib__knobs *batch, FILE *log) {
     int32_t n = 0;
     if (!ib__tune_db_has(db, target, t->key, &t->defaults)) batch[n++] = t->defaults;
-    n = transfer_seeds(plan, db, target, t, want, batch, n);
+    /* once per run and task: a later batch would find the same seeds already measured,
+     * after a scan of the whole database */
+    if (s->run_trials == 0) n = transfer_seeds(plan, db, target, t, want, batch, n);
     if (tm) {
         int32_t explore = (int32_t)ceil(epsilon * want);
         if (explore < 1) explore = 1;
@@ -337,7 +335,7 @@ static ib_status add_records(const ib__tune_db *db, const char *target, const ib
         knobs_from_record(r, order, &k);
         float f[IB_TUNE_NFEAT];
         ib__tune_features(r->key, tg, &k, f);
-        st = ib__tune_cm_add(cm, g, f, r->ok, rank_time(r));
+        st = ib__tune_cm_add(cm, g, f, r->ok, ib__tune_record_relative(r));
     }
     ib__free(keys);
     ib__free(rel);
@@ -396,7 +394,7 @@ static double cross_validated_rho(const ib__tune_db *db, const char *target, con
     if (!held || !own || !f || !score || !xy || ib__tune_cm_create(seed, &cm)) goto out;
     for (int32_t i = 0; i < n; i++) {
         const ib__tune_record *r = ib__tune_db_at(db, i);
-        if (r->ok && r->ms > 0 && !r->in_model && !strcmp(r->target, target) &&
+        if (r->ok && !r->in_model && !strcmp(r->target, target) &&
             !strcmp(r->key, t->key))
             own[n_own++] = i;
     }
@@ -417,7 +415,7 @@ static double cross_validated_rho(const ib__tune_db *db, const char *target, con
             ib__knobs k;
             knobs_from_record(r, &t->defaults, &k);
             ib__tune_features(r->key, tg, &k, f + (size_t)m * IB_TUNE_NFEAT);
-            xy[n + m] = -rank_time(r); /* faster ranks higher, as a score does */
+            xy[n + m] = -ib__tune_record_relative(r); /* faster ranks higher, as a score does */
             m++;
         }
         ib__tune_cm_clear(cm);
@@ -634,7 +632,9 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
         summary[i].rank_batches = st[i].rho_n;
         summary[i].rank_corr = st[i].rho_n ? st[i].rho_sum / st[i].rho_n : NAN;
         summary[i].rank_corr_last = st[i].rho_n ? st[i].rho_last : NAN;
-        summary[i].rank_corr_cv = o->cost_model && !models[st[i].model].dead
+        /* for the tasks this run measured: 5 trainings each (ResNet-50's 27 tasks: about
+         * 10 s), not to be paid again by a run that finds everything done */
+        summary[i].rank_corr_cv = o->cost_model && !models[st[i].model].dead && st[i].run_trials > 0
                                       ? cross_validated_rho(db, target, &ts->plan->target,
                                                             &ts->tasks[i], o->seed)
                                       : NAN;

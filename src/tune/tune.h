@@ -104,11 +104,14 @@ ib_status ib__tune_record_json(const ib__tune_record *r, ib__sb *out);
 /* Parses one JSON line into r (r->key ib__malloc'ed); false for anything else. */
 bool ib__tune_record_parse(const char *line, size_t len, ib__tune_record *r);
 void ib__tune_record_set_knobs(ib__tune_record *r, const ib__knobs *k);
-/* Whether a ran faster than b, two successful records of one workload: relative to their
- * batches' references when both have one, else by their times. This VM's speed drifts by
- * up to 40% over minutes (the same knobs read 0.32 and 0.53 ms an hour apart), so
- * absolute times from different batches rank the moments they ran in more than the knobs;
- * the ratio to the defaults timed next to each cancels the drift. */
+/* A successful record's time relative to its batch's reference, ms / ref_ms; its ms when
+ * it has no reference. This VM's speed drifts by up to 40% over minutes (the same knobs
+ * read 0.32 and 0.53 ms within the hour), so absolute times from different batches rank
+ * the moments they ran in more than the knobs; the ratio to the defaults timed next to
+ * each cancels the drift. */
+double ib__tune_record_relative(const ib__tune_record *r);
+/* Whether a ran faster than b, two successful records of one workload: by their relative
+ * times when both have a reference, else by their times. */
 bool ib__tune_record_faster(const ib__tune_record *a, const ib__tune_record *b);
 
 /* ---- Tuned knobs for the compiler ---------------------------------------------------- */
@@ -127,18 +130,19 @@ int32_t ib__tune_knobs_applied(const ib__tune_knobs *tk);
 /* The workload key recorded for kernel index (NULL when not tunable). */
 const char *ib__tune_knobs_key_of(const ib__tune_knobs *tk, int32_t index);
 
-/* The tuning database a compile uses, `db`: a path, "off" (or "none") for none, or NULL
- * for INFERBOOSTER_TUNING_DB, else <cache dir>/tuning.jsonl when it exists. */
-
-/* A digest that a compile's cache key can take before the plan is built: SHA-256 hex over
- * the best record of every workload of `target` in database `db` (as above); "" when
- * there is none. It changes whenever
- * tuning changes what a compile for this target may pick (coarser than the per-plan
- * ib__tune_knobs_digest: tuning one model also re-keys others on the same target). */
+/* Both below take the tuning database a compile uses as `db`: a path, "off" (or "none")
+ * for none, or NULL for INFERBOOSTER_TUNING_DB, else <cache dir>/tuning.jsonl when it
+ * exists.
+ *
+ * A digest that a compile's cache key can take before the plan is built: SHA-256 hex over
+ * the best record of every workload of `target` in `db`; "" when there is none. It
+ * changes whenever tuning changes what a compile for this target may pick (coarser than
+ * the per-plan ib__tune_knobs_digest: tuning one model also re-keys others on the same
+ * target). */
 ib_status ib__tune_compile_digest(const ib__target *target, const char *db,
                                   char out[IB_TUNE_HEX + 1]);
 
-/* The knob source compile paths attach: database `db` (as above). *out NULL (IB_OK) when
+/* The knob source compile paths attach: the best records of `db`. *out NULL (IB_OK) when
  * there is none. */
 ib_status ib__tune_compile_knobs(const ib__target *target, const char *db, ib__tune_knobs **out);
 
@@ -247,7 +251,8 @@ typedef struct ib__tune_summary {
     double rank_corr;      /* their mean Spearman correlation, predicted vs measured (NaN: none) */
     double rank_corr_last; /* the last one's */
     double rank_corr_cv;   /* 5-fold cross-validated Spearman correlation over the task's
-                              records (NaN: under 20 records, or no cost model) */
+                              records (NaN: not measured in this run, under 20 records, or
+                              no cost model) */
 } ib__tune_summary;
 
 /* Tunes every task of ts, appending each measurement to db; resumes from what db holds.

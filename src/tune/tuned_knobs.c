@@ -126,11 +126,11 @@ void ib__tune_knobs_digest(const ib__tune_knobs *tk, char out[IB_TUNE_HEX + 1]) 
 ib_status ib__tune_compile_knobs(const ib__target *target, const char *db_path,
                                  ib__tune_knobs **out) {
     *out = NULL;
-    const char *env = db_path ? db_path : getenv("INFERBOOSTER_TUNING_DB");
-    if (env && (strcmp(env, "off") == 0 || strcmp(env, "none") == 0)) return IB_OK;
+    const char *which = db_path ? db_path : getenv("INFERBOOSTER_TUNING_DB");
+    if (which && (strcmp(which, "off") == 0 || strcmp(which, "none") == 0)) return IB_OK;
     char *path = NULL;
-    if (env && env[0]) {
-        path = ib__strdup(env);
+    if (which && which[0]) {
+        path = ib__strdup(which);
         if (!path) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory");
     } else if (ib__tune_db_default_path(&path) != IB_OK) {
         ib__error_clear(); /* no cache directory: no tuning records either */

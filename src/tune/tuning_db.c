@@ -87,8 +87,13 @@ ib_status ib__tune_record_json(const ib__tune_record *r, ib__sb *sb) {
     return ib__sb_status(sb);
 }
 
+double ib__tune_record_relative(const ib__tune_record *r) {
+    return r->ref_ms > 0 ? r->ms / r->ref_ms : r->ms;
+}
+
 bool ib__tune_record_faster(const ib__tune_record *a, const ib__tune_record *b) {
-    if (a->ref_ms > 0 && b->ref_ms > 0) return a->ms / a->ref_ms < b->ms / b->ref_ms;
+    if (a->ref_ms > 0 && b->ref_ms > 0)
+        return ib__tune_record_relative(a) < ib__tune_record_relative(b);
     return a->ms < b->ms;
 }
 
