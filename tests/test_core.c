@@ -120,6 +120,50 @@ TEST(pool_spin_sleep_and_concurrent_callers) {
     ib__pool_destroy(p);
 }
 
+/* Each thread starts on its own contiguous share of the range (the caller on the first):
+ * with 2 threads the worker's first item is n / 2, whatever the timing. The caller's item
+ * 0 waits (up to 1 s) for the worker to start, so the worker takes part. */
+typedef struct affinity_job {
+    pthread_t caller;
+    int64_t n;
+    _Atomic int64_t worker_first;
+    _Atomic int half_started;
+} affinity_job;
+
+static void affinity_range(void *ctx, int64_t begin, int64_t end) {
+    affinity_job *j = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        if (!pthread_equal(pthread_self(), j->caller)) {
+            int64_t none = -1;
+            atomic_compare_exchange_strong(&j->worker_first, &none, i);
+        }
+        if (i == j->n / 2) atomic_store(&j->half_started, 1);
+        for (int spin = 0; i == 0 && spin < 1000 && !atomic_load(&j->half_started); spin++) {
+            struct timespec ts = {0, 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+TEST(pool_threads_start_on_their_share) {
+    ib__pool *p = NULL;
+    CHECK(ib__pool_create(2, &p) == IB_OK);
+    int joined = 0;
+    for (int rep = 0; rep < 20; rep++) {
+        affinity_job j = {.caller = pthread_self(), .n = 64};
+        atomic_store(&j.worker_first, -1);
+        atomic_store(&j.half_started, 0);
+        ib__parallel_for(p, j.n, affinity_range, &j);
+        int64_t first = atomic_load(&j.worker_first);
+        if (first >= 0) {
+            joined++;
+            CHECK_EQ_INT(first, j.n / 2);
+        }
+    }
+    CHECK(joined > 0);
+    ib__pool_destroy(p);
+}
+
 static int g_fail_after = -1;
 static void *failing_alloc(void *user, void *ptr, size_t old, size_t n) {
     (void)user;
@@ -158,6 +202,7 @@ int main(void) {
     RUN(arena);
     RUN(pool_parallel_for);
     RUN(pool_spin_sleep_and_concurrent_callers);
+    RUN(pool_threads_start_on_their_share);
     RUN(alloc_hook_failure);
     RUN(op_list_sorted_and_lookup);
     TEST_SUMMARY();

@@ -26,15 +26,24 @@ struct ib__pool {
      * caller rewrites them, even once published. */
     ib__range_fn fn;
     void *ctx;
-    int64_t n;
     int64_t chunk;
-    _Atomic int64_t next;      /* next chunk start */
     _Atomic int64_t remaining; /* chunks not yet done: the job ends at 0, whoever ran them */
     _Atomic int active;        /* workers reading this job's fields */
     _Atomic unsigned long generation;
     _Atomic int sleepers;     /* workers waiting on work_cv */
     _Atomic int caller_waits; /* the caller waits on done_cv */
     _Atomic int stop;
+    /* One share of the current job's range per thread (the caller's is 0), each on its
+     * own cache line: the threads claim from their own share's cursor. */
+    struct pool_share {
+        _Atomic int64_t next;
+        int64_t end;
+        char pad[64 - 2 * sizeof(int64_t)];
+    } *shares;
+    struct worker_arg {
+        struct ib__pool *pool;
+        int index;
+    } *args;
 };
 
 static inline void cpu_relax(void) {
@@ -84,21 +93,28 @@ static bool no_worker_active(const ib__pool *p, unsigned long unused) {
     return atomic_load(&p->active) == 0;
 }
 
-/* Claims and runs chunks until none is left. The job is over when the chunks are done,
- * not when every worker has looked at it: a worker the OS has not scheduled (a busy
- * machine) neither delays the caller nor misses anything. */
-static void run_chunks(ib__pool *p) {
-    const int64_t n = p->n, chunk = p->chunk;
+/* Claims and runs chunks until none is left: first from thread `self`'s own share, then
+ * from the others'. The job is over when the chunks are done, not when every worker has
+ * looked at it: a worker the OS has not scheduled (a busy machine) neither delays the
+ * caller nor misses anything, its share is run by the others. */
+static void run_chunks(ib__pool *p, int self) {
+    const int64_t chunk = p->chunk;
     ib__range_fn fn = p->fn;
     void *ctx = p->ctx;
-    for (;;) {
-        int64_t begin = atomic_fetch_add_explicit(&p->next, chunk, memory_order_relaxed);
-        if (begin >= n) return;
-        fn(ctx, begin, begin + chunk < n ? begin + chunk : n);
-        if (atomic_fetch_sub(&p->remaining, 1) == 1 && atomic_load(&p->caller_waits)) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done_cv);
-            pthread_mutex_unlock(&p->mu);
+    const int T = p->n_threads;
+    for (int v = 0; v < T; v++) {
+        int s = (self + v) % T;
+        for (;;) {
+            struct pool_share *sh = &p->shares[s];
+            int64_t begin = atomic_fetch_add_explicit(&sh->next, chunk, memory_order_relaxed);
+            int64_t end = sh->end;
+            if (begin >= end) break;
+            fn(ctx, begin, begin + chunk < end ? begin + chunk : end);
+            if (atomic_fetch_sub(&p->remaining, 1) == 1 && atomic_load(&p->caller_waits)) {
+                pthread_mutex_lock(&p->mu);
+                pthread_cond_signal(&p->done_cv);
+                pthread_mutex_unlock(&p->mu);
+            }
         }
     }
 }
@@ -124,7 +140,8 @@ static void pin_worker(pthread_t t, int index) {
 }
 
 static void *worker_main(void *arg) {
-    ib__pool *p = arg;
+    ib__pool *p = ((struct worker_arg *)arg)->pool;
+    const int self = ((struct worker_arg *)arg)->index;
     unsigned long seen = 0;
     for (;;) {
         if (!spin_until(p, new_job, seen)) {
@@ -143,7 +160,7 @@ static void *worker_main(void *arg) {
         if (g & 1) continue;
         atomic_fetch_add(&p->active, 1);
         if (atomic_load(&p->generation) == g) {
-            run_chunks(p);
+            run_chunks(p, self);
             seen = g;
         }
         atomic_fetch_sub(&p->active, 1);
@@ -159,14 +176,22 @@ ib_status ib__pool_create(int n_threads, ib__pool **out) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work_cv, NULL);
     pthread_cond_init(&p->done_cv, NULL);
+    p->shares = ib__aligned_alloc((size_t)p->n_threads * sizeof *p->shares);
+    if (!p->shares) {
+        ib__pool_destroy(p);
+        return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory creating a thread pool");
+    }
     if (p->n_threads > 1) {
         p->threads = ib__calloc((size_t)p->n_threads - 1, sizeof(pthread_t));
-        if (!p->threads) {
+        p->args = ib__calloc((size_t)p->n_threads - 1, sizeof *p->args);
+        if (!p->threads || !p->args) {
             ib__pool_destroy(p);
             return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory creating a thread pool");
         }
         for (int i = 0; i < p->n_threads - 1; i++) {
-            if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0) {
+            p->args[i].pool = p;
+            p->args[i].index = i + 1;
+            if (pthread_create(&p->threads[i], NULL, worker_main, &p->args[i]) != 0) {
                 p->n_threads = i + 1; /* the ones started, plus the caller */
                 ib__pool_destroy(p);
                 return ib__error(IB_ERR_RUNTIME, "cannot start thread pool worker %d", i);
@@ -188,6 +213,8 @@ void ib__pool_destroy(ib__pool *p) {
         for (int i = 0; i < p->n_threads - 1; i++) pthread_join(p->threads[i], NULL);
         ib__free(p->threads);
     }
+    ib__free(p->args);
+    ib__aligned_free(p->shares);
     pthread_cond_destroy(&p->work_cv);
     pthread_cond_destroy(&p->done_cv);
     pthread_mutex_destroy(&p->mu);
@@ -210,19 +237,30 @@ void ib__parallel_for(ib__pool *p, int64_t n, ib__range_fn fn, void *ctx) {
         while (atomic_load(&p->active) != 0) sched_yield();
     p->fn = fn;
     p->ctx = ctx;
-    p->n = n;
-    /* A few chunks per thread balance uneven work; claiming one is an atomic add. */
-    int64_t chunks = (int64_t)p->n_threads * 4;
+    /* Thread i's share is the i-th contiguous part of the range, claimed a few chunks at a
+     * time (uneven work balances, a thread done early helps the others). A thread so
+     * takes the same part of every loop: where successive kernels split their work alike
+     * it reads what it wrote, from its own cache, and it reuses the weights it read. Against
+     * a shared cursor, which hands the chunks to whichever thread comes first: ResNet-50
+     * at batch 1 on 2 cores 24.3-26.3 -> 22.7-24.4 ms, BERT 75-83 -> 73-76 ms. */
+    const int T = p->n_threads;
+    int64_t chunks = (int64_t)T * 4;
     p->chunk = (n + chunks - 1) / chunks;
-    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->remaining, (n + p->chunk - 1) / p->chunk, memory_order_relaxed);
+    int64_t claims = 0;
+    for (int s = 0; s < T; s++) {
+        int64_t lo = n * s / T, hi = n * (s + 1) / T;
+        p->shares[s].end = hi;
+        atomic_store_explicit(&p->shares[s].next, lo, memory_order_relaxed);
+        claims += (hi - lo + p->chunk - 1) / p->chunk;
+    }
+    atomic_store_explicit(&p->remaining, claims, memory_order_relaxed);
     atomic_fetch_add(&p->generation, 1); /* even: published */
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->work_cv);
         pthread_mutex_unlock(&p->mu);
     }
-    run_chunks(p);
+    run_chunks(p, 0);
     if (!spin_until(p, job_done, 0)) {
         pthread_mutex_lock(&p->mu);
         atomic_store(&p->caller_waits, 1);
