@@ -61,6 +61,23 @@ expect_rc 2 "run --threads not a number" "$CLI" run "$RELU" --threads abc
 expect_rc 2 "run --input without '='" "$CLI" run "$RELU" --input x.npy
 expect_rc 2 "run --repeat without value" "$CLI" run "$RELU" --repeat
 expect_rc 2 "conformance -j 0" "$CLI" conformance -j 0
+# bench, compile and tune share one table-driven option parser (cli_util.c)
+for cmd in bench compile tune; do
+    expect_rc 0 "$cmd --help" "$CLI" $cmd --help
+    grep -q "usage: inferbooster $cmd" "$T/out"; check "$cmd --help prints its usage" $?
+    expect_rc 2 "$cmd unknown option" "$CLI" $cmd --no-such-option
+    grep -q "$cmd: unknown option '--no-such-option'" "$T/err"; check "$cmd names the unknown option" $?
+    expect_rc 2 "$cmd with two models" "$CLI" $cmd "$RELU" "$RELU"
+    grep -q "one model at a time" "$T/err"; check "$cmd refuses a second model" $?
+    expect_rc 2 "$cmd without a model" "$CLI" $cmd
+done
+expect_rc 2 "bench --runs=0" "$CLI" bench "$RELU" --runs=0
+grep -q -- "--runs must be an integer in \[1, 1000000\], not '0'" "$T/err"; check "bench --runs=0 names the range" $?
+expect_rc 2 "bench --batch without value" "$CLI" bench "$RELU" --batch
+expect_rc 2 "compile -o without value" "$CLI" compile "$RELU" -o
+expect_rc 2 "tune --budget not a duration" "$CLI" tune "$RELU" --budget 5x
+grep -q "budget wants a duration" "$T/err"; check "tune --budget 5x is explained" $?
+expect_rc 2 "tune --threads 0" "$CLI" tune "$RELU" --threads=0
 expect_rc 2 "conformance on a missing directory" "$CLI" conformance "$T/nonexistent"
 
 # ---- hw --------------------------------------------------------------------------------

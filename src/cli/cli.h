@@ -48,6 +48,30 @@ int ib__cli_option(int argc, char **argv, int *i, const char *name, const char *
 bool ib__cli_parse_int(const char *s, long long lo, long long hi, const char *what,
                        long long *out);
 
+/* A subcommand's options as a table for ib__cli_parse. */
+typedef enum ib__cli_opt_kind {
+    IB_CLI_FLAG,   /* no value: sets *(bool *)dest */
+    IB_CLI_UNSET,  /* no value: clears *(bool *)dest (--no-...) */
+    IB_CLI_STRING, /* "--name VALUE" or "--name=VALUE": *(const char **)dest */
+    IB_CLI_INT,    /* a decimal integer in [lo, hi]: *(long long *)dest */
+} ib__cli_opt_kind;
+
+typedef struct ib__cli_opt {
+    const char *name;  /* "--threads" */
+    const char *alias; /* another spelling ("-o"), or NULL */
+    ib__cli_opt_kind kind;
+    void *dest;
+    long long lo, hi; /* IB_CLI_INT's range */
+} ib__cli_opt;
+
+/* Parses argv[1..] for subcommand `cmd`: options from opts in any order, and at most one
+ * other argument, into *positional (its first spelling kept; a second is an error).
+ * Returns -1 when every argument parsed; else the exit code to return: IB_EXIT_OK after
+ * --help (usage printed on stdout), IB_EXIT_USAGE after a message on stderr (usage too
+ * for an unknown option). */
+int ib__cli_parse(const char *cmd, int argc, char **argv, const ib__cli_opt *opts, size_t n_opts,
+                  const char **positional, void (*usage)(FILE *));
+
 /* JSON output without a library: a string with escapes, and a double that is always
  * valid JSON (null for NaN and infinities). */
 void ib__json_string(FILE *f, const char *s);

@@ -83,6 +83,52 @@ bool ib__cli_parse_int(const char *s, long long lo, long long hi, const char *wh
     return true;
 }
 
+/* 1: argv[*i] is opt (parsed, *i past its value); 0: another argument; -1: a bad value
+ * (message printed). */
+static int parse_one(int argc, char **argv, int *i, const ib__cli_opt *opt) {
+    const char *v = NULL;
+    if (opt->kind == IB_CLI_FLAG || opt->kind == IB_CLI_UNSET) {
+        if (strcmp(argv[*i], opt->name) != 0 && !(opt->alias && strcmp(argv[*i], opt->alias) == 0))
+            return 0;
+        *(bool *)opt->dest = opt->kind == IB_CLI_FLAG;
+        return 1;
+    }
+    int m = ib__cli_option(argc, argv, i, opt->name, &v);
+    if (m == 0 && opt->alias) m = ib__cli_option(argc, argv, i, opt->alias, &v);
+    if (m <= 0) return m;
+    if (opt->kind == IB_CLI_STRING) {
+        *(const char **)opt->dest = v;
+        return 1;
+    }
+    return ib__cli_parse_int(v, opt->lo, opt->hi, opt->name, (long long *)opt->dest) ? 1 : -1;
+}
+
+int ib__cli_parse(const char *cmd, int argc, char **argv, const ib__cli_opt *opts, size_t n_opts,
+                  const char **positional, void (*usage)(FILE *)) {
+    for (int i = 1; i < argc; i++) {
+        if (ib__cli_is_help(argv[i])) {
+            usage(stdout);
+            return IB_EXIT_OK;
+        }
+        int m = 0;
+        for (size_t o = 0; o < n_opts && m == 0; o++) m = parse_one(argc, argv, &i, &opts[o]);
+        if (m < 0) return IB_EXIT_USAGE;
+        if (m > 0) continue;
+        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            ib__cli_usage_error("%s: unknown option '%s'", cmd, argv[i]);
+            usage(stderr);
+            return IB_EXIT_USAGE;
+        }
+        if (!positional)
+            return ib__cli_usage_error("%s: unexpected argument '%s'", cmd, argv[i]);
+        if (*positional)
+            return ib__cli_usage_error("%s: one model at a time ('%s' and '%s')", cmd, *positional,
+                                       argv[i]);
+        *positional = argv[i];
+    }
+    return -1;
+}
+
 void ib__json_string(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {

@@ -103,47 +103,22 @@ int ib__cmd_bench(int argc, char **argv) {
     bool reference = false, json = false, compile_all = false, profile = false;
     bool no_cache = false;
     const char *cache_dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        int m;
-        if (ib__cli_is_help(argv[i])) {
-            usage(stdout);
-            return IB_EXIT_OK;
-        }
-        if ((m = ib__cli_option(argc, argv, &i, "--threads", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 0, 4096, "--threads", &threads)) return IB_EXIT_USAGE;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--batch", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 1, 1 << 20, "--batch", &batch)) return IB_EXIT_USAGE;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--runs", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 1, 1000000, "--runs", &runs)) return IB_EXIT_USAGE;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--warmup", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 0, 1000000, "--warmup", &warmup)) return IB_EXIT_USAGE;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--target", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            target = v;
-        } else if (strcmp(argv[i], "--reference") == 0) {
-            reference = true;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (strcmp(argv[i], "--profile") == 0) {
-            profile = true;
-        } else if (strcmp(argv[i], "--compile") == 0) {
-            compile_all = true;
-        } else if (strcmp(argv[i], "--no-cache") == 0) {
-            no_cache = true;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--cache-dir", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            cache_dir = v;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            ib__cli_usage_error("bench: unknown option '%s'", argv[i]);
-            usage(stderr);
-            return IB_EXIT_USAGE;
-        } else if (path) {
-            return ib__cli_usage_error("bench: one model at a time ('%s' and '%s')", path, argv[i]);
-        } else {
-            path = argv[i];
-        }
-    }
+    const ib__cli_opt options[] = {
+        {"--threads", NULL, IB_CLI_INT, &threads, 0, 4096},
+        {"--batch", NULL, IB_CLI_INT, &batch, 1, 1 << 20},
+        {"--runs", NULL, IB_CLI_INT, &runs, 1, 1000000},
+        {"--warmup", NULL, IB_CLI_INT, &warmup, 0, 1000000},
+        {"--target", NULL, IB_CLI_STRING, &target, 0, 0},
+        {"--reference", NULL, IB_CLI_FLAG, &reference, 0, 0},
+        {"--json", NULL, IB_CLI_FLAG, &json, 0, 0},
+        {"--profile", NULL, IB_CLI_FLAG, &profile, 0, 0},
+        {"--compile", NULL, IB_CLI_FLAG, &compile_all, 0, 0},
+        {"--no-cache", NULL, IB_CLI_FLAG, &no_cache, 0, 0},
+        {"--cache-dir", NULL, IB_CLI_STRING, &cache_dir, 0, 0},
+    };
+    int parsed = ib__cli_parse("bench", argc, argv, options, sizeof options / sizeof *options,
+                               &path, usage);
+    if (parsed >= 0) return parsed;
     if (!path) {
         ib__cli_usage_error("bench: no model given");
         usage(stderr);

@@ -139,42 +139,18 @@ int ib__cmd_compile(int argc, char **argv) {
     const char *model_path = NULL, *target = NULL, *out_dir = NULL, *cache_dir = NULL;
     long long batch = 0;
     bool keep = false, json = false, no_cache = false;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        int m;
-        if (ib__cli_is_help(argv[i])) {
-            usage(stdout);
-            return IB_EXIT_OK;
-        }
-        if ((m = ib__cli_option(argc, argv, &i, "--target", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            target = v;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--batch", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 1, 1 << 20, "--batch", &batch)) return IB_EXIT_USAGE;
-        } else if ((m = ib__cli_option(argc, argv, &i, "-o", &v)) != 0 ||
-                   (m = ib__cli_option(argc, argv, &i, "--output", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            out_dir = v;
-        } else if (strcmp(argv[i], "--keep-source") == 0) {
-            keep = true;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (strcmp(argv[i], "--no-cache") == 0) {
-            no_cache = true;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--cache-dir", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            cache_dir = v;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            ib__cli_usage_error("compile: unknown option '%s'", argv[i]);
-            usage(stderr);
-            return IB_EXIT_USAGE;
-        } else if (model_path) {
-            return ib__cli_usage_error("compile: one model at a time ('%s' and '%s')", model_path,
-                                       argv[i]);
-        } else {
-            model_path = argv[i];
-        }
-    }
+    const ib__cli_opt options[] = {
+        {"--target", NULL, IB_CLI_STRING, &target, 0, 0},
+        {"--batch", NULL, IB_CLI_INT, &batch, 1, 1 << 20},
+        {"--output", "-o", IB_CLI_STRING, &out_dir, 0, 0},
+        {"--keep-source", NULL, IB_CLI_FLAG, &keep, 0, 0},
+        {"--json", NULL, IB_CLI_FLAG, &json, 0, 0},
+        {"--no-cache", NULL, IB_CLI_FLAG, &no_cache, 0, 0},
+        {"--cache-dir", NULL, IB_CLI_STRING, &cache_dir, 0, 0},
+    };
+    int parsed = ib__cli_parse("compile", argc, argv, options, sizeof options / sizeof *options,
+                               &model_path, usage);
+    if (parsed >= 0) return parsed;
     if (!model_path) {
         ib__cli_usage_error("compile: no model given");
         usage(stderr);

@@ -138,66 +138,31 @@ int ib__cmd_tune(int argc, char **argv) {
     long long trials = 64, batch = 1, threads = 0, seed = 1;
     double budget = 0;
     bool list = false, json = false, cost_model = true, model_check = true;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        int m;
-        if (ib__cli_is_help(argv[i])) {
-            usage(stdout);
-            return IB_EXIT_OK;
-        }
-        if ((m = ib__cli_option(argc, argv, &i, "--target", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            target_name = v;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--plot", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            plot_path = v;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--task", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            task_list = v;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--db", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            db_path = v;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--agent", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            agent = v;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--export", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            export_path = v;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--import", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            import_path = v;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--trials", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 1, 100000, "--trials", &trials)) return IB_EXIT_USAGE;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--batch", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 1, 1 << 20, "--batch", &batch)) return IB_EXIT_USAGE;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--threads", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 1, 4096, "--threads", &threads)) return IB_EXIT_USAGE;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--seed", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 0, 1ll << 62, "--seed", &seed)) return IB_EXIT_USAGE;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--budget", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            if (!parse_budget(v, &budget))
-                return ib__cli_usage_error("tune: --budget wants a duration such as 90s, 20m or "
-                                           "1h, got '%s'", v);
-        } else if (strcmp(argv[i], "--list-tasks") == 0) {
-            list = true;
-        } else if (strcmp(argv[i], "--no-cost-model") == 0) {
-            cost_model = false;
-        } else if (strcmp(argv[i], "--no-model-check") == 0) {
-            model_check = false;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            ib__cli_usage_error("tune: unknown option '%s'", argv[i]);
-            usage(stderr);
-            return IB_EXIT_USAGE;
-        } else if (model_path) {
-            return ib__cli_usage_error("tune: one model at a time ('%s' and '%s')", model_path,
-                                       argv[i]);
-        } else {
-            model_path = argv[i];
-        }
-    }
+    const char *budget_text = NULL;
+    const ib__cli_opt options[] = {
+        {"--target", NULL, IB_CLI_STRING, &target_name, 0, 0},
+        {"--plot", NULL, IB_CLI_STRING, &plot_path, 0, 0},
+        {"--task", NULL, IB_CLI_STRING, &task_list, 0, 0},
+        {"--db", NULL, IB_CLI_STRING, &db_path, 0, 0},
+        {"--agent", NULL, IB_CLI_STRING, &agent, 0, 0},
+        {"--export", NULL, IB_CLI_STRING, &export_path, 0, 0},
+        {"--import", NULL, IB_CLI_STRING, &import_path, 0, 0},
+        {"--trials", NULL, IB_CLI_INT, &trials, 1, 100000},
+        {"--batch", NULL, IB_CLI_INT, &batch, 1, 1 << 20},
+        {"--threads", NULL, IB_CLI_INT, &threads, 1, 4096},
+        {"--seed", NULL, IB_CLI_INT, &seed, 0, 1ll << 62},
+        {"--budget", NULL, IB_CLI_STRING, &budget_text, 0, 0},
+        {"--list-tasks", NULL, IB_CLI_FLAG, &list, 0, 0},
+        {"--no-cost-model", NULL, IB_CLI_UNSET, &cost_model, 0, 0},
+        {"--no-model-check", NULL, IB_CLI_UNSET, &model_check, 0, 0},
+        {"--json", NULL, IB_CLI_FLAG, &json, 0, 0},
+    };
+    int parsed = ib__cli_parse("tune", argc, argv, options, sizeof options / sizeof *options,
+                               &model_path, usage);
+    if (parsed >= 0) return parsed;
+    if (budget_text && !parse_budget(budget_text, &budget))
+        return ib__cli_usage_error("tune: --budget wants a duration such as 90s, 20m or 1h, got '%s'",
+                                   budget_text);
     if (export_path && import_path)
         return ib__cli_usage_error("tune: --export and --import are separate runs");
     if (!model_path && !export_path && !import_path) {
