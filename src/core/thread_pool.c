@@ -248,7 +248,9 @@ void ib__parallel_for(ib__pool *p, int64_t n, ib__range_fn fn, void *ctx) {
     p->chunk = (n + chunks - 1) / chunks;
     int64_t claims = 0;
     for (int s = 0; s < T; s++) {
-        int64_t lo = n * s / T, hi = n * (s + 1) / T;
+        /* n / T each, the first n % T one more (no n * T product to overflow) */
+        int64_t lo = s * (n / T) + (s < n % T ? s : n % T);
+        int64_t hi = lo + n / T + (s < n % T);
         p->shares[s].end = hi;
         atomic_store_explicit(&p->shares[s].next, lo, memory_order_relaxed);
         claims += (hi - lo + p->chunk - 1) / p->chunk;
