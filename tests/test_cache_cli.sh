@@ -300,6 +300,10 @@ check "aarch64 cross-compile: a miss, then a hit with the same module; the x86 e
 # miss, run the C compiler and evict. Each is killed, with its compiler children (its
 # own process group), at a random moment within a miss's measured time.
 "$CLI" cache clear >/dev/null
+# the compilers' own temporary files must not outlive the kills in $TMPDIR (gcc leaves its
+# ccXXXXXX.s there when it is killed)
+mkdir -p "$T/tmpdir"
+export TMPDIR=$T/tmpdir
 t0=$(now_ms)
 for i in 1 2; do "$CLI" compile "$R"_$i.onnx --batch 2 -o "$T/art_k" >/dev/null 2>&1; done
 span=$(( ($(now_ms) - t0) / 2 + 10 ))
@@ -336,6 +340,9 @@ done
 run "$CLI" cache verify && grep -q '^clean$' "$T/out" || all_ok=1
 [ "$(ls "$INFERBOOSTER_CACHE_DIR/entries" | wc -l)" -le 3 ] || all_ok=1
 check "after the kills every model compiles and runs from the cache, within the limit" $all_ok
+left=$(find "$TMPDIR" "$INFERBOOSTER_CACHE_DIR" -name 'cc*' -type f | head -3)
+[ -z "$left" ]; check "no compiler temporary file left by the kills${left:+: $left}" $?
+unset TMPDIR
 
 ls "$HOME/.cache/inferbooster/entries" 2>/dev/null >"$T/home_after"
 cmp -s "$T/home_before" "$T/home_after"; check "nothing written into ~/.cache/inferbooster" $?

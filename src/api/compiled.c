@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api/batch_buckets.h"
+#include "codegen/toolchain.h"
 #include "api/compiled.h"
 #include "api/model_cache.h"
 #include "codegen/codegen.h"
@@ -97,6 +98,7 @@ static void remove_dir_depth(const char *dir, int depth) {
         }
     }
     closedir(d);
+    ib__toolchain_tmp_remove(dir); /* the compiler's, when it was killed with us */
     rmdir(dir);
 }
 

@@ -1,5 +1,6 @@
 /* Runs the C toolchain for generated code: posix_spawn with argument vectors (no shell),
  * parallel compile units, compiler output captured into the error message. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -19,13 +20,82 @@ extern const char ib__kernel_abi_text[];
 
 #define MAX_ARGS 48
 
-static ib_status spawn(const char *const *argv, const char *log_path, pid_t *out) {
+/* The compiler's own temporary files (gcc's ccXXXXXX.s, collect2's, nvcc's) go to a
+ * directory of ours beside the output instead of $TMPDIR: when we are killed mid-compile
+ * (kill -9, the OOM killer) the compiler dies before it can remove them, and in /tmp
+ * nobody would; beside the output they go with our scratch directory. */
+#define COMPILER_TMP "cctmp"
+
+typedef struct {
+    char dir[4096];
+    char var[4110]; /* "TMPDIR=<dir>" */
+    char **env;     /* environ with var for TMPDIR */
+} compiler_env;
+
+static void dir_of(const char *path, char *out, size_t cap) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(out, cap, ".");
+    else if (slash == path) snprintf(out, cap, "/");
+    else snprintf(out, cap, "%.*s", (int)(slash - path), path);
+}
+
+static ib_status compiler_env_open(const char *out_path, compiler_env *ce) {
+    char parent[4000];
+    dir_of(out_path, parent, sizeof parent);
+    snprintf(ce->dir, sizeof ce->dir, "%s/" COMPILER_TMP, parent);
+    if (mkdir(ce->dir, 0700) != 0 && errno != EEXIST)
+        return ib__error(IB_ERR_IO, "cannot create '%s': %s", ce->dir, strerror(errno));
+    snprintf(ce->var, sizeof ce->var, "TMPDIR=%s", ce->dir);
+    size_t n = 0;
+    while (environ[n]) n++;
+    ce->env = ib__calloc(n + 2, sizeof(char *));
+    if (!ce->env) return ib__error(IB_ERR_OUT_OF_MEMORY, "out of memory starting the compiler");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "TMPDIR=", 7) != 0) ce->env[k++] = environ[i];
+    ce->env[k++] = ce->var;
+    ce->env[k] = NULL;
+    return IB_OK;
+}
+
+static void compiler_env_close(compiler_env *ce) {
+    ib__free(ce->env);
+    ce->env = NULL;
+    ib__toolchain_tmp_remove(ce->dir);
+}
+
+void ib__toolchain_tmp_remove(const char *dir) {
+    char path[4200];
+    size_t len = strlen(dir), tl = strlen(COMPILER_TMP);
+    bool is_tmp = len >= tl && strcmp(dir + len - tl, COMPILER_TMP) == 0 &&
+                  (len == tl || dir[len - tl - 1] == '/');
+    if (!is_tmp) { /* a scratch directory: its compiler directory */
+        snprintf(path, sizeof path, "%s/" COMPILER_TMP, dir);
+        ib__toolchain_tmp_remove(path);
+        return;
+    }
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        /* only the compilers' names: cc + 6 random characters (+ suffix), tmpxft_ (nvcc) */
+        if (strncmp(e->d_name, "cc", 2) != 0 && strncmp(e->d_name, "tmpxft", 6) != 0) continue;
+        int n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (n > 0 && (size_t)n < sizeof path && lstat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+            unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static ib_status spawn(const char *const *argv, const char *log_path, char **env, pid_t *out) {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, env);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0)
         return ib__error(IB_ERR_IO, "cannot start the compiler '%s': %s", argv[0], strerror(rc));
@@ -74,6 +144,8 @@ ib_status ib__toolchain_build_shared(const ib__target *target, int32_t n_sources
     char log_path[4096];
     snprintf(log_path, sizeof log_path, "%s.log", out_so);
     unlink(log_path);
+    compiler_env ce = {0};
+    IB_TRY(compiler_env_open(out_so, &ce));
     char **objs = ib__calloc((size_t)n_sources, sizeof(char *));
     pid_t *pids = ib__calloc((size_t)n_sources, sizeof(pid_t));
     ib_status st = IB_OK;
@@ -110,7 +182,7 @@ ib_status ib__toolchain_build_shared(const ib__target *target, int32_t n_sources
             argv[n++] = "-o";
             argv[n++] = objs[started];
             argv[n] = NULL;
-            st = spawn(argv, log_path, &pids[started]);
+            st = spawn(argv, log_path, ce.env, &pids[started]);
             if (st == IB_OK) started++;
         }
         if (finished < started) {
@@ -139,7 +211,7 @@ ib_status ib__toolchain_build_shared(const ib__target *target, int32_t n_sources
             argv[n++] = "-lm";
             argv[n] = NULL;
             pid_t pid;
-            st = spawn(argv, log_path, &pid);
+            st = spawn(argv, log_path, ce.env, &pid);
             if (st == IB_OK) st = wait_ok(pid, "linking generated code", log_path);
             ib__free(argv);
         }
@@ -152,6 +224,7 @@ done:
         }
     ib__free(objs);
     ib__free(pids);
+    compiler_env_close(&ce);
     if (st == IB_OK) unlink(log_path);
     return st;
 }
@@ -212,9 +285,12 @@ ib_status ib__toolchain_build_cuda(const char *source, const int32_t *sms, int32
     argv[n++] = out_fatbin;
     argv[n++] = source;
     argv[n] = NULL;
+    compiler_env ce = {0};
+    IB_TRY(compiler_env_open(out_fatbin, &ce));
     pid_t pid;
-    ib_status st = spawn(argv, log_path, &pid);
+    ib_status st = spawn(argv, log_path, ce.env, &pid);
     if (st == IB_OK) st = wait_ok(pid, "nvcc", log_path);
+    compiler_env_close(&ce);
     if (st == IB_OK) unlink(log_path);
     return st;
 }

@@ -227,6 +227,7 @@ static void remove_batch_dir(const char *dir) {
         unlink(path);
     }
     ib__toolchain_abi_include_remove(dir);
+    ib__toolchain_tmp_remove(dir);
     rmdir(dir);
 }
 /* Runs candidates [first, n) in one child until it finishes, dies or times out; returns
