@@ -79,6 +79,33 @@ expect_rc 2 "tune --budget not a duration" "$CLI" tune "$RELU" --budget 5x
 grep -q "budget wants a duration" "$T/err"; check "tune --budget 5x is explained" $?
 expect_rc 2 "tune --threads 0" "$CLI" tune "$RELU" --threads=0
 expect_rc 2 "conformance on a missing directory" "$CLI" conformance "$T/nonexistent"
+# run, serve, cache and conformance use the same parser: repeatable options, more than one
+# other argument, a short option's attached value (-j2)
+for cmd in serve cache; do
+    expect_rc 0 "$cmd --help" "$CLI" $cmd --help
+    grep -q "usage: inferbooster $cmd" "$T/out"; check "$cmd --help prints its usage" $?
+done
+for cmd in run serve cache conformance; do
+    expect_rc 2 "$cmd unknown option" "$CLI" $cmd --no-such-option
+    grep -q "$cmd: unknown option '--no-such-option'" "$T/err"; check "$cmd names the unknown option" $?
+done
+expect_rc 2 "run with two models" "$CLI" run "$RELU" "$RELU"
+grep -q "one model at a time" "$T/err"; check "run refuses a second model" $?
+expect_rc 2 "run --input twice for one name" "$CLI" run "$RELU" --input x=a.npy --input=x=b.npy
+grep -q "input 'x' given twice" "$T/err"; check "run names the input given twice" $?
+expect_rc 2 "run --dim not a number" "$CLI" run "$RELU" --dim batch=two
+expect_rc 2 "serve --load-model without explicit mode" "$CLI" serve --model-repository "$T" \
+    --load-model a --load-model b
+grep -q "needs --model-control-mode explicit" "$T/err"; check "serve: --load-model repeats, then is checked" $?
+expect_rc 2 "serve --http-port out of range" "$CLI" serve --model-repository "$T" --http-port 70000
+expect_rc 2 "serve with a stray argument" "$CLI" serve --model-repository "$T" extra
+expect_rc 2 "cache with a third argument" "$CLI" cache evict a b
+grep -q "cache: unexpected argument 'b'" "$T/err"; check "cache names the extra argument" $?
+expect_rc 2 "cache --max-entries 0" "$CLI" cache --max-entries 0 ls
+expect_rc 2 "conformance -j0 (attached)" "$CLI" conformance -j0
+expect_rc 0 "conformance -j2 with two --filter" "$CLI" conformance -j2 --filter node/test_relu \
+    --filter=node/test_abs
+grep -q "^2 passed, 0 failed" "$T/out"; check "conformance runs the two filtered cases" $?
 
 # ---- hw --------------------------------------------------------------------------------
 expect_rc 0 "hw" "$CLI" hw

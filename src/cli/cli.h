@@ -54,7 +54,14 @@ typedef enum ib__cli_opt_kind {
     IB_CLI_UNSET,  /* no value: clears *(bool *)dest (--no-...) */
     IB_CLI_STRING, /* "--name VALUE" or "--name=VALUE": *(const char **)dest */
     IB_CLI_INT,    /* a decimal integer in [lo, hi]: *(long long *)dest */
+    IB_CLI_LIST,   /* a string, repeatable: appended to *(ib__cli_list *)dest */
 } ib__cli_opt_kind;
+
+/* Strings in argv order (they point into argv), at most cap of them. */
+typedef struct ib__cli_list {
+    const char **items;
+    size_t n, cap;
+} ib__cli_list;
 
 typedef struct ib__cli_opt {
     const char *name;  /* "--threads" */
@@ -71,6 +78,12 @@ typedef struct ib__cli_opt {
  * for an unknown option). */
 int ib__cli_parse(const char *cmd, int argc, char **argv, const ib__cli_opt *opts, size_t n_opts,
                   const char **positional, void (*usage)(FILE *));
+/* The same with the other arguments into a list (an error past its cap). A short option
+ * ("-j") also takes its value attached ("-j4"). */
+int ib__cli_parse_list(const char *cmd, int argc, char **argv, const ib__cli_opt *opts,
+                       size_t n_opts, ib__cli_list *positionals, void (*usage)(FILE *));
+/* "<cmd>: no model given" and the usage on stderr; returns IB_EXIT_USAGE. */
+int ib__cli_no_model(const char *cmd, void (*usage)(FILE *));
 
 /* JSON output without a library: a string with escapes, and a double that is always
  * valid JSON (null for NaN and infinities). */

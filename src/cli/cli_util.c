@@ -83,6 +83,19 @@ bool ib__cli_parse_int(const char *s, long long lo, long long hi, const char *wh
     return true;
 }
 
+/* Matches argv[*i] against opt's name or alias ("--name VALUE", "--name=VALUE", "-x4" for
+ * a short alias); the return as ib__cli_option's. */
+static int match_value(int argc, char **argv, int *i, const ib__cli_opt *opt, const char **v) {
+    int m = ib__cli_option(argc, argv, i, opt->name, v);
+    if (m == 0 && opt->alias) m = ib__cli_option(argc, argv, i, opt->alias, v);
+    const char *a = argv[*i], *s = strlen(opt->name) == 2 ? opt->name : opt->alias;
+    if (m == 0 && s && strlen(s) == 2 && s[0] == '-' && s[1] != '-' && strncmp(a, s, 2) == 0 && a[2]) {
+        *v = a + 2;
+        m = 1;
+    }
+    return m;
+}
+
 /* 1: argv[*i] is opt (parsed, *i past its value); 0: another argument; -1: a bad value
  * (message printed). */
 static int parse_one(int argc, char **argv, int *i, const ib__cli_opt *opt) {
@@ -93,18 +106,26 @@ static int parse_one(int argc, char **argv, int *i, const ib__cli_opt *opt) {
         *(bool *)opt->dest = opt->kind == IB_CLI_FLAG;
         return 1;
     }
-    int m = ib__cli_option(argc, argv, i, opt->name, &v);
-    if (m == 0 && opt->alias) m = ib__cli_option(argc, argv, i, opt->alias, &v);
+    int m = match_value(argc, argv, i, opt, &v);
     if (m <= 0) return m;
     if (opt->kind == IB_CLI_STRING) {
         *(const char **)opt->dest = v;
         return 1;
     }
+    if (opt->kind == IB_CLI_LIST) {
+        ib__cli_list *l = opt->dest;
+        if (l->n == l->cap) {
+            ib__cli_usage_error("%s given more than %zu times", opt->name, l->cap);
+            return -1;
+        }
+        l->items[l->n++] = v;
+        return 1;
+    }
     return ib__cli_parse_int(v, opt->lo, opt->hi, opt->name, (long long *)opt->dest) ? 1 : -1;
 }
 
-int ib__cli_parse(const char *cmd, int argc, char **argv, const ib__cli_opt *opts, size_t n_opts,
-                  const char **positional, void (*usage)(FILE *)) {
+int ib__cli_parse_list(const char *cmd, int argc, char **argv, const ib__cli_opt *opts,
+                       size_t n_opts, ib__cli_list *positionals, void (*usage)(FILE *)) {
     for (int i = 1; i < argc; i++) {
         if (ib__cli_is_help(argv[i])) {
             usage(stdout);
@@ -119,14 +140,32 @@ int ib__cli_parse(const char *cmd, int argc, char **argv, const ib__cli_opt *opt
             usage(stderr);
             return IB_EXIT_USAGE;
         }
-        if (!positional)
+        if (!positionals || positionals->cap == 0)
             return ib__cli_usage_error("%s: unexpected argument '%s'", cmd, argv[i]);
-        if (*positional)
-            return ib__cli_usage_error("%s: one model at a time ('%s' and '%s')", cmd, *positional,
-                                       argv[i]);
-        *positional = argv[i];
+        if (positionals->n == positionals->cap) {
+            if (positionals->cap == 1)
+                return ib__cli_usage_error("%s: one model at a time ('%s' and '%s')", cmd,
+                                           positionals->items[0], argv[i]);
+            return ib__cli_usage_error("%s: unexpected argument '%s'", cmd, argv[i]);
+        }
+        positionals->items[positionals->n++] = argv[i];
     }
     return -1;
+}
+
+int ib__cli_parse(const char *cmd, int argc, char **argv, const ib__cli_opt *opts, size_t n_opts,
+                  const char **positional, void (*usage)(FILE *)) {
+    const char *one[1] = {NULL};
+    ib__cli_list l = {one, 0, positional ? 1 : 0};
+    int rc = ib__cli_parse_list(cmd, argc, argv, opts, n_opts, &l, usage);
+    if (positional && l.n) *positional = one[0];
+    return rc;
+}
+
+int ib__cli_no_model(const char *cmd, void (*usage)(FILE *)) {
+    ib__cli_usage_error("%s: no model given", cmd);
+    usage(stderr);
+    return IB_EXIT_USAGE;
 }
 
 void ib__json_string(FILE *f, const char *s) {

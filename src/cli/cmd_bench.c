@@ -119,11 +119,7 @@ int ib__cmd_bench(int argc, char **argv) {
     int parsed = ib__cli_parse("bench", argc, argv, options, sizeof options / sizeof *options,
                                &path, usage);
     if (parsed >= 0) return parsed;
-    if (!path) {
-        ib__cli_usage_error("bench: no model given");
-        usage(stderr);
-        return IB_EXIT_USAGE;
-    }
+    if (!path) return ib__cli_no_model("bench", usage);
     ib_session_options opts;
     ib_session_options_init(&opts);
     opts.num_threads = (int32_t)threads;

@@ -319,48 +319,20 @@ int ib__cmd_cache(int argc, char **argv) {
     const char *action = NULL, *operand = NULL, *dir = NULL, *options = "";
     bool json = false;
     long long delay_ms = 0, max_entries = 0, max_bytes = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        int m;
-        if (ib__cli_is_help(argv[i])) {
-            usage(stdout);
-            return IB_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-            continue;
-        }
-        if ((m = ib__cli_option(argc, argv, &i, "--cache-dir", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            dir = v;
-            continue;
-        }
-        if ((m = ib__cli_option(argc, argv, &i, "--options", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            options = v;
-            continue;
-        }
-        if ((m = ib__cli_option(argc, argv, &i, "--build-delay-ms", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 0, 600000, "--build-delay-ms", &delay_ms))
-                return IB_EXIT_USAGE;
-            continue;
-        }
-        if ((m = ib__cli_option(argc, argv, &i, "--max-entries", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 1, 1LL << 40, "--max-entries", &max_entries))
-                return IB_EXIT_USAGE;
-            continue;
-        }
-        if ((m = ib__cli_option(argc, argv, &i, "--max-bytes", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 1, 1LL << 62, "--max-bytes", &max_bytes))
-                return IB_EXIT_USAGE;
-            continue;
-        }
-        if (argv[i][0] == '-' && argv[i][1] != '\0')
-            return ib__cli_usage_error("cache: unknown option '%s'", argv[i]);
-        if (!action) action = argv[i];
-        else if (!operand) operand = argv[i];
-        else return ib__cli_usage_error("cache: unexpected argument '%s'", argv[i]);
-    }
+    const ib__cli_opt opts[] = {
+        {"--json", NULL, IB_CLI_FLAG, &json, 0, 0},
+        {"--cache-dir", NULL, IB_CLI_STRING, &dir, 0, 0},
+        {"--options", NULL, IB_CLI_STRING, &options, 0, 0},
+        {"--build-delay-ms", NULL, IB_CLI_INT, &delay_ms, 0, 600000},
+        {"--max-entries", NULL, IB_CLI_INT, &max_entries, 1, 1LL << 40},
+        {"--max-bytes", NULL, IB_CLI_INT, &max_bytes, 1, 1LL << 62},
+    };
+    const char *words[2] = {NULL, NULL}; /* the action and its operand */
+    ib__cli_list args = {words, 0, 2};
+    int parsed = ib__cli_parse_list("cache", argc, argv, opts, sizeof opts / sizeof *opts, &args, usage);
+    if (parsed >= 0) return parsed;
+    action = words[0];
+    operand = words[1];
     if (!action) {
         usage(stderr);
         return IB_EXIT_USAGE;

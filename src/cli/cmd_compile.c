@@ -151,11 +151,7 @@ int ib__cmd_compile(int argc, char **argv) {
     int parsed = ib__cli_parse("compile", argc, argv, options, sizeof options / sizeof *options,
                                &model_path, usage);
     if (parsed >= 0) return parsed;
-    if (!model_path) {
-        ib__cli_usage_error("compile: no model given");
-        usage(stderr);
-        return IB_EXIT_USAGE;
-    }
+    if (!model_path) return ib__cli_no_model("compile", usage);
     char *dflt = out_dir ? NULL : default_out(model_path);
     if (!out_dir) out_dir = dflt;
     if (!out_dir) return IB_EXIT_FAILURE;

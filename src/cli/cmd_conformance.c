@@ -762,57 +762,32 @@ static int parse_args(int argc, char **argv, conf_options *o) {
     o->dirs = ib__calloc((size_t)argc + 1, sizeof *o->dirs);
     o->filters = ib__calloc((size_t)argc + 1, sizeof *o->filters);
     if (!o->dirs || !o->filters) return IB_EXIT_FAILURE;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        int m;
-        long long x;
-        if (ib__cli_is_help(argv[i])) {
-            usage(stdout);
-            return IB_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--json") == 0) {
-            o->json = true;
-        } else if (strcmp(argv[i], "--reference") == 0) {
-            o->reference = true;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--path", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            o->reference = false;
-            o->compile_all = false;
-            if (strcmp(v, "compiled") == 0) o->compile_all = true;
-            else if (strcmp(v, "reference") == 0) o->reference = true;
-            else if (strcmp(v, "auto") != 0)
-                return ib__cli_usage_error("--path must be auto, compiled or reference, not '%s'",
-                                           v);
-        } else if ((m = ib__cli_option(argc, argv, &i, "-j", &v)) != 0 ||
-                   (m = ib__cli_option(argc, argv, &i, "--jobs", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 1, 256, "-j", &x)) return IB_EXIT_USAGE;
-            o->jobs = (int)x;
-        } else if (strncmp(argv[i], "-j", 2) == 0 && argv[i][2] >= '0' && argv[i][2] <= '9') {
-            if (!ib__cli_parse_int(argv[i] + 2, 1, 256, "-j", &x)) return IB_EXIT_USAGE;
-            o->jobs = (int)x;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--timeout", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 1, 86400, "--timeout", &x)) return IB_EXIT_USAGE;
-            o->timeout_s = (int)x;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--threads", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 0, 4096, "--threads", &x)) return IB_EXIT_USAGE;
-            o->threads = (int)x;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--filter", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            o->filters[o->n_filters++] = v;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--list-passing", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            o->list_passing = v;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--expect-passing", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            o->expect_passing = v;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            ib__cli_usage_error("conformance: unknown option '%s'", argv[i]);
-            usage(stderr);
-            return IB_EXIT_USAGE;
-        } else {
-            o->dirs[o->n_dirs++] = argv[i];
-        }
-    }
+    const char *path = "auto";
+    long long jobs = 1, timeout_s = 60, threads = 1;
+    ib__cli_list dirs = {o->dirs, 0, (size_t)argc}, filters = {o->filters, 0, (size_t)argc};
+    const ib__cli_opt opts[] = {
+        {"--json", NULL, IB_CLI_FLAG, &o->json, 0, 0},
+        {"--reference", NULL, IB_CLI_FLAG, &o->reference, 0, 0},
+        {"--path", NULL, IB_CLI_STRING, &path, 0, 0},
+        {"--jobs", "-j", IB_CLI_INT, &jobs, 1, 256},
+        {"--timeout", NULL, IB_CLI_INT, &timeout_s, 1, 86400},
+        {"--threads", NULL, IB_CLI_INT, &threads, 0, 4096},
+        {"--filter", NULL, IB_CLI_LIST, &filters, 0, 0},
+        {"--list-passing", NULL, IB_CLI_STRING, &o->list_passing, 0, 0},
+        {"--expect-passing", NULL, IB_CLI_STRING, &o->expect_passing, 0, 0},
+    };
+    int parsed = ib__cli_parse_list("conformance", argc, argv, opts, sizeof opts / sizeof *opts,
+                                    &dirs, usage);
+    if (parsed >= 0) return parsed;
+    o->n_dirs = dirs.n;
+    o->n_filters = filters.n;
+    o->jobs = (int)jobs;
+    o->timeout_s = (int)timeout_s;
+    o->threads = (int)threads;
+    if (strcmp(path, "compiled") == 0) o->compile_all = true, o->reference = false;
+    else if (strcmp(path, "reference") == 0) o->reference = true;
+    else if (strcmp(path, "auto") != 0)
+        return ib__cli_usage_error("--path must be auto, compiled or reference, not '%s'", path);
     if (o->n_dirs == 0) o->dirs[o->n_dirs++] = DEFAULT_DATA_DIR;
     return -1;
 }

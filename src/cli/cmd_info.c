@@ -209,11 +209,7 @@ int ib__cmd_info(int argc, char **argv) {
             path = argv[i];
         }
     }
-    if (!path) {
-        ib__cli_usage_error("info: no model given");
-        usage(stderr);
-        return IB_EXIT_USAGE;
-    }
+    if (!path) return ib__cli_no_model("info", usage);
     ib_model *model = NULL;
     ib_status s = ib_model_load_file(path, &model);
     if (s != IB_OK) return ib__cli_fail(s, "cannot load model '%s'", path);

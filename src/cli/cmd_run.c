@@ -102,66 +102,47 @@ static int parse_args(int argc, char **argv, run_options *o) {
         fprintf(stderr, "inferbooster: out of memory\n");
         return IB_EXIT_FAILURE;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        int m;
+    const char **strings = ib__calloc((size_t)argc * 2, sizeof *strings);
+    if (!strings) {
+        fprintf(stderr, "inferbooster: out of memory\n");
+        return IB_EXIT_FAILURE;
+    }
+    ib__cli_list inputs = {strings, 0, (size_t)argc}, dims = {strings + argc, 0, (size_t)argc};
+    long long threads = 0, seed = 0, repeat = 0;
+    const ib__cli_opt options[] = {
+        {"--input", NULL, IB_CLI_LIST, &inputs, 0, 0},
+        {"--dim", NULL, IB_CLI_LIST, &dims, 0, 0},
+        {"--output-dir", NULL, IB_CLI_STRING, &o->output_dir, 0, 0},
+        {"--threads", NULL, IB_CLI_INT, &threads, 0, 4096},
+        {"--seed", NULL, IB_CLI_INT, &seed, 0, INT64_MAX},
+        {"--repeat", NULL, IB_CLI_INT, &repeat, 1, 1000000},
+        {"--reference", NULL, IB_CLI_FLAG, &o->reference, 0, 0},
+        {"--compile", NULL, IB_CLI_FLAG, &o->compile_all, 0, 0},
+        {"--no-cache", NULL, IB_CLI_FLAG, &o->no_cache, 0, 0},
+        {"--cache-dir", NULL, IB_CLI_STRING, &o->cache_dir, 0, 0},
+    };
+    int rc = ib__cli_parse("run", argc, argv, options, sizeof options / sizeof *options,
+                           &o->model_path, usage);
+    o->threads = (int)threads;
+    o->seed = (uint64_t)seed;
+    o->repeat = (int)repeat;
+    for (size_t i = 0; rc < 0 && i < inputs.n; i++) {
+        if (!split_name_value(inputs.items[i], "--input", &o->inputs[o->n_inputs])) rc = IB_EXIT_USAGE;
+        for (int32_t k = 0; rc < 0 && k < o->n_inputs; k++)
+            if (strcmp(o->inputs[k].name, o->inputs[o->n_inputs].name) == 0)
+                rc = ib__cli_usage_error("input '%s' given twice", o->inputs[k].name);
+        if (o->inputs[o->n_inputs].name) o->n_inputs++;
+    }
+    for (size_t i = 0; rc < 0 && i < dims.n; i++) {
         long long x;
-        if (ib__cli_is_help(argv[i])) {
-            usage(stdout);
-            return IB_EXIT_OK;
-        }
-        if ((m = ib__cli_option(argc, argv, &i, "--input", &v)) != 0) {
-            if (m < 0 || !split_name_value(v, "--input", &o->inputs[o->n_inputs])) return IB_EXIT_USAGE;
-            for (int32_t k = 0; k < o->n_inputs; k++)
-                if (strcmp(o->inputs[k].name, o->inputs[o->n_inputs].name) == 0) {
-                    ib__cli_usage_error("input '%s' given twice", o->inputs[k].name);
-                    o->n_inputs++;
-                    return IB_EXIT_USAGE;
-                }
-            o->n_inputs++;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--dim", &v)) != 0) {
-            if (m < 0 || !split_name_value(v, "--dim", &o->dims[o->n_dims])) return IB_EXIT_USAGE;
-            int32_t d = o->n_dims++;
-            if (!ib__cli_parse_int(o->dims[d].value, 0, (long long)1 << 40, "--dim value", &x))
-                return IB_EXIT_USAGE;
-            o->dim_values[d] = x;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--output-dir", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            o->output_dir = v;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--threads", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 0, 4096, "--threads", &x)) return IB_EXIT_USAGE;
-            o->threads = (int)x;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--seed", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 0, INT64_MAX, "--seed", &x)) return IB_EXIT_USAGE;
-            o->seed = (uint64_t)x;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--repeat", &v)) != 0) {
-            if (m < 0 || !ib__cli_parse_int(v, 1, 1000000, "--repeat", &x)) return IB_EXIT_USAGE;
-            o->repeat = (int)x;
-        } else if (strcmp(argv[i], "--reference") == 0) {
-            o->reference = true;
-        } else if (strcmp(argv[i], "--compile") == 0) {
-            o->compile_all = true;
-        } else if (strcmp(argv[i], "--no-cache") == 0) {
-            o->no_cache = true;
-        } else if ((m = ib__cli_option(argc, argv, &i, "--cache-dir", &v)) != 0) {
-            if (m < 0) return IB_EXIT_USAGE;
-            o->cache_dir = v;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            ib__cli_usage_error("run: unknown option '%s'", argv[i]);
-            usage(stderr);
-            return IB_EXIT_USAGE;
-        } else if (o->model_path) {
-            return ib__cli_usage_error("run: one model at a time ('%s' and '%s')", o->model_path,
-                                       argv[i]);
-        } else {
-            o->model_path = argv[i];
-        }
+        if (!split_name_value(dims.items[i], "--dim", &o->dims[o->n_dims])) rc = IB_EXIT_USAGE;
+        else if (!ib__cli_parse_int(o->dims[o->n_dims++].value, 0, (long long)1 << 40, "--dim value", &x))
+            rc = IB_EXIT_USAGE;
+        else o->dim_values[o->n_dims - 1] = x;
     }
-    if (!o->model_path) {
-        ib__cli_usage_error("run: no model given");
-        usage(stderr);
-        return IB_EXIT_USAGE;
-    }
+    ib__free(strings);
+    if (rc >= 0) return rc;
+    if (!o->model_path) return ib__cli_no_model("run", usage);
     return -1;
 }
 

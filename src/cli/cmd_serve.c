@@ -49,54 +49,27 @@ static void usage(FILE *f) {
 
 int ib__cmd_serve(int argc, char **argv) {
     const char *repo_dir = NULL, *host = "127.0.0.1", *mode = "none";
-    const char *load[MAX_LOAD_MODELS];
-    size_t n_load = 0;
+    const char *load_names[MAX_LOAD_MODELS];
+    ib__cli_list load = {load_names, 0, MAX_LOAD_MODELS};
     long long port = 8000, threads = 0, http_threads = 4, max_body = 64ll << 20, poll_secs = 15;
     bool reference = false, compile_all = false, blocking = false;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        int r;
-        if (ib__cli_is_help(argv[i])) {
-            usage(stdout);
-            return IB_EXIT_OK;
-        }
-        bool *flag = strcmp(argv[i], "--reference") == 0              ? &reference
-                     : strcmp(argv[i], "--compile-all") == 0          ? &compile_all
-                     : strcmp(argv[i], "--compile-before-ready") == 0 ? &blocking
-                                                                      : NULL;
-        if (flag) {
-            *flag = true;
-            continue;
-        }
-        if ((r = ib__cli_option(argc, argv, &i, "--model-repository", &v)) != 0) {
-            if (r < 0) return IB_EXIT_USAGE;
-            repo_dir = v;
-        } else if ((r = ib__cli_option(argc, argv, &i, "--host", &v)) != 0) {
-            if (r < 0) return IB_EXIT_USAGE;
-            host = v;
-        } else if ((r = ib__cli_option(argc, argv, &i, "--http-port", &v)) != 0) {
-            if (r < 0 || !ib__cli_parse_int(v, 0, 65535, "--http-port", &port)) return IB_EXIT_USAGE;
-        } else if ((r = ib__cli_option(argc, argv, &i, "--model-control-mode", &v)) != 0) {
-            if (r < 0) return IB_EXIT_USAGE;
-            mode = v;
-        } else if ((r = ib__cli_option(argc, argv, &i, "--load-model", &v)) != 0) {
-            if (r < 0) return IB_EXIT_USAGE;
-            if (n_load == MAX_LOAD_MODELS) return ib__cli_usage_error("more than %d --load-model", MAX_LOAD_MODELS);
-            load[n_load++] = v;
-        } else if ((r = ib__cli_option(argc, argv, &i, "--repository-poll-secs", &v)) != 0) {
-            if (r < 0 || !ib__cli_parse_int(v, 1, 86400, "--repository-poll-secs", &poll_secs)) return IB_EXIT_USAGE;
-        } else if ((r = ib__cli_option(argc, argv, &i, "--threads", &v)) != 0) {
-            if (r < 0 || !ib__cli_parse_int(v, 0, 1024, "--threads", &threads)) return IB_EXIT_USAGE;
-        } else if ((r = ib__cli_option(argc, argv, &i, "--http-threads", &v)) != 0) {
-            if (r < 0 || !ib__cli_parse_int(v, 1, 256, "--http-threads", &http_threads)) return IB_EXIT_USAGE;
-        } else if ((r = ib__cli_option(argc, argv, &i, "--max-request-bytes", &v)) != 0) {
-            if (r < 0 || !ib__cli_parse_int(v, 1024, 1ll << 34, "--max-request-bytes", &max_body))
-                return IB_EXIT_USAGE;
-        } else {
-            usage(stderr);
-            return ib__cli_usage_error("serve: unexpected argument '%s'", argv[i]);
-        }
-    }
+    const ib__cli_opt options[] = {
+        {"--model-repository", NULL, IB_CLI_STRING, &repo_dir, 0, 0},
+        {"--host", NULL, IB_CLI_STRING, &host, 0, 0},
+        {"--http-port", NULL, IB_CLI_INT, &port, 0, 65535},
+        {"--model-control-mode", NULL, IB_CLI_STRING, &mode, 0, 0},
+        {"--load-model", NULL, IB_CLI_LIST, &load, 0, 0},
+        {"--repository-poll-secs", NULL, IB_CLI_INT, &poll_secs, 1, 86400},
+        {"--threads", NULL, IB_CLI_INT, &threads, 0, 1024},
+        {"--http-threads", NULL, IB_CLI_INT, &http_threads, 1, 256},
+        {"--max-request-bytes", NULL, IB_CLI_INT, &max_body, 1024, 1ll << 34},
+        {"--reference", NULL, IB_CLI_FLAG, &reference, 0, 0},
+        {"--compile-all", NULL, IB_CLI_FLAG, &compile_all, 0, 0},
+        {"--compile-before-ready", NULL, IB_CLI_FLAG, &blocking, 0, 0},
+    };
+    int parsed = ib__cli_parse_list("serve", argc, argv, options, sizeof options / sizeof *options,
+                                    NULL, usage);
+    if (parsed >= 0) return parsed;
     if (!repo_dir) {
         usage(stderr);
         return ib__cli_usage_error("serve: --model-repository DIR is required");
@@ -106,7 +79,7 @@ int ib__cmd_serve(int argc, char **argv) {
     else if (strcmp(mode, "explicit") == 0) control = IB__CONTROL_EXPLICIT;
     else if (strcmp(mode, "poll") == 0) control = IB__CONTROL_POLL;
     else return ib__cli_usage_error("serve: --model-control-mode must be none, explicit or poll, not '%s'", mode);
-    if (control != IB__CONTROL_EXPLICIT && n_load)
+    if (control != IB__CONTROL_EXPLICIT && load.n)
         return ib__cli_usage_error("serve: --load-model needs --model-control-mode explicit");
 
     if (reference && compile_all) {
@@ -121,9 +94,10 @@ int ib__cmd_serve(int argc, char **argv) {
     if (control != IB__CONTROL_EXPLICIT) {
         failed = ib__repo_load_all(repo);
     } else {
-        for (size_t k = 0; k < n_load; k++)
-            if (ib__repo_load(repo, load[k]) != IB_OK) {
-                fprintf(stderr, "inferbooster serve: failed to load '%s': %s\n", load[k], ib_last_error());
+        for (size_t k = 0; k < load.n; k++)
+            if (ib__repo_load(repo, load.items[k]) != IB_OK) {
+                fprintf(stderr, "inferbooster serve: failed to load '%s': %s\n", load.items[k],
+                        ib_last_error());
                 failed++;
             }
     }

@@ -165,11 +165,7 @@ int ib__cmd_tune(int argc, char **argv) {
                                    budget_text);
     if (export_path && import_path)
         return ib__cli_usage_error("tune: --export and --import are separate runs");
-    if (!model_path && !export_path && !import_path) {
-        ib__cli_usage_error("tune: no model given");
-        usage(stderr);
-        return IB_EXIT_USAGE;
-    }
+    if (!model_path && !export_path && !import_path) return ib__cli_no_model("tune", usage);
     char *default_db = NULL;
     if (!db_path) {
         ib_status s = ib__tune_db_default_path(&default_db);
