@@ -294,6 +294,32 @@ static void test_spearman(void) {
     CHECK(isnan(ib__tune_spearman(a, b, 1)));
 }
 
+/* The task scheduler's expected gain: a task still improving beats a flat one of the same
+ * latency; one already at its peers' throughput has little forward gain; occurrences
+ * multiply; a task never measured comes first. */
+static void test_task_gain(void) {
+    ib__tune_gain_input flat = {1, 1.0, 64, 0, 0, 1e9, 0};
+    ib__tune_gain_input improving = flat;
+    improving.recent_drop_ms = 0.3;
+    improving.recent_trials = 48;
+    CHECK(ib__tune_task_gain(&improving) > ib__tune_task_gain(&flat));
+    ib__tune_gain_input twice = flat;
+    twice.count = 2;
+    CHECK(fabs(ib__tune_task_gain(&twice) - 2 * ib__tune_task_gain(&flat)) < 1e-12);
+    /* 1 GFLOP in 1 ms is 1000 GFLOP/s; peers at 400 GFLOP/s: no forward gain left */
+    ib__tune_gain_input at_peers = flat;
+    at_peers.peer_gflops = 400;
+    CHECK(ib__tune_task_gain(&at_peers) == 0);
+    /* peers 4x faster: the forward guess is best/trials (1/64), below the peer bound */
+    at_peers.peer_gflops = 4000;
+    CHECK(fabs(ib__tune_task_gain(&at_peers) - 0.8 / 64) < 1e-12);
+    /* few trials so far: the peer bound (1 - 1/8 ms) is the lesser */
+    at_peers.trials = 1;
+    CHECK(fabs(ib__tune_task_gain(&at_peers) - 0.8 * (1 - 0.125)) < 1e-12);
+    ib__tune_gain_input fresh = {1, 0, 0, 0, 0, 1e9, 0};
+    CHECK(isinf(ib__tune_task_gain(&fresh)));
+}
+
 static void test_features(void) {
     ib__target t;
     CHECK(ib__target_resolve("x86-64-v4", &t) == IB_OK);
@@ -504,6 +530,7 @@ int main(void) {
     RUN(default_path);
     RUN(compile_digest);
     RUN(spearman);
+    RUN(task_gain);
     RUN(features);
     RUN(cost_model);
     char cmd[300];

@@ -202,6 +202,17 @@ mkdir -p "$T/cache" && cp "$T/db.jsonl" "$T/cache/tuning.jsonl"
 "$CLI" tune "$T/tiny.onnx" --list-tasks | grep -q " 8  conv2d_nchwc"
 check "the default database lives in the cache directory" $?
 
+# ---- the batch's reference ----------------------------------------------------------------
+# the default knobs are timed at the start of a batch, after every 8 candidates and at the
+# end (one slow spell must not make a whole batch look fast): through an agent that copies
+# what it reports, a batch of 16 and one of 1 give 3 + 2 reference timings
+AGENT=$(dirname "$CLI")/inferbooster-agent
+printf '#!/bin/bash\n"%s" | tee -a "%s"\n' "$AGENT" "$T/agent.out" > "$T/agent.sh"
+"$CLI" tune "$T/tiny.onnx" --task 0 --trials 17 --no-model-check --db "$T/agent.jsonl" \
+    --agent "bash $T/agent.sh" > "$T/agent.log" 2>&1 &&
+    [ "$(grep -c '^res ' "$T/agent.out")" -eq 17 ] && [ "$(grep -c '^ref ok ' "$T/agent.out")" -eq 5 ]
+check "the reference is timed at a batch's start, every 8 candidates and its end" $?
+
 # ---- cost model ------------------------------------------------------------------------------
 # 40 trials of the 3x3 task: two batches of 16 random + greedy points train the XGBoost
 # model, which then picks the third batch and is scored on it before it is measured
@@ -262,6 +273,34 @@ assert new[0]["knobs"] == defaults, new[0]
 assert json.dumps(new[1]["knobs"], sort_keys=True) == sys.argv[3], (new[1]["knobs"], sys.argv[3])
 EOF
 check "a first batch measures the most alike workload's best knobs after the defaults" $?
+# a twin (the same shapes and attributes, another fused op) gives its fastest few, fastest
+# first, ahead of a less alike workload's best
+$PY - "$T/cm.jsonl" "$T/cm2.jsonl" "$T/twin.jsonl" > "$T/twin.want" <<'EOF'
+import json, sys
+own = [json.loads(l) for l in open(sys.argv[1])][:40]
+far = [json.loads(l) for l in open(sys.argv[2])][40:]
+picks = []
+for r in own[1:]:
+    if r["ok"] and r["knobs"] != own[0]["knobs"] and all(r["knobs"] != p["knobs"] for p in picks):
+        picks.append(r)
+picks = picks[:3]
+twin = [dict(p, key=p["key"].replace("|ops=Conv", "|ops=Conv+Sigmoid"), ref_ms=1.0, ms=1.0 + 0.1 * i)
+        for i, p in enumerate(picks)]
+with open(sys.argv[3], "w") as f:
+    for r in twin[::-1] + [dict(r, ms=1e-6) for r in far if r["ok"]]:  # slowest first in the file
+        f.write(json.dumps(r) + "\n")
+print(json.dumps([p["knobs"] for p in picks], sort_keys=True))
+EOF
+before=$(wc -l < "$T/twin.jsonl")
+"$CLI" tune "$T/tiny.onnx" --task 0 --trials 4 --no-model-check --db "$T/twin.jsonl" > "$T/twin.txt" 2>&1
+$PY - "$T/twin.jsonl" "$before" "$(cat "$T/twin.want")" <<'EOF'
+import json, sys
+new = [json.loads(l) for l in open(sys.argv[1])][int(sys.argv[2]):]
+assert len(new) == 4, new
+got = json.dumps([r["knobs"] for r in new[1:]], sort_keys=True)
+assert got == sys.argv[3], (got, sys.argv[3])
+EOF
+check "a twin workload's three fastest knobs come first, fastest first" $?
 "$CLI" tune "$T/tiny.onnx" --task 0 --trials 40 --no-model-check --db "$T/cm.jsonl" --plot "$T/curves.svg" > /dev/null 2>&1
 $PY - "$T/curves.svg" <<'EOF'
 import sys, xml.etree.ElementTree as ET

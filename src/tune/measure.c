@@ -252,6 +252,7 @@ static int32_t run_child(const ib__plan *plan, const ib__pkernel *k, const char 
     /* loading, threads and the reference run (an emulator takes its time) */
     double deadline = ib__now_s() + (remote ? 300.0 : 60.0);
     int32_t current = IB_MEASURE_REF, next = n;
+    int32_t resume = first; /* after the last candidate with a result */
     bool ref_seen = first > 0, done = false, timed_out = false;
     char buf[512];
     size_t have = 0;
@@ -300,6 +301,7 @@ static int32_t run_child(const ib__plan *plan, const ib__pkernel *k, const char 
             }
             res[m.idx].ok = m.ok;
             res[m.idx].ms = m.ms;
+            if (m.idx + 1 > resume) resume = m.idx + 1;
             snprintf(res[m.idx].note, sizeof res[m.idx].note, "%.63s", m.note);
             current = IB_MEASURE_REF;
             deadline = ib__now_s() + limit;
@@ -330,6 +332,8 @@ static int32_t run_child(const ib__plan *plan, const ib__pkernel *k, const char 
         fail(&res[current], note);
         return current + 1;
     }
+    /* died while timing the reference between candidates: the rest in a new child */
+    if (resume > first && resume < n) return resume;
     return n;
 }
 

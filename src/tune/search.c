@@ -22,6 +22,13 @@ static uint64_t next_rand(uint64_t *s) {
     return *s;
 }
 
+/* Ansor's task scheduler settings (its defaults): the backward window in batches, the
+ * weight of the recent drop against the forward guess, and the share of its peers' best
+ * throughput a task is assumed able to reach (1 / GAIN_BETA). */
+#define GAIN_WINDOW 3
+#define GAIN_ALPHA 0.2
+#define GAIN_BETA 2.0
+
 typedef struct task_state {
     ib__tune_space space;
     int32_t measured;   /* records in the database (all runs) */
@@ -33,6 +40,11 @@ typedef struct task_state {
     int32_t model;      /* index into the run's template models */
     double rho_sum, rho_last; /* held-out rank correlation of the cost model's batches */
     int32_t rho_n;
+    /* best_ms and measured after each of the last GAIN_WINDOW batches (and at the
+     * start), oldest first: the recent drop the scheduler weighs */
+    double hist_best[GAIN_WINDOW + 1];
+    int32_t hist_trials[GAIN_WINDOW + 1];
+    int32_t hist_n;
 } task_state;
 
 /* The cost model of one template. */
@@ -54,6 +66,49 @@ static void knobs_from_record(const ib__tune_record *r, const ib__knobs *default
     for (int32_t i = 0; i < r->n_knobs; i++)
         for (int32_t j = 0; j < out->n; j++)
             if (strcmp(out->name[j], r->knob_name[i]) == 0) out->value[j] = r->knob_value[i];
+}
+
+double ib__tune_task_gain(const ib__tune_gain_input *in) {
+    if (in->best_ms <= 0) return INFINITY; /* never measured: first */
+    double back = in->recent_trials > 0 && in->recent_drop_ms > 0
+                      ? in->recent_drop_ms / in->recent_trials : 0;
+    double fwd = in->best_ms / (in->trials > 0 ? in->trials : 1);
+    if (in->peer_gflops > 0 && in->flops > 0) {
+        /* the time it would take at its peers' throughput times GAIN_BETA */
+        double reach = in->best_ms - in->flops / (GAIN_BETA * in->peer_gflops * 1e9) * 1e3;
+        if (reach < 0) reach = 0;
+        if (reach < fwd) fwd = reach;
+    }
+    return in->count * (GAIN_ALPHA * back + (1 - GAIN_ALPHA) * fwd);
+}
+
+/* Appends the task's current best to its window of recent bests. */
+static void remember_best(task_state *s) {
+    if (s->best_ms <= 0) return;
+    if (s->hist_n == GAIN_WINDOW + 1) {
+        memmove(s->hist_best, s->hist_best + 1, GAIN_WINDOW * sizeof *s->hist_best);
+        memmove(s->hist_trials, s->hist_trials + 1, GAIN_WINDOW * sizeof *s->hist_trials);
+        s->hist_n--;
+    }
+    s->hist_best[s->hist_n] = s->best_ms;
+    s->hist_trials[s->hist_n++] = s->measured;
+}
+
+/* The scheduler's gain of task i (ib__tune_task_gain) from its state. */
+static double task_gain(const ib__tune_taskset *ts, const task_state *st, int32_t i) {
+    const task_state *s = &st[i];
+    const ib__tune_task *t = &ts->tasks[i];
+    ib__tune_gain_input in = {t->count, s->best_ms, s->measured, 0, 0, t->flops, 0};
+    if (s->hist_n >= 2) {
+        in.recent_drop_ms = s->hist_best[0] - s->hist_best[s->hist_n - 1];
+        in.recent_trials = s->hist_trials[s->hist_n - 1] - s->hist_trials[0];
+    }
+    for (int32_t k = 0; k < ts->n; k++) {
+        if (k == i || ts->tasks[k].tmpl != t->tmpl || st[k].best_ms <= 0) continue;
+        double g = ts->tasks[k].flops / (st[k].best_ms * 1e-3) * 1e-9;
+        if (g > in.peer_gflops) in.peer_gflops = g;
+    }
+    return ib__tune_task_gain(&in);
 }
 
 /* The database's view of a task: records, best, the defaults' time. */
@@ -228,16 +283,51 @@ static int32_t key_likeness(const char *a, const char *b) {
     return score;
 }
 
+/* The likeness of two keys whose shapes and attributes all match (in, out, a): a twin, such
+ * as the same conv with another fused epilogue. */
+#define TWIN_LIKENESS 10
+
+/* Up to `cap` fastest successful kernel-alone records of `key` on target, fastest first, into
+ * top; returns how many. */
+static int32_t fastest_records(const ib__tune_db *db, const char *target, const char *key,
+                               const ib__tune_record **top, int32_t cap) {
+    int32_t n = 0;
+    for (int32_t i = 0; i < ib__tune_db_size(db); i++) {
+        const ib__tune_record *r = ib__tune_db_at(db, i);
+        if (!r->ok || r->in_model || strcmp(r->target, target) || strcmp(r->key, key)) continue;
+        int32_t at = n < cap ? n : cap;
+        while (at > 0 && ib__tune_record_faster(r, top[at - 1])) at--;
+        if (at >= cap) continue;
+        if (n < cap) n++;
+        memmove(top + at + 1, top + at, (size_t)(n - 1 - at) * sizeof *top);
+        top[at] = r;
+    }
+    return n;
+}
+
+/* Adds c to batch when it is new and valid; true when added. */
+static bool add_seed(const ib__plan *plan, const ib__tune_db *db, const char *target,
+                     const ib__tune_task *t, ib__knobs *batch, int32_t *n, const ib__knobs *c) {
+    if (in_batch(batch, *n, c) || ib__tune_db_has(db, target, t->key, c) ||
+        !ib__tune_space_valid(plan, t, c))
+        return false;
+    batch[(*n)++] = *c;
+    return true;
+}
+
 /* Transfer by example: the best knobs of the database's other workloads of t's template
  * on this target, the most alike first, up to TRANSFER_SEEDS new valid ones into batch:
- * a schedule found for another model, measured in the task's first batch. Returns the
- * new n. */
+ * a schedule found for another model, measured in the task's first batch. A twin (same
+ * shapes, another fused epilogue: ResNet-18's 3x3 convs with their Add beside ResNet-50's)
+ * gives its TWIN_SEEDS fastest first: its single best is one noisy measurement's winner,
+ * and the schedules close behind it are as likely to win here. Returns the new n. */
 #define TRANSFER_SEEDS 4
+#define TWIN_SEEDS 6
 #define TRANSFER_KEYS 256
 static int32_t transfer_seeds(const ib__plan *plan, const ib__tune_db *db, const char *target,
                               const ib__tune_task *t, int32_t want, ib__knobs *batch, int32_t n) {
     const ib__tune_record *best[TRANSFER_KEYS];
-    int32_t score[TRANSFER_KEYS], nk = 0;
+    int32_t score[TRANSFER_KEYS], nk = 0, twin = -1;
     for (int32_t i = 0; i < ib__tune_db_size(db); i++) {
         const ib__tune_record *r = ib__tune_db_at(db, i);
         if (!r->ok || r->in_model || strcmp(r->target, target) ||
@@ -253,6 +343,17 @@ static int32_t transfer_seeds(const ib__plan *plan, const ib__tune_db *db, const
             best[k] = r;
         }
     }
+    for (int32_t k = 0; k < nk; k++)
+        if (score[k] >= TWIN_LIKENESS && (twin < 0 || score[k] > score[twin])) twin = k;
+    if (twin >= 0) {
+        const ib__tune_record *top[TWIN_SEEDS];
+        int32_t nt = fastest_records(db, target, best[twin]->key, top, TWIN_SEEDS);
+        for (int32_t i = 0; i < nt && n < want; i++) {
+            ib__knobs c;
+            knobs_from_record(top[i], &t->defaults, &c);
+            add_seed(plan, db, target, t, batch, &n, &c);
+        }
+    }
     int32_t added = 0;
     while (added < TRANSFER_SEEDS && n < want && nk > 0) {
         int32_t b = 0; /* most alike; among equals the most GFLOP/s */
@@ -264,11 +365,7 @@ static int32_t transfer_seeds(const ib__plan *plan, const ib__tune_db *db, const
         best[b] = best[nk - 1];
         score[b] = score[nk - 1];
         nk--;
-        if (in_batch(batch, n, &c) || ib__tune_db_has(db, target, t->key, &c) ||
-            !ib__tune_space_valid(plan, t, &c))
-            continue;
-        batch[n++] = c;
-        added++;
+        if (add_seed(plan, db, target, t, batch, &n, &c)) added++;
     }
     return n;
 }
@@ -498,6 +595,7 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
     for (int32_t i = 0; i < ts->n; i++) {
         ib__tune_space_init(&ts->tasks[i], &st[i].space);
         refresh(db, target, &ts->tasks[i], &st[i]);
+        remember_best(&st[i]);
         int32_t m = 0;
         while (m < n_models && models[m].tmpl != ts->tasks[i].tmpl) m++;
         if (m == n_models) {
@@ -526,7 +624,8 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
             break;
         }
         /* Next task: every open task once first (unmeasured ones in weight order), then
-         * the largest occurrences x best latency. */
+         * the one whose next trials are expected to take the most off the model's
+         * latency (Ansor's gradient, ib__tune_task_gain). */
         int32_t pick = -1;
         double best_w = -1;
         for (int32_t i = 0; i < ts->n; i++) {
@@ -536,7 +635,7 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
                 pick = i;
                 break;
             }
-            double w = ts->tasks[i].count * s->best_ms;
+            double w = task_gain(ts, st, i);
             if (w > best_w) {
                 best_w = w;
                 pick = i;
@@ -614,6 +713,7 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
         s->run_trials += n;
         if (ref_ms > 0 && (s->ref_ms <= 0 || ref_ms < s->ref_ms)) s->ref_ms = ref_ms;
         refresh(db, target, t, s);
+        remember_best(s);
         if (s->ref_ms > 0) s->default_ms = s->ref_ms;
         live_clear(o->live);
         progress(o->log, pick, ts->n, t, s, o->trials, ib__now_s() - t0, o->budget_s);

@@ -205,6 +205,24 @@ ib_status ib__tune_measure(const ib__plan *plan, int32_t kernel, int32_t n,
 void ib__tune_features(const char *key, const ib__target *t, const ib__knobs *k,
                        float out[IB_TUNE_NFEAT]);
 
+/* ---- Task scheduling (search.c) ------------------------------------------------------ */
+/* What one more trial of a task is expected to take off the model's latency (ms per
+ * trial), after Ansor's task scheduler: count x (alpha x the recent drop of its best time
+ * per trial + (1 - alpha) x an optimistic forward guess, the least of best/trials so far
+ * and the distance to half the throughput its template reaches on the run's other tasks).
+ * recent_drop_ms over recent_trials: how much its best fell in the last batches (0, 0
+ * when unknown); peer_gflops: the best GFLOP/s of the template's other tasks (0: none). */
+typedef struct ib__tune_gain_input {
+    int32_t count;
+    double best_ms;
+    int32_t trials;
+    double recent_drop_ms;
+    int32_t recent_trials;
+    double flops;
+    double peer_gflops;
+} ib__tune_gain_input;
+double ib__tune_task_gain(const ib__tune_gain_input *in);
+
 /* Spearman's rank correlation of a and b (ties averaged); NaN when undefined (n < 2 or
  * a constant side). */
 double ib__tune_spearman(const double *a, const double *b, int32_t n);
