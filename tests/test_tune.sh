@@ -350,6 +350,14 @@ EOF
 done
 [ -z "$(ls -A "$T/tmp")" ]; check "tuning leaves no scratch directory behind, and sweeps a dead tuner's" $?
 
+# ---- a budget alone -------------------------------------------------------------------------
+# without --trials a budget bounds the run, not 64 trials per task (which the 3x3 task's
+# first 64 take a few seconds for)
+"$CLI" tune "$T/tiny.onnx" --task 0 --budget 12s --no-model-check --db "$T/budget.jsonl" > "$T/budget.log" 2>&1 &&
+    grep -q "trials until the budget is spent" "$T/budget.log" && grep -q "^budget spent" "$T/budget.log" &&
+    [ "$(wc -l < "$T/budget.jsonl")" -gt 64 ]
+check "--budget without --trials measures past 64 trials until the budget is spent" $?
+
 # ---- bad input --------------------------------------------------------------------------------
 "$CLI" tune "$T/missing.onnx" --list-tasks --db "$T/x.jsonl" > /dev/null 2>&1
 [ $? -eq 2 ]; check "a missing model exits 2" $?

@@ -16,7 +16,8 @@ static void usage(FILE *f) {
             "       inferbooster tune --export FILE | --import FILE [--db PATH]\n"
             "\n"
             "  --list-tasks     print the model's tunable workloads (de-duplicated) and exit\n"
-            "  --trials N       measured configurations per workload (default 64)\n"
+            "  --trials N       measured configurations per workload (default 64; with\n"
+            "                   --budget, as many as the budget allows)\n"
             "  --budget T       overall time limit: 90s, 20m, 1h (default: none)\n"
             "  --batch N        size of the symbolic batch dimension (default 1)\n"
             "  --target T       host (default), or any compile target with --agent\n"
@@ -135,7 +136,7 @@ int ib__cmd_tune(int argc, char **argv) {
     const char *model_path = NULL, *target_name = NULL, *db_path = NULL;
     const char *export_path = NULL, *import_path = NULL, *agent = NULL, *task_list = NULL;
     const char *plot_path = NULL;
-    long long trials = 64, batch = 1, threads = 0, seed = 1;
+    long long trials = 0, batch = 1, threads = 0, seed = 1; /* trials 0: not given */
     double budget = 0;
     bool list = false, json = false, cost_model = true, model_check = true;
     const char *budget_text = NULL;
@@ -163,6 +164,9 @@ int ib__cmd_tune(int argc, char **argv) {
     if (budget_text && !parse_budget(budget_text, &budget))
         return ib__cli_usage_error("tune: --budget wants a duration such as 90s, 20m or 1h, got '%s'",
                                    budget_text);
+    /* a budget alone bounds the run, as Ansor's does: the scheduler spends it where the
+     * model gains most, not 64 trials each and done in minutes */
+    if (trials == 0) trials = budget > 0 ? IB_TUNE_TRIALS_UNBOUNDED : 64;
     if (export_path && import_path)
         return ib__cli_usage_error("tune: --export and --import are separate runs");
     if (!model_path && !export_path && !import_path) return ib__cli_no_model("tune", usage);

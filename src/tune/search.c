@@ -545,8 +545,10 @@ static void live_line(FILE *tty, int32_t ti, int32_t n_tasks, const ib__tune_tas
     if (!tty) return;
     double gf = s->best_ms > 0 ? t->flops / (s->best_ms * 1e-3) * 1e-9 : 0;
     double left = budget > 0 ? budget - elapsed : done > 0 ? elapsed / done * todo : 0;
-    fprintf(tty, "\r\033[K[task %d/%d] %-32.32s trials %d+%d/%d  best %.1f GFLOP/s  ~%.0fs left",
-            ti + 1, n_tasks, t->label, s->measured, n, trials, gf, left > 0 ? left : 0);
+    char of[16] = "";
+    if (trials < IB_TUNE_TRIALS_UNBOUNDED) snprintf(of, sizeof of, "/%d", (int)trials);
+    fprintf(tty, "\r\033[K[task %d/%d] %-32.32s trials %d+%d%s  best %.1f GFLOP/s  ~%.0fs left",
+            ti + 1, n_tasks, t->label, s->measured, n, of, gf, left > 0 ? left : 0);
     fflush(tty);
 }
 
@@ -560,8 +562,10 @@ static void progress(FILE *log, int32_t ti, int32_t n_tasks, const ib__tune_task
                      const task_state *s, int32_t trials, double elapsed, double budget) {
     if (!log) return;
     double gf = s->best_ms > 0 ? t->flops / (s->best_ms * 1e-3) * 1e-9 : 0;
-    fprintf(log, "[task %d/%d] %-40.40s trials %3d/%d  best %.4f ms (%.1f GFLOP/s)  default %.4f ms",
-            ti + 1, n_tasks, t->label, s->measured, trials, s->best_ms, gf, s->default_ms);
+    char of[16] = ""; /* "/64"; nothing when the budget is the bound */
+    if (trials < IB_TUNE_TRIALS_UNBOUNDED) snprintf(of, sizeof of, "/%d", (int)trials);
+    fprintf(log, "[task %d/%d] %-40.40s trials %3d%s  best %.4f ms (%.1f GFLOP/s)  default %.4f ms",
+            ti + 1, n_tasks, t->label, s->measured, of, s->best_ms, gf, s->default_ms);
     if (budget > 0) fprintf(log, "  %.0fs/%.0fs", elapsed, budget);
     else fprintf(log, "  %.0fs", elapsed);
     if (s->rho_n > 0)
@@ -612,9 +616,14 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
     }
     double t0 = ib__now_s();
     double epsilon = o->epsilon > 0 ? o->epsilon : 0.25;
+    char per_task[48];
+    if (o->trials >= IB_TUNE_TRIALS_UNBOUNDED)
+        snprintf(per_task, sizeof per_task, "trials until the budget is spent");
+    else
+        snprintf(per_task, sizeof per_task, "%d trials each%s", o->trials,
+                 o->budget_s > 0 ? " within the budget" : "");
     if (o->log)
-        fprintf(o->log, "tuning %d tasks on %s, %d trials each%s, %s, database %s\n", ts->n, target,
-                o->trials, o->budget_s > 0 ? " within the budget" : "",
+        fprintf(o->log, "tuning %d tasks on %s, %s, %s, database %s\n", ts->n, target, per_task,
                 o->cost_model ? "XGBoost cost model" : "random + greedy search", ib__tune_db_path(db));
     for (int32_t m = 0; m < n_models; m++) retrain(db, target, &ts->plan->target, &models[m], o->log, true);
     for (;;) {
