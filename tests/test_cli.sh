@@ -85,7 +85,7 @@ for cmd in serve cache; do
     expect_rc 0 "$cmd --help" "$CLI" $cmd --help
     grep -q "usage: inferbooster $cmd" "$T/out"; check "$cmd --help prints its usage" $?
 done
-for cmd in run serve cache conformance; do
+for cmd in info hw run serve cache conformance; do
     expect_rc 2 "$cmd unknown option" "$CLI" $cmd --no-such-option
     grep -q "$cmd: unknown option '--no-such-option'" "$T/err"; check "$cmd names the unknown option" $?
 done

@@ -79,16 +79,6 @@ static void fsync_dir(const char *dir) {
     }
 }
 
-/* The directory holding `path` ("." when it has no slash). */
-static void parent_dir(const char *path, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s", path);
-    size_t n = strlen(buf);
-    while (n > 1 && buf[n - 1] == '/') buf[--n] = '\0';
-    char *slash = strrchr(buf, '/');
-    if (!slash) snprintf(buf, cap, ".");
-    else if (slash == buf) buf[1] = '\0';
-    else *slash = '\0';
-}
 
 /* An existing out_dir may be replaced only when it is an artifact or empty. */
 static ib_status check_replaceable(const char *dir, bool *exists) {
@@ -168,7 +158,7 @@ static ib_status make_sibling(const char *out_dir, char *tmp, size_t cap) {
  * then removed); on failure tmp is removed. */
 static ib_status publish(const char *tmp, const char *out_dir, bool exists) {
     char parent[4096];
-    parent_dir(out_dir, parent, sizeof parent);
+    ib__parent_dir(out_dir, parent, sizeof parent);
     fsync_dir(tmp);
     ib_status st = IB_OK;
     bool remove_tmp = true;

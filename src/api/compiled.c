@@ -15,10 +15,10 @@
 #include <unistd.h>
 
 #include "api/batch_buckets.h"
-#include "codegen/toolchain.h"
 #include "api/compiled.h"
 #include "api/model_cache.h"
 #include "codegen/codegen.h"
+#include "codegen/toolchain.h"
 #include "tune/tune.h"
 
 enum { MAX_VARIANTS = 32 };

@@ -784,10 +784,14 @@ static int parse_args(int argc, char **argv, conf_options *o) {
     o->jobs = (int)jobs;
     o->timeout_s = (int)timeout_s;
     o->threads = (int)threads;
-    if (strcmp(path, "compiled") == 0) o->compile_all = true, o->reference = false;
-    else if (strcmp(path, "reference") == 0) o->reference = true;
-    else if (strcmp(path, "auto") != 0)
+    if (strcmp(path, "compiled") == 0) {
+        o->compile_all = true;
+        o->reference = false;
+    } else if (strcmp(path, "reference") == 0) {
+        o->reference = true;
+    } else if (strcmp(path, "auto") != 0) {
         return ib__cli_usage_error("--path must be auto, compiled or reference, not '%s'", path);
+    }
     if (o->n_dirs == 0) o->dirs[o->n_dirs++] = DEFAULT_DATA_DIR;
     return -1;
 }

@@ -111,18 +111,9 @@ static void print_json(const ib__cpu_info *cpu, const ib__gpu_info *gpu) {
 
 int ib__cmd_hw(int argc, char **argv) {
     bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (ib__cli_is_help(argv[i])) {
-            usage(stdout);
-            return IB_EXIT_OK;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else {
-            ib__cli_usage_error("hw: unknown argument '%s'", argv[i]);
-            usage(stderr);
-            return IB_EXIT_USAGE;
-        }
-    }
+    const ib__cli_opt options[] = {{"--json", NULL, IB_CLI_FLAG, &json, 0, 0}};
+    int parsed = ib__cli_parse_list("hw", argc, argv, options, 1, NULL, usage);
+    if (parsed >= 0) return parsed;
     ib__cpu_info cpu;
     ib__gpu_info gpu;
     ib__cpu_detect(&cpu);

@@ -193,22 +193,9 @@ static int print_json(const info_ctx *c) {
 int ib__cmd_info(int argc, char **argv) {
     bool json = false;
     const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (ib__cli_is_help(argv[i])) {
-            usage(stdout);
-            return IB_EXIT_OK;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            ib__cli_usage_error("info: unknown option '%s'", argv[i]);
-            usage(stderr);
-            return IB_EXIT_USAGE;
-        } else if (path) {
-            return ib__cli_usage_error("info: one model at a time ('%s' and '%s')", path, argv[i]);
-        } else {
-            path = argv[i];
-        }
-    }
+    const ib__cli_opt options[] = {{"--json", NULL, IB_CLI_FLAG, &json, 0, 0}};
+    int parsed = ib__cli_parse("info", argc, argv, options, 1, &path, usage);
+    if (parsed >= 0) return parsed;
     if (!path) return ib__cli_no_model("info", usage);
     ib_model *model = NULL;
     ib_status s = ib_model_load_file(path, &model);

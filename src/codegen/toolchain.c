@@ -32,16 +32,33 @@ typedef struct {
     char **env;     /* environ with var for TMPDIR */
 } compiler_env;
 
-static void dir_of(const char *path, char *out, size_t cap) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(out, cap, ".");
-    else if (slash == path) snprintf(out, cap, "/");
-    else snprintf(out, cap, "%.*s", (int)(slash - path), path);
+/* Removes what the compilers left in their directory `dir`, then the directory. */
+static void remove_compiler_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4200];
+    while ((e = readdir(d)) != NULL) {
+        /* only the compilers' names: cc + 6 random characters (+ suffix), tmpxft_ (nvcc) */
+        if (strncmp(e->d_name, "cc", 2) != 0 && strncmp(e->d_name, "tmpxft", 6) != 0) continue;
+        int n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (n > 0 && (size_t)n < sizeof path && lstat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+            unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+void ib__toolchain_tmp_remove(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/" COMPILER_TMP, dir);
+    remove_compiler_tmp(path);
 }
 
 static ib_status compiler_env_open(const char *out_path, compiler_env *ce) {
     char parent[4000];
-    dir_of(out_path, parent, sizeof parent);
+    ib__parent_dir(out_path, parent, sizeof parent);
     snprintf(ce->dir, sizeof ce->dir, "%s/" COMPILER_TMP, parent);
     if (mkdir(ce->dir, 0700) != 0 && errno != EEXIST)
         return ib__error(IB_ERR_IO, "cannot create '%s': %s", ce->dir, strerror(errno));
@@ -61,32 +78,7 @@ static ib_status compiler_env_open(const char *out_path, compiler_env *ce) {
 static void compiler_env_close(compiler_env *ce) {
     ib__free(ce->env);
     ce->env = NULL;
-    ib__toolchain_tmp_remove(ce->dir);
-}
-
-void ib__toolchain_tmp_remove(const char *dir) {
-    char path[4200];
-    size_t len = strlen(dir), tl = strlen(COMPILER_TMP);
-    bool is_tmp = len >= tl && strcmp(dir + len - tl, COMPILER_TMP) == 0 &&
-                  (len == tl || dir[len - tl - 1] == '/');
-    if (!is_tmp) { /* a scratch directory: its compiler directory */
-        snprintf(path, sizeof path, "%s/" COMPILER_TMP, dir);
-        ib__toolchain_tmp_remove(path);
-        return;
-    }
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        /* only the compilers' names: cc + 6 random characters (+ suffix), tmpxft_ (nvcc) */
-        if (strncmp(e->d_name, "cc", 2) != 0 && strncmp(e->d_name, "tmpxft", 6) != 0) continue;
-        int n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (n > 0 && (size_t)n < sizeof path && lstat(path, &sb) == 0 && S_ISREG(sb.st_mode))
-            unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
+    remove_compiler_tmp(ce->dir);
 }
 
 static ib_status spawn(const char *const *argv, const char *log_path, char **env, pid_t *out) {

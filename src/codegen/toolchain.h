@@ -13,10 +13,10 @@ ib_status ib__toolchain_build_shared(const ib__target *target, int32_t n_sources
                                      const char *const *sources, const char *include_dir,
                                      const char *out_so, int32_t jobs);
 
-/* Removes the compilers' leftover temporary files from `dir`/cctmp (or from `dir` when
- * it is such a directory): the build functions point $TMPDIR of the compiler there, and
- * a process killed mid-compile leaves them behind. The sweepers of dead scratch
- * directories call this before removing one. */
+/* Removes the compilers' leftover temporary files in `dir`/cctmp, and that directory: the
+ * build functions point the compiler's $TMPDIR there (beside their output), and a process
+ * killed mid-compile leaves them behind. The removers of scratch directories call this
+ * before removing one. */
 void ib__toolchain_tmp_remove(const char *dir);
 
 /* The nvcc to use: $IB_NVCC when set, else /usr/local/cuda/bin/nvcc, else the first

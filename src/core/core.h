@@ -118,5 +118,7 @@ const char *ib__tmp_dir(void);
 /* Calls remove(path) for each directory in parent named <prefix>-<pid>-XXXXXX whose
  * process is gone (died before cleaning up after itself). */
 void ib__sweep_dead_scratch(const char *parent, const char *prefix, void (*remove)(const char *path));
+/* The directory holding `path` into buf ("." when it has no slash, "/" for the root). */
+void ib__parent_dir(const char *path, char *buf, size_t cap);
 
 #endif /* IB_CORE_H */

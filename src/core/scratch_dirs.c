@@ -15,6 +15,16 @@ const char *ib__tmp_dir(void) {
     return t && t[0] == '/' ? t : "/tmp";
 }
 
+void ib__parent_dir(const char *path, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s", path);
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (!slash) snprintf(buf, cap, ".");
+    else if (slash == buf) buf[1] = '\0';
+    else *slash = '\0';
+}
+
 void ib__sweep_dead_scratch(const char *parent, const char *prefix, void (*remove)(const char *path)) {
     DIR *d = opendir(parent);
     if (!d) return;

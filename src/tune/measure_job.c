@@ -310,12 +310,12 @@ void ib__measure_job_run(const ib__measure_job *job, const char *so, FILE *out) 
      * since one slow spell while it runs (measured: 0.69 against 0.37-0.43 ms in the
      * other batches of a task) would make every candidate of the batch look 40% faster
      * than it is, and the reader keeps the least */
-    report(out, "ref", IB_MEASURE_REF, true,
-           timed_median(e0, IB_MEASURE_REF, &abi, args, repeats, &cs, pool), NULL);
+#define TIME_REFERENCE()                                                                   \
+    report(out, "ref", IB_MEASURE_REF, true,                                               \
+           timed_median(e0, IB_MEASURE_REF, &abi, args, repeats, &cs, pool), NULL)
+    TIME_REFERENCE();
     for (int32_t c = 0; c < job->n_cands; c++) {
-        if (c > 0 && c % REF_EVERY == 0)
-            report(out, "ref", IB_MEASURE_REF, true,
-                   timed_median(e0, IB_MEASURE_REF, &abi, args, repeats, &cs, pool), NULL);
+        if (c > 0 && c % REF_EVERY == 0) TIME_REFERENCE();
         int32_t i = job->cands[c];
         report(out, "start", i, false, 0, NULL);
         entry_fn e = (i % 2 == 0) ? e0 : e1;
@@ -332,9 +332,8 @@ void ib__measure_job_run(const ib__measure_job *job, const char *so, FILE *out) 
         /* warm-up done by the checked run; then the timed repeats (fewer for slow ones) */
         report(out, "res", i, true, timed_median(e, i, &abi, args, repeats, &cs, pool), NULL);
     }
-    if (job->n_cands > 0)
-        report(out, "ref", IB_MEASURE_REF, true,
-               timed_median(e0, IB_MEASURE_REF, &abi, args, repeats, &cs, pool), NULL);
+    if (job->n_cands > 0) TIME_REFERENCE();
+#undef TIME_REFERENCE
     /* the process ends here (a child or an agent): what it allocated goes with it */
 }
 

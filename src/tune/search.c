@@ -537,6 +537,13 @@ out:
     return folds == CV_FOLDS ? sum / folds : NAN;
 }
 
+/* "/64" after a task's trial count; nothing when the budget is the bound. */
+static const char *trials_of(int32_t trials, char buf[16]) {
+    buf[0] = '\0';
+    if (trials < IB_TUNE_TRIALS_UNBOUNDED) snprintf(buf, 16, "/%d", (int)trials);
+    return buf;
+}
+
 /* The live line: the task being measured, its trials, best GFLOP/s, and the time left
  * (of the budget, else estimated from the pace so far). */
 static void live_line(FILE *tty, int32_t ti, int32_t n_tasks, const ib__tune_task *t,
@@ -545,10 +552,9 @@ static void live_line(FILE *tty, int32_t ti, int32_t n_tasks, const ib__tune_tas
     if (!tty) return;
     double gf = s->best_ms > 0 ? t->flops / (s->best_ms * 1e-3) * 1e-9 : 0;
     double left = budget > 0 ? budget - elapsed : done > 0 ? elapsed / done * todo : 0;
-    char of[16] = "";
-    if (trials < IB_TUNE_TRIALS_UNBOUNDED) snprintf(of, sizeof of, "/%d", (int)trials);
+    char of[16];
     fprintf(tty, "\r\033[K[task %d/%d] %-32.32s trials %d+%d%s  best %.1f GFLOP/s  ~%.0fs left",
-            ti + 1, n_tasks, t->label, s->measured, n, of, gf, left > 0 ? left : 0);
+            ti + 1, n_tasks, t->label, s->measured, n, trials_of(trials, of), gf, left > 0 ? left : 0);
     fflush(tty);
 }
 
@@ -562,10 +568,10 @@ static void progress(FILE *log, int32_t ti, int32_t n_tasks, const ib__tune_task
                      const task_state *s, int32_t trials, double elapsed, double budget) {
     if (!log) return;
     double gf = s->best_ms > 0 ? t->flops / (s->best_ms * 1e-3) * 1e-9 : 0;
-    char of[16] = ""; /* "/64"; nothing when the budget is the bound */
-    if (trials < IB_TUNE_TRIALS_UNBOUNDED) snprintf(of, sizeof of, "/%d", (int)trials);
+    char of[16];
     fprintf(log, "[task %d/%d] %-40.40s trials %3d%s  best %.4f ms (%.1f GFLOP/s)  default %.4f ms",
-            ti + 1, n_tasks, t->label, s->measured, of, s->best_ms, gf, s->default_ms);
+            ti + 1, n_tasks, t->label, s->measured, trials_of(trials, of), s->best_ms, gf,
+            s->default_ms);
     if (budget > 0) fprintf(log, "  %.0fs/%.0fs", elapsed, budget);
     else fprintf(log, "  %.0fs", elapsed);
     if (s->rho_n > 0)
