@@ -554,7 +554,7 @@ def print_table(rep, f):
         p()
         p("single 3x3 convolutions (ResNet-50 shapes), batch 1; %% of the %d-thread FMA peak (%s GFLOP/s):" % (
             rep["threads"], fmt(rep["conv_roofline"][0]["peak_gflops"], ".1f")))
-        p("  IB: the default compile (Winograd F(2x2,3x3) where it wins; its GF/s and % count the direct")
+        p("  IB: the default compile (Winograd F(2x2) or F(4x4) where it wins; its GF/s and % count the direct")
         p("  convolution's FLOPs, \"effective\"); IB direct: INFERBOOSTER_WINOGRAD=0, the direct kernel's efficiency.")
         p("  %d runs after %d warm-ups per process, median of the processes' medians." % (CONV_RUNS, CONV_WARMUP))
         p("  %-20s %-18s %6s %8s %6s %8s %8s %6s %8s %8s %6s" % (

@@ -243,7 +243,8 @@ TEST(conv2d_depthwise_random) {
 
 /* conv2d_winograd_nchwc: 3x3 stride-1 shapes with odd sizes (partial output tiles),
  * pads 0-2, channel tails, batches, fused BN and every epilogue, under default knobs and
- * the tuner's others; INFERBOOSTER_WINOGRAD=always lets it take small shapes. */
+ * the tuner's others, at both output tiles (2x2 and 4x4); INFERBOOSTER_WINOGRAD=always
+ * lets it take small shapes. */
 static conv_desc random_winograd(void) {
     conv_desc d = random_conv(false);
     d.kh = d.kw = 3;
@@ -275,17 +276,32 @@ TEST(conv2d_winograd_random) {
             conv_desc d = random_winograd();
             add_conv(b, &ib__template_conv2d_winograd_nchwc, &d, &added);
         }
-        /* schedules other than the defaults (tails of the tile and channel groups) */
-        const char *kn[3] = {"tile_block", "oc_block", "tile_blocks"};
-        const int64_t kv[3][3] = {{3, 2, 2}, {5, 1, 1}, {1, 3, 4}};
-        for (int i = 0; i < 3; i++) {
+        /* F(4x4, 3x3) on the ResNet-like shapes and random ones (edge tiles of 1-3 rows
+         * and columns), then schedules other than the defaults (tails of the tile and
+         * channel groups) at both tile sizes */
+        const char *kn[4] = {"tile_size", "tile_block", "oc_block", "tile_blocks"};
+        const int64_t f4[4] = {4, 7, 2, 1};
+        add_conv_knobs(b, &ib__template_conv2d_winograd_nchwc, &r1, &added, 4, kn, f4);
+        add_conv_knobs(b, &ib__template_conv2d_winograd_nchwc, &r2, &added, 4, kn, f4);
+        const int64_t f4_small[4] = {4, 3, 1, 1}; /* any channel count, any tile count */
+        for (int i = 0; i < 6; i++) {
+            conv_desc d = random_winograd();
+            add_conv_knobs(b, &ib__template_conv2d_winograd_nchwc, &d, &added, 4, kn, f4_small);
+        }
+        /* ResNet-50 stage 2 at a quarter of the channels: 49 whole 4x4 tiles, which the
+         * default knobs give F(4x4) */
+        conv_desc s2 = {1, 32, 28, 28, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, true, 2};
+        add_conv(b, &ib__template_conv2d_winograd_nchwc, &s2, &added);
+        const int64_t kv[6][4] = {{2, 3, 2, 2}, {2, 5, 1, 1}, {2, 1, 3, 4},
+                                  {4, 3, 2, 2}, {4, 5, 1, 1}, {4, 1, 3, 4}};
+        for (int i = 0; i < 6; i++) {
             conv_desc d = random_winograd();
             d.m = rnd(33, 56);
             d.h = rnd(5, 13);
             d.w = rnd(5, 13);
-            add_conv_knobs(b, &ib__template_conv2d_winograd_nchwc, &d, &added, 3, kn, kv[i]);
+            add_conv_knobs(b, &ib__template_conv2d_winograd_nchwc, &d, &added, 4, kn, kv[i]);
         }
-        CHECK_EQ_INT(added, 19);
+        CHECK_EQ_INT(added, 31);
         CHECK_EQ_INT(ib_kh_run(b, 1e-4), 0);
         ib_kh_batch_destroy(b);
     }

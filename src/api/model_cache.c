@@ -367,9 +367,11 @@ ib_status ib__model_cache_key(ib__model_cache *mc, int64_t batch, char key[IB_CA
     char options[96];
     /* Everything ib__compile_options can change (only the batch varies today), and the
      * environment switches that change the code. */
-    int wino = ib__winograd_mode();
-    snprintf(options, sizeof options, "batch=%lld precision=fp32%s", (long long)batch,
-             wino == 1 ? "" : wino == 0 ? " winograd=0" : " winograd=always");
+    int wino = ib__winograd_mode(), tile = ib__winograd_tile_override();
+    char tile_opt[24] = "";
+    if (tile) snprintf(tile_opt, sizeof tile_opt, " winograd_tile=%d", tile);
+    snprintf(options, sizeof options, "batch=%lld precision=fp32%s%s", (long long)batch,
+             wino == 1 ? "" : wino == 0 ? " winograd=0" : " winograd=always", tile_opt);
     ib__cache_key_input in = {.model_digest = base, .options = options};
     return ib__cache_key(&in, key);
 }

@@ -192,6 +192,10 @@ IB_KERNEL_TEMPLATE_LIST(IB__TEMPLATE_DECL)
  * (unset) those it expects to win, 2 (=always) every one it can do. It changes the
  * compiled code, so the compiled-model cache keys on it. */
 int ib__winograd_mode(void);
+/* INFERBOOSTER_WINOGRAD_TILE: 2 or 4 forces that output tile on every Winograd kernel
+ * (comparisons, tests); 0 (unset, anything else) lets the template choose. The cache
+ * keys on it too. */
+int ib__winograd_tile_override(void);
 
 /* The CUDA templates (src/codegen/cuda/), used instead of the list above on CUDA targets. */
 #define IB_CUDA_TEMPLATE_LIST(X) \

@@ -48,8 +48,9 @@ void ib__tune_space_init(const ib__tune_task *task, ib__tune_space *sp) {
         add_val(sp, i, v);
         if (is(n, "parallel") || is(n, "kw_inner") || is(n, "pack_a") || is(n, "par_n_inner")) {
             add_range(sp, i, 0, 1);
-        } else if (gemm && is(n, "nr")) {
-            /* packed B panels are nr vectors wide: fixed at what the plan packed */
+        } else if ((gemm && is(n, "nr")) || is(n, "tile_size")) {
+            /* packed B panels are nr vectors wide, Winograd's weights are transformed for
+             * its tile size: fixed at what the plan packed */
         } else if (is(n, "ow_block")) {
             add_range(sp, i, 1, 32);
         } else if (is(n, "oc_block") || is(n, "mr")) {

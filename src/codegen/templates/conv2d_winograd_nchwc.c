@@ -6,8 +6,9 @@
  *   Y = A^T [ sum over input channels (G g G^T) . (B^T d B) ] A
  * so the (m+2)^2 element-wise products of the transformed tiles become (m+2)^2
  * independent GEMMs (tiles x input channels times input channels x output channels):
- * F(2x2, 3x3) does 16 multiplies per 4 outputs where a direct convolution does 36.
- * The weights are transformed (U = G g G^T) at compile time.
+ * F(2x2, 3x3) does 16 multiplies per 4 outputs where a direct convolution does 36, and
+ * F(4x4, 3x3) 36 per 16 (the knob tile_size picks m). The weights are transformed
+ * (U = G g G^T) at compile time.
  *
  * The kernel runs in two parallel loops:
  *   1. input transform: V[xi][tile][ic] = (B^T d B)[xi] of every tile, channels in
@@ -18,11 +19,10 @@
  *      oc_block vectors over all input channels (one broadcast of V and oc_block vector
  *      loads of U per step, as in conv2d_nchwc), into a stack tile; then the output
  *      transform, bias and epilogue of the item's tiles, stored as NCHWc.
- * Only m = 2 is emitted: F(4x4, 3x3) cuts the multiplies by another 1.8x but its
- * transforms (points +-2, 1/4, 1/6, 1/24) lose about 20x more precision (1e-5 of the
- * output's scale per layer against 6e-7), too close to the 1e-4 the compiler promises
- * over a deep network. The transforms are emitted from the matrices below, so adding
- * it is a table. */
+ * Precision: F(4x4)'s usual points 0, +-1, +-2 lose 12x more than F(2x2) (max error
+ * 4.1e-6 of the output's scale on 256 channels, against 3.3e-7); the points 0, +-1,
+ * 1/2, -2 lose 5x (1.8e-6). ResNet-50 with F(4x4) on every 3x3 conv still ends within
+ * 3.3e-7 of PyTorch's logits, as with F(2x2) alone. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +32,41 @@
 #include "codegen/templates/conv2d_nchwc.h"
 #include "ops/ops.h"
 
-enum { WM = 2, WA = WM + 2, WA2 = WA * WA }; /* output tile, input tile, positions */
+/* One output tile size m: F(m x m, 3 x 3), Y = AT [(G g G^T) . (BT d BT^T)] AT^T, on an
+ * a x a input tile (a = m + 2, a^2 positions). */
+typedef struct wino_tile {
+    int m, a;
+    const double *bt, *g, *at; /* row-major: a x a, a x 3, m x a */
+} wino_tile;
+enum { MAX_A = 6 };
 
 /* F(2x2, 3x3) on the points 0, 1, -1 (and infinity). */
-static const double k_bt[WA][WA] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
-static const double k_g[WA][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-static const double k_at[WM][WA] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+static const double k_bt2[] = {1, 0, -1, 0, 0, 1, 1, 0, 0, -1, 1, 0, 0, 1, 0, -1};
+static const double k_g2[] = {1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1};
+static const double k_at2[] = {1, 1, 1, 0, 0, 1, -1, -1};
+/* F(4x4, 3x3) on the points 0, 1, -1, 1/2, -2 (and infinity), Cook-Toom: the transforms
+ * hold only values exact in binary but G's fifteenths, applied in double at compile time. */
+static const double k_bt4[] = {
+    1, -1.5, -2,   1.5,  1,   0, /* */
+    0, -1,   0.5,  2.5,  1,   0, /* */
+    0, 1,    -2.5, 0.5,  1,   0, /* */
+    0, -2,   -1,   2,    1,   0, /* */
+    0, 0.5,  -1,   -0.5, 1,   0, /* */
+    0, 1,    -1.5, -2,   1.5, 1};
+static const double k_g4[] = {
+    1,             0,            0,           /* */
+    1.0 / 3,       1.0 / 3,      1.0 / 3,     /* */
+    -1.0 / 3,      1.0 / 3,      -1.0 / 3,    /* */
+    -16.0 / 15,    -8.0 / 15,    -4.0 / 15,   /* */
+    1.0 / 15,      -2.0 / 15,    4.0 / 15,    /* */
+    0,             0,            1};
+static const double k_at4[] = {
+    1, 1, 1,  1,     1,  0, /* */
+    0, 1, -1, 0.5,   -2, 0, /* */
+    0, 1, 1,  0.25,  4,  0, /* */
+    0, 1, -1, 0.125, -8, 1};
+static const wino_tile k_f2 = {2, 4, k_bt2, k_g2, k_at2};
+static const wino_tile k_f4 = {4, 6, k_bt4, k_g4, k_at4};
 
 /* INFERBOOSTER_WINOGRAD=0 keeps every convolution direct (for comparisons, and as a way
  * out should a model need the direct kernels' rounding); =always takes every
@@ -51,33 +80,69 @@ int ib__winograd_mode(void) {
     return strcasecmp(e, "always") == 0 ? 2 : 1;
 }
 
+int ib__winograd_tile_override(void) {
+    const char *e = getenv("INFERBOOSTER_WINOGRAD_TILE");
+    if (!e) return 0;
+    return strcmp(e, "2") == 0 ? 2 : strcmp(e, "4") == 0 ? 4 : 0;
+}
+
 static const ib__pbuf *buf_of(const ib__plan *plan, int32_t id) {
     return (id >= 0 && id < plan->n_bufs) ? &plan->bufs[id] : NULL;
 }
 
 typedef struct wgeom {
     ib__conv_geom g;
-    int64_t TH, TW, T;  /* tiles per column and row, in all (batch included) */
+    const wino_tile *wt;
+    int64_t M, A, A2;      /* output tile, input tile, positions */
+    int64_t TH, TW, T;     /* tiles per column and row, in all (batch included) */
     int64_t ICB, OCB, ICP; /* channel blocks; ICP: padded input channels */
 } wgeom;
 
-/* The tile counts and padded channels of the geometry in w->g. */
-static void wgeom_tiles(wgeom *w) {
+/* The tile counts and padded channels of the geometry in w->g, for tiles of m x m. */
+static void wgeom_tiles(wgeom *w, int64_t m) {
     const ib__conv_geom *g = &w->g;
-    w->TH = (g->OH + WM - 1) / WM;
-    w->TW = (g->OW + WM - 1) / WM;
+    w->wt = m == 4 ? &k_f4 : &k_f2;
+    w->M = w->wt->m;
+    w->A = w->wt->a;
+    w->A2 = w->A * w->A;
+    w->TH = (g->OH + w->M - 1) / w->M;
+    w->TW = (g->OW + w->M - 1) / w->M;
     w->T = g->N * w->TH * w->TW;
     w->ICB = (g->IC + g->B - 1) / g->B;
     w->OCB = (g->OC + g->B - 1) / g->B;
     w->ICP = w->ICB * g->B;
 }
 
-static bool wgeom_get(const ib__plan *plan, const ib__pkernel *k, wgeom *w) {
+/* The output tile that should serve the geometry in w->g (w's tiles are then set for it).
+ * F(4x4) does 2.25 multiplies per output against F(2x2)'s 4 and its workspace is 2.25x
+ * the input against 4x, but its transformed weights are 4x the direct ones against 1.8x
+ * (streamed from DRAM inside a model), and an output side that is not a multiple of 4
+ * wastes part of the edge tiles. So it serves the convolutions with many tiles per
+ * weight. ResNet-50's 3x3 convs alone (bench, best of 300): stage 1 (56x56, 64 ch)
+ * 0.375 -> 0.23 ms, stage 2 (28x28, 128) 0.357 -> 0.305; stage 3 (14x14, 256: 16 tiles,
+ * a quarter of them waste, U 9.4 MB) 0.35 either way; stage 4 (7x7, 512) 0.42 -> 0.49. */
+static int64_t pick_tile(wgeom *w) {
+    int o = ib__winograd_tile_override();
+    if (o) return o;
+    const ib__conv_geom *g = &w->g;
+    wgeom_tiles(w, 4);
+    int64_t t4 = w->T;
+    double waste = 1.0 - (double)(g->OH * g->OW) / (double)(w->TH * w->TW * 16);
+    int64_t u4 = 36 * w->OCB * w->ICP * (int64_t)g->B * (int64_t)sizeof(float);
+    return t4 >= 49 && waste <= 0.15 && u4 <= (4 << 20) ? 4 : 2;
+}
+
+/* The geometry of kernel k for the tile size of its knobs (none: the one pick_tile
+ * chooses). */
+static bool wgeom_get(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs, wgeom *w) {
     if (ib__conv_geom_get(plan, k, &w->g) != IB_OK) {
         ib__error_clear();
         return false;
     }
-    wgeom_tiles(w);
+    int64_t m = knobs ? ib__knobs_get(knobs, "tile_size", 0) : 0;
+    if (m == 0) m = pick_tile(w);
+    if (m != 2 && m != 4) return false;
+    wgeom_tiles(w, m);
     return true;
 }
 
@@ -90,7 +155,7 @@ static bool wgeom_get(const ib__plan *plan, const ib__pkernel *k, wgeom *w) {
 static bool worth_it(const wgeom *w) {
     /* The workspace holds 4x the input: not beyond 64 MiB (ResNet-50's stage 1 at batch
      * 64 would take 205 MB more arena). */
-    int64_t v_bytes = (int64_t)WA2 * w->T * w->ICP * (int64_t)sizeof(float);
+    int64_t v_bytes = w->A2 * w->T * w->ICP * (int64_t)sizeof(float);
     return w->ICB * w->g.B >= 32 && w->OCB * w->g.B >= 32 && w->T >= 16 && v_bytes <= (64 << 20);
 }
 
@@ -102,7 +167,7 @@ static bool supports(const ib__plan *plan, const ib__pkernel *k) {
     if (g->group != 1 || g->KH != 3 || g->KW != 3 || g->SH != 1 || g->SW != 1 || g->DH != 1 ||
         g->DW != 1 || g->Bi != g->B || g->PT > 2 || g->PL > 2)
         return false;
-    wgeom_tiles(&w);
+    wgeom_tiles(&w, pick_tile(&w));
     return mode == 2 || worth_it(&w);
 }
 
@@ -110,7 +175,7 @@ static bool supports(const ib__plan *plan, const ib__pkernel *k) {
 
 /* Bytes of the stack tile of one item: every position's GEMM result for its tiles. */
 static int64_t item_tile_bytes(const wgeom *w, int64_t st, int64_t no) {
-    return (int64_t)WA2 * st * no * w->g.B * (int64_t)sizeof(float);
+    return w->A2 * st * no * w->g.B * (int64_t)sizeof(float);
 }
 
 /* The stack tile: a loop may run on the caller's thread, whose stack may be small (musl's
@@ -119,7 +184,7 @@ enum { MAX_ITEM_BYTES = 96 * 1024 };
 
 static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs *knobs) {
     wgeom w;
-    if (!wgeom_get(plan, k, &w)) return;
+    if (!wgeom_get(plan, k, NULL, &w)) return;
     const ib__target *t = &plan->target;
     int32_t regs = t->vector_regs > 0 ? t->vector_regs : 16;
     /* the register tile: the same cost as conv2d_nchwc's (FMAs over two pipes, loads
@@ -157,6 +222,7 @@ static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs 
             break;
         nb = b;
     }
+    ib__knobs_set(knobs, "tile_size", w.M);
     ib__knobs_set(knobs, "tile_block", bnt);
     ib__knobs_set(knobs, "oc_block", bno);
     ib__knobs_set(knobs, "tile_blocks", nb);
@@ -164,7 +230,7 @@ static void default_knobs(const ib__plan *plan, const ib__pkernel *k, ib__knobs 
 
 static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__knobs *knobs) {
     wgeom w;
-    if (!wgeom_get(plan, k, &w)) return false;
+    if (!wgeom_get(plan, k, knobs, &w)) return false;
     int64_t nt = ib__knobs_get(knobs, "tile_block", 0), no = ib__knobs_get(knobs, "oc_block", 0);
     int64_t nb = ib__knobs_get(knobs, "tile_blocks", 0);
     if (nt < 1 || nt > 32 || no < 1 || no > 8 || no > w.OCB || nt * no > 40) return false;
@@ -179,13 +245,14 @@ static bool knobs_valid(const ib__plan *plan, const ib__pkernel *k, const ib__kn
  * TEMP buffer for V, the transformed input, is appended as input 3. */
 static ib_status pack_weights(ib__plan *plan, ib__pkernel *k) {
     wgeom w;
-    if (!wgeom_get(plan, k, &w)) return ib__error(IB_ERR_INTERNAL, "winograd: no geometry");
+    if (!wgeom_get(plan, k, &k->knobs, &w))
+        return ib__error(IB_ERR_INTERNAL, "winograd: no geometry");
     const ib__conv_geom *g = &w.g;
     const ib__pbuf *wb = buf_of(plan, k->in[1]);
     if (!wb || wb->layout == IB_LAYOUT_PACKED)
         return ib__error(IB_ERR_INTERNAL, "%s: weights packed twice", ib__node_label(k->nodes[0]));
     const int32_t B = g->B;
-    int64_t total = (int64_t)WA2 * w.OCB * w.ICP * B;
+    int64_t total = w.A2 * w.OCB * w.ICP * B;
     float *pu = ib__calloc((size_t)total, sizeof(float));
     float *scale = ib__malloc((size_t)g->OC * sizeof(float));
     float *shift = ib__malloc((size_t)g->OC * sizeof(float));
@@ -199,14 +266,15 @@ static ib_status pack_weights(ib__plan *plan, ib__pkernel *k) {
     for (int64_t o = 0; o < g->OC; o++)
         for (int64_t i = 0; i < g->IC; i++) {
             const float *f = src + (o * g->IC + i) * 9;
-            double gg[WA][3]; /* G g */
-            for (int r = 0; r < WA; r++)
+            const double *G = w.wt->g;
+            double gg[MAX_A][3]; /* G g */
+            for (int r = 0; r < w.A; r++)
                 for (int c = 0; c < 3; c++)
-                    gg[r][c] = k_g[r][0] * f[c] + k_g[r][1] * f[3 + c] + k_g[r][2] * f[6 + c];
-            for (int r = 0; r < WA; r++)
-                for (int c = 0; c < WA; c++) {
-                    double u = gg[r][0] * k_g[c][0] + gg[r][1] * k_g[c][1] + gg[r][2] * k_g[c][2];
-                    int64_t xi = r * WA + c;
+                    gg[r][c] = G[r * 3] * f[c] + G[r * 3 + 1] * f[3 + c] + G[r * 3 + 2] * f[6 + c];
+            for (int r = 0; r < w.A; r++)
+                for (int c = 0; c < w.A; c++) {
+                    double u = gg[r][0] * G[c * 3] + gg[r][1] * G[c * 3 + 1] + gg[r][2] * G[c * 3 + 2];
+                    int64_t xi = r * w.A + c;
                     pu[((xi * w.OCB + o / B) * w.ICP + i) * B + o % B] = (float)(u * scale[o]);
                 }
         }
@@ -218,7 +286,7 @@ static ib_status pack_weights(ib__plan *plan, ib__pkernel *k) {
     d.kind = IB_BUF_TEMP;
     d.dtype = IB_DTYPE_FLOAT32;
     d.rank = 1;
-    d.dims[0] = (int64_t)WA2 * w.T * w.ICP;
+    d.dims[0] = w.A2 * w.T * w.ICP;
     d.layout = IB_LAYOUT_PLAIN;
     d.first_use = d.last_use = -1;
     d.alias_of = -1;
@@ -266,8 +334,8 @@ static void emit_coef_sum(ib__sb *sb, int32_t B, const char *dst, const double *
  * <out>i_j, L: li x rows, R: rj x cols. */
 static void emit_transform(ib__sb *sb, int32_t B, const char *in, const char *out, int32_t rows,
                            int32_t cols, const double *L, int32_t li, const double *R, int32_t rj) {
-    char names[WA][WA][24], dst[32];
-    const char *terms[WA];
+    char names[MAX_A][MAX_A][24], dst[32];
+    const char *terms[MAX_A];
     /* T = L . S: t<i>_<c> */
     for (int32_t i = 0; i < li; i++)
         for (int32_t c = 0; c < cols; c++) {
@@ -311,8 +379,9 @@ static void emit_input_transform(emit_ctx *c) {
                     fn, checked ? "_edge" : "");
         sb->indent += 4;
         if (!checked) ib__sb_line(sb, "(void)ih0; (void)iw0;");
-        for (int r = 0; r < WA; r++)
-            for (int q = 0; q < WA; q++) {
+        const int A = (int)c->w.A;
+        for (int r = 0; r < A; r++)
+            for (int q = 0; q < A; q++) {
                 if (checked)
                     ib__sb_line(sb, "const ibv%df d%d_%d = ((uint64_t)(ih0 + %d) < %lldu && (uint64_t)(iw0 + %d) < %lldu) "
                                     "? ib_load%d(xb + ((ih0 + %d) * %lld + iw0 + %d) * %d) : ib_splat%d(0.0f);",
@@ -322,11 +391,11 @@ static void emit_input_transform(emit_ctx *c) {
                     ib__sb_line(sb, "const ibv%df d%d_%d = ib_load%d(xb + ((ih0 + %d) * %lld + iw0 + %d) * %d);",
                                 B, r, q, B, r, (long long)g->IW, q, B);
             }
-        emit_transform(sb, B, "d", "v", WA, WA, &k_bt[0][0], WA, &k_bt[0][0], WA);
-        for (int r = 0; r < WA; r++)
-            for (int q = 0; q < WA; q++)
+        emit_transform(sb, B, "d", "v", A, A, c->w.wt->bt, A, c->w.wt->bt, A);
+        for (int r = 0; r < A; r++)
+            for (int q = 0; q < A; q++)
                 ib__sb_line(sb, "ib_store%d(v + %lld, v%d_%d);", B,
-                            (long long)((int64_t)(r * WA + q) * c->w.T * c->w.ICP), r, q);
+                            (long long)((int64_t)(r * A + q) * c->w.T * c->w.ICP), r, q);
         sb->indent -= 4;
         ib__sb_line(sb, "}");
     }
@@ -342,15 +411,16 @@ static void emit_input_transform(emit_ctx *c) {
     ib__sb_line(sb, "const int64_t th = r %% %lld, n = r / %lld;", (long long)c->w.TH, (long long)c->w.TH);
     ib__sb_line(sb, "const float *xb = x + (n * %lld + icb) * %lld;", (long long)c->w.ICB,
                 (long long)(g->IH * g->IW * B));
-    ib__sb_line(sb, "const int64_t ih0 = th * %d - %lld;", WM, (long long)g->PT);
-    ib__sb_line(sb, "const int rows_in = ih0 >= 0 && ih0 + %d <= %lld;", WA, (long long)g->IH);
+    ib__sb_line(sb, "const int64_t ih0 = th * %lld - %lld;", (long long)c->w.M, (long long)g->PT);
+    ib__sb_line(sb, "const int rows_in = ih0 >= 0 && ih0 + %lld <= %lld;", (long long)c->w.A,
+                (long long)g->IH);
     ib__sb_line(sb, "for (int64_t tw = 0; tw < %lld; tw++) {", (long long)c->w.TW);
     sb->indent += 4;
-    ib__sb_line(sb, "const int64_t iw0 = tw * %d - %lld;", WM, (long long)g->PL);
+    ib__sb_line(sb, "const int64_t iw0 = tw * %lld - %lld;", (long long)c->w.M, (long long)g->PL);
     ib__sb_line(sb, "float *v = vbuf + (r * %lld + tw) * %lld + icb * %d;", (long long)c->w.TW,
                 (long long)c->w.ICP, B);
-    ib__sb_line(sb, "if (rows_in && iw0 >= 0 && iw0 + %d <= %lld) %s_tile(xb, v, ih0, iw0);", WA,
-                (long long)g->IW, fn);
+    ib__sb_line(sb, "if (rows_in && iw0 >= 0 && iw0 + %lld <= %lld) %s_tile(xb, v, ih0, iw0);",
+                (long long)c->w.A, (long long)g->IW, fn);
     ib__sb_line(sb, "else %s_tile_edge(xb, v, ih0, iw0);", fn);
     sb->indent -= 4;
     ib__sb_line(sb, "}");
@@ -408,23 +478,24 @@ static ib_status emit_output_transform(emit_ctx *c) {
                 c->fn);
     sb->indent += 4;
     ib__sb_line(sb, "(void)args;");
-    for (int r = 0; r < WA; r++)
-        for (int q = 0; q < WA; q++)
+    const int A = (int)c->w.A, M = (int)c->w.M;
+    for (int r = 0; r < A; r++)
+        for (int q = 0; q < A; q++)
             ib__sb_line(sb, "const ibv%df m%d_%d = ib_load%d(m + %lld);", B, r, q, B,
-                        (long long)((int64_t)(r * WA + q) * c->st * c->no * B));
-    emit_transform(sb, B, "m", "y", WA, WA, &k_at[0][0], WM, &k_at[0][0], WM);
+                        (long long)((int64_t)(r * A + q) * c->st * c->no * B));
+    emit_transform(sb, B, "m", "y", A, A, c->w.wt->at, M, c->w.wt->at, M);
     ib__sb_line(sb, "const ibv%df b = ib_load%d(bias + ocb * %d);", B, B, B);
     ib__sb_line(sb, "const int64_t tw = t %% %lld, r = t / %lld;", (long long)c->w.TW, (long long)c->w.TW);
     ib__sb_line(sb, "const int64_t th = r %% %lld, n = r / %lld;", (long long)c->w.TH, (long long)c->w.TH);
     ib__sb_line(sb, "const int64_t ybase = (n * %lld + ocb) * %lld;", (long long)c->w.OCB,
                 (long long)(g->OH * g->OW * B));
     const int32_t first_arg = c->k->n_in + c->k->n_out;
-    for (int i = 0; i < WM; i++)
-        for (int j = 0; j < WM; j++) {
-            bool edge = (g->OH % WM != 0 && i >= g->OH % WM) || (g->OW % WM != 0 && j >= g->OW % WM);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < M; j++) {
+            bool edge = (g->OH % M != 0 && i >= g->OH % M) || (g->OW % M != 0 && j >= g->OW % M);
             ib__sb_line(sb, "{");
             sb->indent += 4;
-            ib__sb_line(sb, "const int64_t oh = th * %d + %d, ow = tw * %d + %d;", WM, i, WM, j);
+            ib__sb_line(sb, "const int64_t oh = th * %d + %d, ow = tw * %d + %d;", M, i, M, j);
             if (edge) ib__sb_line(sb, "if (oh < %lld && ow < %lld) {", (long long)g->OH, (long long)g->OW);
             else ib__sb_line(sb, "{");
             sb->indent += 4;
@@ -449,7 +520,7 @@ static ib_status emit_output_transform(emit_ctx *c) {
 static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     emit_ctx c;
     memset(&c, 0, sizeof c);
-    if (!wgeom_get(plan, k, &c.w))
+    if (!wgeom_get(plan, k, &k->knobs, &c.w))
         return ib__error(IB_ERR_INTERNAL, "%s: no geometry", ib__node_label(k->nodes[0]));
     if (k->n_in != 4 || buf_of(plan, k->in[1])->layout != IB_LAYOUT_PACKED)
         return ib__error(IB_ERR_INTERNAL, "%s: weights not packed", ib__node_label(k->nodes[0]));
@@ -472,7 +543,7 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
     const int64_t last_tiles = w->T - (NI - 1) * c.st, tile_tail = last_tiles % c.nt;
     ib__sb_line(sb, "/* %s: Winograd F(%dx%d,3x3) conv %lldx%lldx%lldx%lld -> %lld channels, pads %lld,%lld; "
                     "NCHW%dc; %lld tiles; tile_block %lld oc_block %lld, %lld tiles per item */",
-                fn, WM, WM, (long long)g->N, (long long)g->IC, (long long)g->IH, (long long)g->IW,
+                fn, (int)w->M, (int)w->M, (long long)g->N, (long long)g->IC, (long long)g->IH, (long long)g->IW,
                 (long long)g->OC, (long long)g->PT, (long long)g->PL, B, (long long)w->T,
                 (long long)c.nt, (long long)c.no, (long long)c.st);
     emit_input_transform(&c);
@@ -491,14 +562,14 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
                     "*vbuf = (const float *)args[3];");
     ib__sb_line(sb, "float *y = (float *)args[4];");
     ib__sb_line(sb, "float mt[%lld] __attribute__((aligned(64)));",
-                (long long)((int64_t)WA2 * c.st * c.no * B));
+                (long long)(w->A2 * c.st * c.no * B));
     ib__sb_line(sb, "for (int64_t it = begin; it < end; it++) {");
     sb->indent += 4;
     /* A thread runs consecutive items: make them share whichever operand is larger, so
      * that it is read from L3 once and then from L2 - the channel group's transformed
      * weights (ResNet-50 stage 3: U 4.2 MB, V 0.8 MB), or the tiles' transformed input
      * (stage 1: V 3.2 MB, U 0.26 MB). */
-    const int64_t u_bytes = (int64_t)WA2 * w->OCB * w->ICP * B, v_bytes = (int64_t)WA2 * w->T * w->ICP;
+    const int64_t u_bytes = w->A2 * w->OCB * w->ICP * B, v_bytes = w->A2 * w->T * w->ICP;
     if (v_bytes > u_bytes)
         ib__sb_line(sb, "const int64_t gi = it %% %lld, ti = it / %lld;", (long long)OCG, (long long)OCG);
     else
@@ -507,7 +578,7 @@ static ib_status emit(const ib__plan *plan, const ib__pkernel *k, ib__sb *sb) {
                 (long long)c.st, (long long)c.st, (long long)w->T, (long long)c.st, (long long)w->T);
     ib__sb_line(sb, "const int64_t nv = gi == %lld ? %lld : %lld;", (long long)(OCG - 1),
                 (long long)(oc_tail ? oc_tail : c.no), (long long)c.no);
-    ib__sb_line(sb, "for (int64_t xi = 0; xi < %d; xi++) {", WA2);
+    ib__sb_line(sb, "for (int64_t xi = 0; xi < %lld; xi++) {", (long long)w->A2);
     sb->indent += 4;
     ib__sb_line(sb, "const float *ux = u + (xi * %lld + gi * %lld) * %lld;", (long long)w->OCB,
                 (long long)c.no, (long long)(w->ICP * B));
