@@ -278,7 +278,7 @@ int ib__cmd_tune(int argc, char **argv) {
             /* on the host only: an agent's target cannot run the model here */
             if (model_check && !agent && target.is_host) {
                 fflush(stdout);
-                s = ib__tune_model_check(model, ts, db, tkey, batch, (int32_t)threads, 6, stdout);
+                s = ib__tune_model_check(model, ts, db, tkey, batch, (int32_t)threads, 10, stdout);
                 if (s) rc = ib__cli_fail(s, "tune: in-model check");
             }
             printf("database: %s (%d records)\n", db_path, ib__tune_db_size(db));

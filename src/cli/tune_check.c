@@ -44,12 +44,15 @@ static ib_status session_with(const ib_model *model, const char *db, int32_t thr
 }
 
 /* Writes the records cand[t] with use[t] (use NULL: every one with a key) to a new
- * temporary database file; *path (cap bytes) names it. */
+ * temporary database file; *path (cap bytes) names it (empty after a failure). */
 static ib_status write_db(const ib__tune_record *cand, const bool *use, int32_t n, char *path,
                           size_t cap) {
     snprintf(path, cap, "%s/ib_tune_check.XXXXXX", ib__tmp_dir());
     int fd = mkstemp(path);
-    if (fd < 0) return ib__error(IB_ERR_IO, "tune: cannot create a file in %s", ib__tmp_dir());
+    if (fd < 0) {
+        path[0] = '\0';
+        return ib__error(IB_ERR_IO, "tune: cannot create a file in %s", ib__tmp_dir());
+    }
     ib_status st = IB_OK;
     ib__sb sb;
     ib__sb_init(&sb);
@@ -59,7 +62,10 @@ static ib_status write_db(const ib__tune_record *cand, const bool *use, int32_t 
         st = ib__error(IB_ERR_IO, "tune: cannot write %s", path);
     close(fd);
     ib__sb_free(&sb);
-    if (st) unlink(path);
+    if (st) {
+        unlink(path);
+        path[0] = '\0';
+    }
     return st;
 }
 
@@ -106,6 +112,10 @@ ib_status ib__tune_model_check(const ib_model *model, const ib__tune_taskset *ts
                      ib__calloc((size_t)ts->n + 1, sizeof(double))};
     ib_session *sess[2] = {NULL, NULL}; /* tuned, defaults */
     ib_session *kept_sess = NULL;
+    /* The databases of the tuned sessions, removed only after them: a model with a
+     * symbolic batch compiles each batch size when it first runs, which reads the file
+     * then (removed at creation, the "tuned" model ran on the defaults). */
+    char path[4096] = "", kept_path[4096] = "";
     ib__cli_io io;
     memset(&io, 0, sizeof io);
     ib__rt_profile prof[2];
@@ -125,12 +135,8 @@ ib_status ib__tune_model_check(const ib_model *model, const ib__tune_taskset *ts
     }
     if (n_cand == 0) goto out;
     /* a database of just those records, for the tuned compile */
-    char path[4096];
     st = write_db(cand, NULL, ts->n, path, sizeof path);
-    if (st == IB_OK) {
-        st = session_with(model, path, threads, &sess[0]);
-        unlink(path);
-    }
+    if (st == IB_OK) st = session_with(model, path, threads, &sess[0]);
     if (st == IB_OK) st = session_with(model, "off", threads, &sess[1]);
     if (st == IB_OK) st = ib__cli_random_inputs(sess[0], batch, &io);
     for (int v = 0; v < 2 && st == IB_OK; v++) st = ib__rt_profile_init(&prof[v], IB_RT_PROFILE_MAX_STEPS);
@@ -163,14 +169,19 @@ ib_status ib__tune_model_check(const ib_model *model, const ib__tune_taskset *ts
     /* and only when the model compiled with the kept ones alone beats the defaults end to
      * end by more than 2%: schedules interact (one's parallel split decides where the next
      * finds its input), and on ResNet-50 step-wise gains on 17 workloads added up to a
-     * model 6% slower than the untuned one */
+     * model 6% slower than the untuned one. The model with every candidate, timed above,
+     * is such a set too: when it wins by 2%, all of them stay, step-wise winners or not
+     * (MobileNetV2: every tuned workload 3.42 against 3.79 ms, while its 18 step-wise
+     * winners alone gave 4.06 against 4.07, and the check used to drop all 32). */
     double kept_ms = e2e[0], dflt_ms = e2e[1]; /* every candidate kept: the rounds above */
-    bool whole = st == IB_OK && kept > 0, again = whole && kept < n_cand;
-    if (again) st = write_db(cand, keep, ts->n, path, sizeof path);
-    if (again && st == IB_OK) {
-        st = session_with(model, path, threads, &kept_sess);
-        unlink(path);
+    const bool all_won = st == IB_OK && e2e[0] < e2e[1] * (1.0 - MODEL_MARGIN);
+    if (all_won) {
+        for (int32_t t = 0; t < ts->n; t++) keep[t] = cand[t].key != NULL;
+        kept = n_cand;
     }
+    bool whole = st == IB_OK && kept > 0, again = !all_won && whole && kept < n_cand;
+    if (again) st = write_db(cand, keep, ts->n, kept_path, sizeof kept_path);
+    if (again && st == IB_OK) st = session_with(model, kept_path, threads, &kept_sess);
     if (again && st == IB_OK) {
         ib_session *pair[2] = {kept_sess, sess[1]};
         double e[2];
@@ -178,7 +189,7 @@ ib_status ib__tune_model_check(const ib_model *model, const ib__tune_taskset *ts
         kept_ms = e[0];
         dflt_ms = e[1];
     }
-    bool model_won = whole && st == IB_OK && kept_ms < dflt_ms * (1.0 - MODEL_MARGIN);
+    bool model_won = all_won || (whole && st == IB_OK && kept_ms < dflt_ms * (1.0 - MODEL_MARGIN));
     if (st == IB_OK && log)
         fprintf(log, "\nin-model check (%d x %d runs of each compile, alternating): per "
                      "occurrence, ms\n%-4s %-44s %10s %10s  %s\n",
@@ -212,9 +223,9 @@ ib_status ib__tune_model_check(const ib_model *model, const ib__tune_taskset *ts
     }
     if (st == IB_OK && log) {
         /* %.6g: a tiny model's runs take microseconds, and the test re-checks the rule */
-        fprintf(log, "end to end, median ms per run: every tuned workload %.6g, defaults %.6g\n",
-                e2e[0], e2e[1]);
-        if (whole)
+        fprintf(log, "end to end, median ms per run: every tuned workload %.6g, defaults %.6g%s\n",
+                e2e[0], e2e[1], all_won ? ": kept" : "");
+        if (whole && !all_won)
             fprintf(log, "end to end, median ms per run: the %d faster in their steps %.6g, "
                          "defaults %.6g: %s\n", (int)kept, kept_ms, dflt_ms,
                     model_won ? "kept" : "not 2% faster, defaults everywhere");
@@ -227,6 +238,8 @@ out:
     if (kept_sess) ib_session_destroy(kept_sess);
     if (sess[0]) ib_session_destroy(sess[0]);
     if (sess[1]) ib_session_destroy(sess[1]);
+    if (path[0]) unlink(path);
+    if (kept_path[0]) unlink(kept_path);
     ib__free(cand);
     ib__free(keep);
     ib__free(ms[0]);
