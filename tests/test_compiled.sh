@@ -156,6 +156,41 @@ for c in test_matmul_2d test_conv_with_strides_padding test_gemm_default_scalar_
     check "artifact $c equals the reference (1e-4)" $same
 done
 
+# ---- Winograd's output tile: F(4x4) for many tiles per weight, F(2x2) for few -----------------
+# ResNet-50's stage 2 and stage 3 3x3 convs at a quarter of the channels: 49 whole 4x4 tiles at
+# 28x28; 16 tiles at 14x14, a quarter of them waste.
+"$PY" - "$T" <<'EOF'
+import sys, numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto
+rng = np.random.default_rng(7)
+for name, c, hw in (("wino28", 32, 28), ("wino14", 64, 14)):
+    w = (rng.standard_normal((c, c, 3, 3)) * np.sqrt(2.0 / (c * 9))).astype(np.float32)
+    b = rng.uniform(-0.1, 0.1, c).astype(np.float32)
+    node = helper.make_node("Conv", ["input", "W", "B"], ["output"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    g = helper.make_graph([node], name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, c, hw, hw])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, c, hw, hw])],
+                          initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, f"{sys.argv[1]}/{name}.onnx")
+    np.save(f"{sys.argv[1]}/{name}_in.npy", rng.uniform(-1, 1, (1, c, hw, hw)).astype(np.float32))
+EOF
+for wm in wino28:4 wino14:2; do
+    m=${wm%:*} tile=${wm#*:}
+    expect_rc 0 "compile $m" "$CLI" compile "$T/$m.onnx" -o "$T/$m.ibc" --no-cache
+    "$PY" - "$T/$m.ibc/meta.json" "$tile" <<'EOF'
+import sys, json
+ks = [k for k in json.load(open(sys.argv[1]))["kernels"] if k["template"] == "conv2d_winograd_nchwc"]
+assert len(ks) == 1, ks
+assert ks[0]["knobs"]["tile_size"] == int(sys.argv[2]), ks[0]["knobs"]
+EOF
+    check "$m: Winograd with the ${tile}x$tile output tile" $?
+    expect_rc 0 "run $m" "$CLI" run "$T/$m.ibc" --input "input=$T/${m}_in.npy" --output-dir "$T/o-$m"
+    expect_rc 0 "reference $m" "$CLI" run "$T/$m.onnx" --reference --input "input=$T/${m}_in.npy" --output-dir "$T/r-$m"
+    close "$T/o-$m/output.npy" "$T/r-$m/output.npy" 2>"$T/err"
+    check "$m equals the reference (1e-4)" $?
+done
+
 # ---- bench ------------------------------------------------------------------------------------
 expect_rc 0 "bench an artifact --json" "$CLI" bench "$A" --runs 5 --warmup 1 --threads 1 --json
 "$PY" -c "import json; d=json.load(open('$T/out')); assert {'median_ms','p90_ms','throughput','peak_rss_mb'} <= set(d) and d['batch'] == 2"

@@ -34,15 +34,17 @@ typedef struct task_state {
     int32_t measured;   /* records in the database (all runs) */
     int32_t run_trials; /* measured in this run */
     double best_ms, default_ms;
+    double best_rel;    /* the best record's time over its batch's reference (0: none) */
     double ref_ms;      /* default knobs timed next to this run's batches (least) */
     bool exhausted;     /* no new valid candidate found */
     bool broken;        /* its default kernel cannot be measured */
     int32_t model;      /* index into the run's template models */
     double rho_sum, rho_last; /* held-out rank correlation of the cost model's batches */
     int32_t rho_n;
-    /* best_ms and measured after each of the last GAIN_WINDOW batches (and at the
-     * start), oldest first: the recent drop the scheduler weighs */
+    /* best_ms, best_rel and measured after each of the last GAIN_WINDOW batches (and
+     * at the start), oldest first: the recent drop the scheduler weighs */
     double hist_best[GAIN_WINDOW + 1];
+    double hist_rel[GAIN_WINDOW + 1];
     int32_t hist_trials[GAIN_WINDOW + 1];
     int32_t hist_n;
 } task_state;
@@ -82,15 +84,33 @@ double ib__tune_task_gain(const ib__tune_gain_input *in) {
     return in->count * (GAIN_ALPHA * back + (1 - GAIN_ALPHA) * fwd);
 }
 
+/* The task's best as the scheduler reads it: the best record's ratio to its batch's
+ * reference times this run's least reference, when both are known. The absolute ms of
+ * that record carry the drift of the moment it was timed (the VM's speed swings 60%
+ * within minutes), which would enter the gain as a drop or a rise that is not there. */
+static double sched_ms(const task_state *s) {
+    return s->best_rel > 0 && s->ref_ms > 0 ? s->best_rel * s->ref_ms : s->best_ms;
+}
+
+/* The drop of the task's best over its window, on the same scale as sched_ms. */
+static double recent_drop_ms(const task_state *s) {
+    const int32_t last = s->hist_n - 1;
+    if (s->hist_rel[0] > 0 && s->hist_rel[last] > 0 && s->ref_ms > 0)
+        return (s->hist_rel[0] - s->hist_rel[last]) * s->ref_ms;
+    return s->hist_best[0] - s->hist_best[last];
+}
+
 /* Appends the task's current best to its window of recent bests. */
 static void remember_best(task_state *s) {
     if (s->best_ms <= 0) return;
     if (s->hist_n == GAIN_WINDOW + 1) {
         memmove(s->hist_best, s->hist_best + 1, GAIN_WINDOW * sizeof *s->hist_best);
+        memmove(s->hist_rel, s->hist_rel + 1, GAIN_WINDOW * sizeof *s->hist_rel);
         memmove(s->hist_trials, s->hist_trials + 1, GAIN_WINDOW * sizeof *s->hist_trials);
         s->hist_n--;
     }
     s->hist_best[s->hist_n] = s->best_ms;
+    s->hist_rel[s->hist_n] = s->best_rel;
     s->hist_trials[s->hist_n++] = s->measured;
 }
 
@@ -98,14 +118,14 @@ static void remember_best(task_state *s) {
 static double task_gain(const ib__tune_taskset *ts, const task_state *st, int32_t i) {
     const task_state *s = &st[i];
     const ib__tune_task *t = &ts->tasks[i];
-    ib__tune_gain_input in = {t->count, s->best_ms, s->measured, 0, 0, t->flops, 0};
+    ib__tune_gain_input in = {t->count, sched_ms(s), s->measured, 0, 0, t->flops, 0};
     if (s->hist_n >= 2) {
-        in.recent_drop_ms = s->hist_best[0] - s->hist_best[s->hist_n - 1];
+        in.recent_drop_ms = recent_drop_ms(s);
         in.recent_trials = s->hist_trials[s->hist_n - 1] - s->hist_trials[0];
     }
     for (int32_t k = 0; k < ts->n; k++) {
         if (k == i || ts->tasks[k].tmpl != t->tmpl || st[k].best_ms <= 0) continue;
-        double g = ts->tasks[k].flops / (st[k].best_ms * 1e-3) * 1e-9;
+        double g = ts->tasks[k].flops / (sched_ms(&st[k]) * 1e-3) * 1e-9;
         if (g > in.peer_gflops) in.peer_gflops = g;
     }
     return ib__tune_task_gain(&in);
@@ -119,6 +139,7 @@ static void refresh(const ib__tune_db *db, const char *target, const ib__tune_ta
     s->measured = n_all;
     const ib__tune_record *best = ib__tune_db_best(db, target, t->key);
     s->best_ms = best ? best->ms : 0;
+    s->best_rel = best && best->ref_ms > 0 ? ib__tune_record_relative(best) : 0;
     s->default_ms = 0;
     for (int32_t i = 0; i < ib__tune_db_size(db); i++) {
         const ib__tune_record *r = ib__tune_db_at(db, i);
@@ -548,10 +569,10 @@ static const char *trials_of(int32_t trials, char buf[16]) {
  * (of the budget, else estimated from the pace so far). */
 static void live_line(FILE *tty, int32_t ti, int32_t n_tasks, const ib__tune_task *t,
                       const task_state *s, int32_t n, int32_t trials, double elapsed,
-                      double budget, int32_t done, int32_t todo) {
+                      double budget, int64_t done, int64_t todo) {
     if (!tty) return;
     double gf = s->best_ms > 0 ? t->flops / (s->best_ms * 1e-3) * 1e-9 : 0;
-    double left = budget > 0 ? budget - elapsed : done > 0 ? elapsed / done * todo : 0;
+    double left = budget > 0 ? budget - elapsed : done > 0 ? elapsed / (double)done * (double)todo : 0;
     char of[16];
     fprintf(tty, "\r\033[K[task %d/%d] %-32.32s trials %d+%d%s  best %.1f GFLOP/s  ~%.0fs left",
             ti + 1, n_tasks, t->label, s->measured, n, trials_of(trials, of), gf, left > 0 ? left : 0);
@@ -674,7 +695,7 @@ ib_status ib__tune_run(ib__tune_taskset *ts, ib__tune_db *db, const ib__tune_opt
             predicted = ib__tune_cm_predict(tm->cm, n, feat, pred) == IB_OK;
             ib__error_clear();
         }
-        int32_t done = 0, todo = 0;
+        int64_t done = 0, todo = 0;
         for (int32_t i = 0; i < ts->n; i++) {
             done += st[i].run_trials;
             if (!st[i].exhausted && !st[i].broken && st[i].measured < o->trials)

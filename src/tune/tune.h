@@ -205,8 +205,8 @@ ib_status ib__tune_measure(const ib__plan *plan, int32_t kernel, int32_t n,
 void ib__tune_features(const char *key, const ib__target *t, const ib__knobs *k,
                        float out[IB_TUNE_NFEAT]);
 
-/* Trials per task of a run bounded by its budget only. */
-#define IB_TUNE_TRIALS_UNBOUNDED 100000
+/* Trials per task of a run bounded by its budget only: more than any --trials. */
+#define IB_TUNE_TRIALS_UNBOUNDED INT32_MAX
 
 /* ---- Task scheduling (search.c) ------------------------------------------------------ */
 /* What one more trial of a task is expected to take off the model's latency (ms per
