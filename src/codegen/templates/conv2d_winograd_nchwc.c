@@ -113,7 +113,8 @@ static void wgeom_tiles(wgeom *w, int64_t m) {
     w->ICP = w->ICB * g->B;
 }
 
-/* The output tile that should serve the geometry in w->g (w's tiles are then set for it).
+/* The output tile that should serve the geometry in w->g (w is left tiled for 4x4: the
+ * caller tiles it for the answer).
  * F(4x4) does 2.25 multiplies per output against F(2x2)'s 4 and its workspace is 2.25x
  * the input against 4x, but its transformed weights are 4x the direct ones against 1.8x
  * (streamed from DRAM inside a model), and an output side that is not a multiple of 4
@@ -147,14 +148,15 @@ static bool wgeom_get(const ib__plan *plan, const ib__pkernel *k, const ib__knob
 }
 
 /* Whether Winograd should replace the direct kernel. Its transformed weights are
- * (m+2)^2/9 = 1.8x the direct ones and each is reused once per tile, so with few tiles
- * the kernel streams more bytes than the direct one saves in FMAs; and a few channels
- * leave the transforms, not the GEMMs, as the work. ResNet-50's last stage at batch 1
+ * (m+2)^2/9 = 1.8x (F(2x2)) or 4x (F(4x4)) the direct ones and each is reused once per
+ * tile, so with few tiles the kernel streams more bytes than the direct one saves in
+ * FMAs; and a few channels leave the transforms, not the GEMMs, as the work. ResNet-50's last stage at batch 1
  * (16 tiles of 512x512 channels, weights from DRAM) still gained: layer4.1's 3x3 conv
  * 0.78 -> 0.63 ms in the model (bench --profile). */
 static bool worth_it(const wgeom *w) {
-    /* The workspace holds 4x the input: not beyond 64 MiB (ResNet-50's stage 1 at batch
-     * 64 would take 205 MB more arena). */
+    /* The workspace holds (m+2)^2/m^2 = 4x (F(2x2)) or 2.25x (F(4x4)) the input: not
+     * beyond 64 MiB (ResNet-50's stage 1 at batch 64 would take 205 MB more arena with
+     * F(2x2)). */
     int64_t v_bytes = w->A2 * w->T * w->ICP * (int64_t)sizeof(float);
     return w->ICB * w->g.B >= 32 && w->OCB * w->g.B >= 32 && w->T >= 16 && v_bytes <= (64 << 20);
 }
