@@ -103,8 +103,9 @@ assert seen == 4, seen
 EOF
 check "the artifact's knobs are the database's best of each workload" $?
 
-# A planted record (valid knobs, fastest) wins; a faster invalid one falls back to defaults.
-$PY - "$T/tasks.json" "$T/db.jsonl" "$T/planted.jsonl" "$T/invalid.jsonl" <<'EOF'
+# A planted record (valid knobs, fastest) wins; a faster invalid one falls back to defaults,
+# and so does a faster one without a knob the template has (timed by an older template).
+$PY - "$T/tasks.json" "$T/db.jsonl" "$T/planted.jsonl" "$T/invalid.jsonl" "$T/stale.jsonl" <<'EOF'
 import json, sys
 t = [x for x in json.load(open(sys.argv[1]))["tasks"] if x["template"] == "conv2d_nchwc"][0]
 base = open(sys.argv[2]).read()
@@ -116,13 +117,17 @@ open(sys.argv[3], "w").write(base + json.dumps(rec) + "\n")
 k2 = dict(k); k2["ow_block"] = 999
 rec2 = dict(rec, knobs=k2, ms=1e-7)
 open(sys.argv[4], "w").write(base + json.dumps(rec) + "\n" + json.dumps(rec2) + "\n")
+k3 = dict(k); del k3["kw_inner"]
+rec3 = dict(rec, knobs=k3, ms=1e-7)
+open(sys.argv[5], "w").write(base + json.dumps(rec) + "\n" + json.dumps(rec3) + "\n")
 json.dump({"planted": k, "defaults": t["default_knobs"]}, open(sys.argv[3] + ".want", "w"))
 EOF
 INFERBOOSTER_TUNING_DB=$T/planted.jsonl "$CLI" compile "$T/tiny.onnx" -o "$T/planted.ibc" > "$T/c2.txt" 2>&1 &&
 INFERBOOSTER_TUNING_DB=$T/invalid.jsonl "$CLI" compile "$T/tiny.onnx" -o "$T/invalid.ibc" > "$T/c3.txt" 2>&1 &&
+INFERBOOSTER_TUNING_DB=$T/stale.jsonl "$CLI" compile "$T/tiny.onnx" -o "$T/stale.ibc" > /dev/null 2>&1 &&
 INFERBOOSTER_TUNING_DB=off "$CLI" compile "$T/tiny.onnx" -o "$T/off.ibc" > "$T/c4.txt" 2>&1
-check "compiles with planted, invalid and no tuning records" $?
-$PY - "$T/planted.jsonl.want" "$T/planted.ibc/meta.json" "$T/invalid.ibc/meta.json" "$T/off.ibc/meta.json" <<'EOF'
+check "compiles with planted, invalid, stale and no tuning records" $?
+$PY - "$T/planted.jsonl.want" "$T/planted.ibc/meta.json" "$T/invalid.ibc/meta.json" "$T/off.ibc/meta.json" "$T/stale.ibc/meta.json" <<'EOF'
 import json, sys
 want = json.load(open(sys.argv[1]))
 def convs(p):
@@ -130,8 +135,9 @@ def convs(p):
 assert convs(sys.argv[2]) == [want["planted"]] * 3, convs(sys.argv[2])
 assert convs(sys.argv[3]) == [want["defaults"]] * 3, convs(sys.argv[3])   # invalid best: defaults
 assert convs(sys.argv[4]) == [want["defaults"]] * 3, convs(sys.argv[4])
+assert convs(sys.argv[5]) == [want["defaults"]] * 3, convs(sys.argv[5])   # stale best: defaults
 EOF
-check "planted best applied to all 3 layers; an invalid best gives the defaults" $?
+check "planted best applied to all 3 layers; an invalid or stale best gives the defaults" $?
 grep -q "tuned:    4 kernels" "$T/c2.txt"; check "compile reports the tuned kernels" $?
 "$CLI" run "$T/planted.ibc" > "$T/run_planted.txt" 2>&1 && "$CLI" run "$T/off.ibc" > "$T/run_off.txt" 2>&1
 check "tuned and untuned artifacts run" $?

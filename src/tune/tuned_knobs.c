@@ -48,8 +48,11 @@ static void pick(void *ctx, const ib__plan *plan, const ib__pkernel *k, int32_t 
     note_key(tk, index, key);
     const ib__tune_record *best = tk->db ? ib__tune_db_pick(tk->db, tk->target, key) : NULL;
     if (!best) return;
-    /* The record's knobs over the defaults (a knob a later template version added keeps
-     * its default), and only when the template still accepts them. */
+    /* The record's knobs, only when it names exactly the template's knobs and the template
+     * still accepts them. A record without a knob the template has since gained was timed
+     * with the code of before that knob, which its default need not give: Winograd's
+     * tile_size defaults to F(4x4) on shapes whose older records all ran F(2x2). */
+    if (best->n_knobs != knobs->n) return;
     ib__knobs cand = *knobs;
     for (int32_t i = 0; i < best->n_knobs; i++) {
         int32_t j = 0;

@@ -113,8 +113,7 @@ static void wgeom_tiles(wgeom *w, int64_t m) {
     w->ICP = w->ICB * g->B;
 }
 
-/* The output tile that should serve the geometry in w->g (w is left tiled for 4x4: the
- * caller tiles it for the answer).
+/* The output tile that should serve the geometry in w->g.
  * F(4x4) does 2.25 multiplies per output against F(2x2)'s 4 and its workspace is 2.25x
  * the input against 4x, but its transformed weights are 4x the direct ones against 1.8x
  * (streamed from DRAM inside a model), and an output side that is not a multiple of 4
@@ -122,15 +121,15 @@ static void wgeom_tiles(wgeom *w, int64_t m) {
  * weight. ResNet-50's 3x3 convs alone (bench, best of 300): stage 1 (56x56, 64 ch)
  * 0.375 -> 0.23 ms, stage 2 (28x28, 128) 0.357 -> 0.305; stage 3 (14x14, 256: 16 tiles,
  * a quarter of them waste, U 9.4 MB) 0.35 either way; stage 4 (7x7, 512) 0.42 -> 0.49. */
-static int64_t pick_tile(wgeom *w) {
+static int64_t pick_tile(const wgeom *w) {
     int o = ib__winograd_tile_override();
     if (o) return o;
-    const ib__conv_geom *g = &w->g;
-    wgeom_tiles(w, 4);
-    int64_t t4 = w->T;
-    double waste = 1.0 - (double)(g->OH * g->OW) / (double)(w->TH * w->TW * 16);
-    int64_t u4 = 36 * w->OCB * w->ICP * (int64_t)g->B * (int64_t)sizeof(float);
-    return t4 >= 49 && waste <= 0.15 && u4 <= (4 << 20) ? 4 : 2;
+    wgeom w4 = *w;
+    wgeom_tiles(&w4, 4);
+    const ib__conv_geom *g = &w4.g;
+    double waste = 1.0 - (double)(g->OH * g->OW) / (double)(w4.TH * w4.TW * w4.M * w4.M);
+    int64_t u4_bytes = w4.A2 * w4.OCB * w4.ICP * (int64_t)g->B * (int64_t)sizeof(float);
+    return w4.T >= 49 && waste <= 0.15 && u4_bytes <= (4 << 20) ? 4 : 2;
 }
 
 /* The geometry of kernel k for the tile size of its knobs (none: the one pick_tile
