@@ -191,6 +191,35 @@ EOF
     check "$m equals the reference (1e-4)" $?
 done
 
+# ---- the conv tile's in-block channel unroll: by the target's register file -------------------
+# 16 vector registers (x86-64-v3): GCC spills an accumulator of the rolled loop, so 1x1 convs
+# unroll by the channel block (8) and larger kernels by 4; 32 (x86-64-v4): rolled (1).
+"$PY" - "$T" <<'EOF'
+import sys, numpy as np, onnx
+from onnx import helper, numpy_helper, TensorProto
+rng = np.random.default_rng(8)
+for name, k, s in (("unroll_pw", 1, 1), ("unroll_s2", 3, 2)):
+    w = (rng.standard_normal((64, 64, k, k)) * 0.1).astype(np.float32)
+    node = helper.make_node("Conv", ["input", "W"], ["output"], kernel_shape=[k, k], pads=[k // 2] * 4, strides=[s, s])
+    g = helper.make_graph([node], name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 64, 28, 28])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 64, 28 // s, 28 // s])],
+                          initializer=[numpy_helper.from_array(w, "W")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, f"{sys.argv[1]}/{name}.onnx")
+EOF
+for case in unroll_pw:x86-64-v3:8 unroll_s2:x86-64-v3:4 unroll_pw:x86-64-v4:1 unroll_s2:x86-64-v4:1; do
+    IFS=: read -r m tgt un <<<"$case"
+    expect_rc 0 "compile $m for $tgt" "$CLI" compile "$T/$m.onnx" -o "$T/$m-$tgt.ibc" --target "$tgt" --no-cache
+    "$PY" - "$T/$m-$tgt.ibc/meta.json" "$un" <<'EOF'
+import sys, json
+ks = [k for k in json.load(open(sys.argv[1]))["kernels"] if k["template"].startswith("conv2d_")]
+assert len(ks) == 1, ks
+assert ks[0]["knobs"]["ic_unroll"] == int(sys.argv[2]), ks[0]["knobs"]
+EOF
+    check "$m for $tgt: ic_unroll $un" $?
+done
+
 # ---- bench ------------------------------------------------------------------------------------
 expect_rc 0 "bench an artifact --json" "$CLI" bench "$A" --runs 5 --warmup 1 --threads 1 --json
 "$PY" -c "import json; d=json.load(open('$T/out')); assert {'median_ms','p90_ms','throughput','peak_rss_mb'} <= set(d) and d['batch'] == 2"

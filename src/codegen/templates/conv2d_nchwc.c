@@ -326,8 +326,15 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
     if (icc < 1) icc = 1;
     if (icc > ICB) icc = ICB;
     ib__knobs_set(knobs, "ic_block", icc);
-    /* 1: unrolling the in-block channel loop lets GCC interleave steps and spill */
-    ib__knobs_set(knobs, "ic_unroll", 1);
+    /* ic_unroll. With 32 registers, 1: unrolling the in-block channel loop lets GCC
+     * interleave steps and spill. With 16 (AVX2) the rolled loop is the one that spills:
+     * GCC keeps an accumulator on the stack across iterations, and the loop runs at the
+     * latency of the store-load round trip. Measured on Zen 3, ResNet-50 in the model:
+     * its 1x1 convs 1.2-1.6 ms rolled, 0.65-0.8 unrolled by the block (8); 3x3 stride-2
+     * 1.6-1.75 rolled, 1.35-1.5 unrolled by 4 or 8 (the tuner's best for 256 -> 256 at
+     * 28x28 unrolled by 4-6: the 3x3 tile also holds three weight vectors). */
+    int64_t unroll = t->vector_regs >= 32 ? 1 : g.KH * g.KW == 1 ? Bi : (Bi < 4 ? Bi : 4);
+    ib__knobs_set(knobs, "ic_unroll", unroll);
     /* parallel: 0 splits output-channel groups across threads (each streams only its
      * share of the weights); 1 gives each item all groups for its rows, so the rows'
      * input stays in cache while every group reads it - better when the image is much
