@@ -300,8 +300,12 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
         int32_t budget = acc_budget(t, B, oc);
         /* A plain-input (stem) conv reads one strided scalar per output column and
          * channel step: tiles of more than 12 accumulators ran slower than the model
-         * predicts (ResNet-50's stem in the model: 14x2 0.92 ms; 12x1, 6x2, 4x3 0.65-0.75). */
-        if (g.Bi == 1 && budget > 12) budget = 12;
+         * predicts (ResNet-50's stem in the model: 14x2 0.92 ms; 12x1, 6x2, 4x3 0.65-0.75).
+         * With 16 registers and a long kernel row, 10: the unrolled row keeps loads in
+         * flight, and GCC spilled the 12 accumulators of 6x2 (Zen 3, ResNet-50's 7x7 stem
+         * in the model: 2.4 ms, 5x2 1.4; MobileNetV2's 3x3 stem kept 6x2, 0.19 ms). */
+        const int32_t plain_cap = t->vector_regs < 32 && g.KW > 3 ? 10 : 12;
+        if (g.Bi == 1 && budget > plain_cap) budget = plain_cap;
         for (int64_t ow = 1; ow <= g.OW && ow * oc <= budget; ow++) {
             double fma = (double)(ow * oc) / 2.0, ld = (double)(ow + oc) / 1.67;
             double per = fma > ld ? fma : ld;
