@@ -163,17 +163,25 @@ done
 import sys, numpy as np, onnx
 from onnx import helper, numpy_helper, TensorProto
 rng = np.random.default_rng(7)
-for name, c, hw in (("wino28", 32, 28), ("wino14", 64, 14)):
-    w = (rng.standard_normal((c, c, 3, 3)) * np.sqrt(2.0 / (c * 9))).astype(np.float32)
-    b = rng.uniform(-0.1, 0.1, c).astype(np.float32)
-    node = helper.make_node("Conv", ["input", "W", "B"], ["output"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+def conv(name, c, hw, k=3, stride=1, bias=True):
+    w = (rng.standard_normal((c, c, k, k)) * np.sqrt(2.0 / (c * k * k))).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "W")]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.uniform(-0.1, 0.1, c).astype(np.float32), "B"))
+    node = helper.make_node("Conv", ["input", "W"] + (["B"] if bias else []), ["output"],
+                            kernel_shape=[k, k], pads=[k // 2] * 4, strides=[stride, stride])
     g = helper.make_graph([node], name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, c, hw, hw])],
-                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, c, hw, hw])],
-                          initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, c, hw // stride, hw // stride])],
+                          initializer=inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     onnx.save(m, f"{sys.argv[1]}/{name}.onnx")
+for name, c, hw in (("wino28", 32, 28), ("wino14", 64, 14)):
+    conv(name, c, hw)
     np.save(f"{sys.argv[1]}/{name}_in.npy", rng.uniform(-1, 1, (1, c, hw, hw)).astype(np.float32))
+# for the unroll checks below
+conv("unroll_pw", 64, 28, k=1, bias=False)
+conv("unroll_s2", 64, 28, k=3, stride=2, bias=False)
 EOF
 for wm in wino28:4 wino14:2; do
     m=${wm%:*} tile=${wm#*:}
@@ -193,21 +201,8 @@ done
 
 # ---- the conv tile's in-block channel unroll: by the target's register file -------------------
 # 16 vector registers (x86-64-v3): GCC spills an accumulator of the rolled loop, so 1x1 convs
-# unroll by the channel block (8) and larger kernels by 4; 32 (x86-64-v4): rolled (1).
-"$PY" - "$T" <<'EOF'
-import sys, numpy as np, onnx
-from onnx import helper, numpy_helper, TensorProto
-rng = np.random.default_rng(8)
-for name, k, s in (("unroll_pw", 1, 1), ("unroll_s2", 3, 2)):
-    w = (rng.standard_normal((64, 64, k, k)) * 0.1).astype(np.float32)
-    node = helper.make_node("Conv", ["input", "W"], ["output"], kernel_shape=[k, k], pads=[k // 2] * 4, strides=[s, s])
-    g = helper.make_graph([node], name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 64, 28, 28])],
-                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 64, 28 // s, 28 // s])],
-                          initializer=[numpy_helper.from_array(w, "W")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.save(m, f"{sys.argv[1]}/{name}.onnx")
-EOF
+# unroll by the channel block (8) and larger kernels by 4; 32 (x86-64-v4): rolled (1). The
+# models come from the Winograd section's generator.
 for case in unroll_pw:x86-64-v3:8 unroll_s2:x86-64-v3:4 unroll_pw:x86-64-v4:1 unroll_s2:x86-64-v4:1; do
     IFS=: read -r m tgt un <<<"$case"
     expect_rc 0 "compile $m for $tgt" "$CLI" compile "$T/$m.onnx" -o "$T/$m-$tgt.ibc" --target "$tgt" --no-cache

@@ -430,7 +430,7 @@ static void test_in_model_pick(void) {
     CHECK(ib__tune_db_append(db, &r) == IB_OK);
     make_record(&r, key, 4, 0.30, true); /* the defaults, alone */
     CHECK(ib__tune_db_append(db, &r) == IB_OK);
-    CHECK(ib__tune_db_pick(db, t, key) && ib__tune_db_pick(db, t, key)->knob_value[0] == 7);
+    CHECK(ib__tune_db_pick(db, t, key, NULL) && ib__tune_db_pick(db, t, key, NULL)->knob_value[0] == 7);
     make_record(&r, key, 7, 0.36, false); /* the winner lost in the model: failed */
     r.in_model = true;
     CHECK(ib__tune_db_append(db, &r) == IB_OK);
@@ -442,7 +442,7 @@ static void test_in_model_pick(void) {
     CHECK(ib__tune_db_open(p, &db) == IB_OK);
     if (!db) return;
     CHECK(ib__tune_db_size(db) == 4);
-    const ib__tune_record *pick = ib__tune_db_pick(db, t, key), *best = ib__tune_db_best(db, t, key);
+    const ib__tune_record *pick = ib__tune_db_pick(db, t, key, NULL), *best = ib__tune_db_best(db, t, key);
     CHECK(pick && pick->in_model && pick->knob_value[0] == 4 && pick->ms == 0.29);
     CHECK(best && !best->in_model && best->knob_value[0] == 7 && best->ms == 0.20);
     int32_t n_all = 0, n_ok = 0;

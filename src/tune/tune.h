@@ -86,9 +86,11 @@ ib_status ib__tune_db_append(ib__tune_db *db, const ib__tune_record *r);
 const ib__tune_record *ib__tune_db_best(const ib__tune_db *db, const char *target,
                                         const char *key);
 /* The record a compile applies: the fastest in-model record of (target, key) when it has
- * any (times in the model beat times of the kernel alone), else ib__tune_db_best. */
+ * any (times in the model beat times of the kernel alone), else the fastest kernel-alone
+ * one. With `names`, only records naming exactly those knobs count: a record without a
+ * knob the template has since gained was timed with the code of before that knob. */
 const ib__tune_record *ib__tune_db_pick(const ib__tune_db *db, const char *target,
-                                        const char *key);
+                                        const char *key, const ib__knobs *names);
 /* Records of (target, key): all, and how many succeeded. */
 void ib__tune_db_count(const ib__tune_db *db, const char *target, const char *key,
                        int32_t *n_all, int32_t *n_ok);

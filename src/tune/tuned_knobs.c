@@ -46,18 +46,16 @@ static void pick(void *ctx, const ib__plan *plan, const ib__pkernel *k, int32_t 
         return;
     }
     note_key(tk, index, key);
-    const ib__tune_record *best = tk->db ? ib__tune_db_pick(tk->db, tk->target, key) : NULL;
+    /* The best record naming exactly the template's knobs (older ones are stale: Winograd
+     * records from before tile_size ran F(2x2) where its default is now F(4x4)), applied
+     * only when the template still accepts its values. */
+    const ib__tune_record *best = tk->db ? ib__tune_db_pick(tk->db, tk->target, key, knobs) : NULL;
     if (!best) return;
-    /* The record's knobs, only when it names exactly the template's knobs and the template
-     * still accepts them. A record without a knob the template has since gained was timed
-     * with the code of before that knob, which its default need not give: Winograd's
-     * tile_size defaults to F(4x4) on shapes whose older records all ran F(2x2). */
-    if (best->n_knobs != knobs->n) return;
     ib__knobs cand = *knobs;
     for (int32_t i = 0; i < best->n_knobs; i++) {
         int32_t j = 0;
         while (j < cand.n && strcmp(cand.name[j], best->knob_name[i]) != 0) j++;
-        if (j == cand.n) return; /* a knob this template no longer has: stale record */
+        if (j == cand.n) return; /* not reached: the pick named exactly these knobs */
         cand.value[j] = best->knob_value[i];
     }
     if (!k->tmpl->knobs_valid(plan, k, &cand)) return;
@@ -186,7 +184,7 @@ ib_status ib__tune_compile_digest(const ib__target *target, const char *db_path,
     for (int32_t i = 0; i < n; i++) {
         const ib__tune_record *r = ib__tune_db_at(db, i);
         if (!r->ok || strcmp(r->target, tk->target) != 0) continue;
-        if (ib__tune_db_pick(db, tk->target, r->key) != r) continue;
+        if (ib__tune_db_pick(db, tk->target, r->key, NULL) != r) continue;
         best[m++] = r;
     }
     qsort(best, (size_t)m, sizeof *best, rec_cmp);

@@ -382,12 +382,26 @@ static bool same_workload(const ib__tune_record *r, const char *target, const ch
     return strcmp(r->target, target) == 0 && strcmp(r->key, key) == 0;
 }
 
+/* r names exactly k's knobs, and with k's values too when `values`. */
+static bool same_knob_names(const ib__tune_record *r, const ib__knobs *k, bool values) {
+    if (r->n_knobs != k->n) return false;
+    for (int32_t i = 0; i < k->n; i++) {
+        bool found = false;
+        for (int32_t j = 0; j < r->n_knobs && !found; j++)
+            found = strcmp(r->knob_name[j], k->name[i]) == 0 &&
+                    (!values || r->knob_value[j] == k->value[i]);
+        if (!found) return false;
+    }
+    return true;
+}
+
 static const ib__tune_record *best_of(const ib__tune_db *db, const char *target,
-                                      const char *key, bool in_model) {
+                                      const char *key, bool in_model, const ib__knobs *names) {
     const ib__tune_record *best = NULL;
     for (int32_t i = 0; db && i < db->n; i++) {
         const ib__tune_record *r = &db->recs[i];
         if (!r->ok || r->in_model != in_model || !same_workload(r, target, key)) continue;
+        if (names && !same_knob_names(r, names, false)) continue;
         if (!best || ib__tune_record_faster(r, best)) best = r;
     }
     return best;
@@ -395,13 +409,13 @@ static const ib__tune_record *best_of(const ib__tune_db *db, const char *target,
 
 const ib__tune_record *ib__tune_db_best(const ib__tune_db *db, const char *target,
                                         const char *key) {
-    return best_of(db, target, key, false);
+    return best_of(db, target, key, false, NULL);
 }
 
 const ib__tune_record *ib__tune_db_pick(const ib__tune_db *db, const char *target,
-                                        const char *key) {
-    const ib__tune_record *m = best_of(db, target, key, true);
-    return m ? m : best_of(db, target, key, false);
+                                        const char *key, const ib__knobs *names) {
+    const ib__tune_record *m = best_of(db, target, key, true, names);
+    return m ? m : best_of(db, target, key, false, names);
 }
 
 void ib__tune_db_count(const ib__tune_db *db, const char *target, const char *key,
@@ -416,21 +430,11 @@ void ib__tune_db_count(const ib__tune_db *db, const char *target, const char *ke
     *n_ok = o;
 }
 
-static bool same_knobs(const ib__tune_record *r, const ib__knobs *k) {
-    if (r->n_knobs != k->n) return false;
-    for (int32_t i = 0; i < k->n; i++) {
-        bool found = false;
-        for (int32_t j = 0; j < r->n_knobs && !found; j++)
-            found = strcmp(r->knob_name[j], k->name[i]) == 0 && r->knob_value[j] == k->value[i];
-        if (!found) return false;
-    }
-    return true;
-}
-
 bool ib__tune_db_has(const ib__tune_db *db, const char *target, const char *key,
                      const ib__knobs *knobs) {
     for (int32_t i = 0; db && i < db->n; i++)
-        if (same_workload(&db->recs[i], target, key) && same_knobs(&db->recs[i], knobs))
+        if (same_workload(&db->recs[i], target, key) &&
+            same_knob_names(&db->recs[i], knobs, true))
             return true;
     return false;
 }

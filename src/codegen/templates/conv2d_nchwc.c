@@ -334,9 +334,10 @@ void ib__conv_nchwc_default_knobs(const ib__plan *plan, const ib__pkernel *k, ib
      * interleave steps and spill. With 16 (AVX2) the rolled loop is the one that spills:
      * GCC keeps an accumulator on the stack across iterations, and the loop runs at the
      * latency of the store-load round trip. Measured on Zen 3, ResNet-50 in the model:
-     * its 1x1 convs 1.2-1.6 ms rolled, 0.65-0.8 unrolled by the block (8); 3x3 stride-2
-     * 1.6-1.75 rolled, 1.35-1.5 unrolled by 4 or 8 (the tuner's best for 256 -> 256 at
-     * 28x28 unrolled by 4-6: the 3x3 tile also holds three weight vectors). */
+     * its 1x1 convs 1.2-1.6 ms rolled, 0.6-0.8 unrolled by the block (8). Its 3x3
+     * stride-2 convs in layers 2 and 3: 1.6-1.8 rolled, 1.3-1.5 unrolled by 4, 1.6-1.8 by
+     * 8 (the tuner's best for 256 -> 256 at 28x28 unrolled by 4-6); layer 4's (7x7
+     * output) was 1.67 rolled, 1.87 by 4, 1.55 by 8 - left to the tuner. */
     int64_t unroll = t->vector_regs >= 32 ? 1 : g.KH * g.KW == 1 ? Bi : (Bi < 4 ? Bi : 4);
     ib__knobs_set(knobs, "ic_unroll", unroll);
     /* parallel: 0 splits output-channel groups across threads (each streams only its
